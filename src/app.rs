@@ -1,0 +1,237 @@
+//! Config -> a pingora `Server` with its services, and a handle to run it: in `main` until a
+//! signal, or on a thread of its own in tests, stopped through the handle.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::access::AccessRules;
+use crate::config::{Config, ListenerKind, UpstreamConfig};
+use crate::hygiene::HeaderHygiene;
+use crate::portal::Pages;
+use crate::proxy::upstream::{PoolParts, Upstream, UpstreamError};
+use crate::proxy::{AppRuntime, Gateway, State};
+use crate::redirect::RedirectToHttps;
+use crate::routing::HostRouter;
+use crate::tls::SniResolver;
+use crate::whoami::Whoami;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot create the data directory {path}: {cause}")]
+    DataDir { path: String, cause: std::io::Error },
+    #[error("cannot start the built-in whoami app: {0}")]
+    Whoami(std::io::Error),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("access rules: {0}")]
+    Rules(#[from] regex::Error),
+    #[error("listener {0}: no certificate")]
+    NoCertificate(std::net::SocketAddr),
+    #[error("listener {address}: {cause}")]
+    Listener { address: std::net::SocketAddr, cause: String },
+}
+
+/// Cookie names the gateway owns (never forwarded upstream).
+pub fn gateway_cookie_names() -> Vec<String> {
+    ["stepgate_session", "__Host-stepgate_session", "stepgate_csrf", "__Host-stepgate_csrf", "stepgate_trust", "__Host-stepgate_trust"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// Builds the server and all its services from a validated config.
+pub fn build(cfg: &Config) -> Result<Server, BuildError> {
+    std::fs::create_dir_all(&cfg.server.data_dir).map_err(|cause| BuildError::DataDir {
+        path: cfg.server.data_dir.display().to_string(),
+        cause,
+    })?;
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs_f64().ceil() as u64),
+        upstream_keepalive_pool_size: 256,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+
+    let needs_whoami = cfg.apps.iter().any(|a| matches!(a.upstream, UpstreamConfig::Whoami));
+    let whoami_addr = if needs_whoami {
+        let whoami = Whoami::bind().map_err(BuildError::Whoami)?;
+        let addr = whoami.addr();
+        server.add_service(background_service("whoami", whoami));
+        addr
+    } else {
+        ([127, 0, 0, 1], 0).into()
+    };
+
+    let mut apps = Vec::with_capacity(cfg.apps.len());
+    for app in &cfg.apps {
+        let upstream = match &app.upstream {
+            UpstreamConfig::Whoami => Upstream::Whoami(whoami_addr),
+            UpstreamConfig::Servers(servers) => {
+                Upstream::Pool(PoolParts::build(&app.id, servers)?.start(&mut server, &app.id))
+            }
+        };
+        apps.push(AppRuntime {
+            id: app.id.clone(),
+            upstream,
+        });
+    }
+
+    let state = State {
+        router: HostRouter::new(cfg.apps.iter().enumerate().map(|(i, a)| (i, a.hosts.as_slice()))),
+        apps,
+        rules: AccessRules::compile(cfg.rules.clone())?,
+        hygiene: HeaderHygiene::new(&cfg.identity_headers, &cfg.server.trusted_proxies, gateway_cookie_names()),
+        pages: Pages::new(cfg.portal.clone()),
+        access_log: cfg.log.access_log,
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway { state: Arc::new(state) },
+        "stepgate proxy",
+    );
+    for listener in &cfg.listeners {
+        let address = listener.address.to_string();
+        match &listener.kind {
+            ListenerKind::Http => {
+                if !listener.address.ip().is_loopback() {
+                    tracing::warn!(%address, "plain-HTTP listener on a non-loopback address: cookies are sent without Secure; use it only behind a TLS-terminating proxy or for local try-outs");
+                } else {
+                    tracing::warn!(%address, "plain-HTTP listener: cookies are sent without Secure and without the __Host- prefix; for local try-outs only");
+                }
+                proxy.add_tcp(&address);
+            }
+            ListenerKind::Https { certificates, http2 } => {
+                let resolver = SniResolver::new(certificates).ok_or(BuildError::NoCertificate(listener.address))?;
+                let mut tls = TlsSettings::intermediate("", "").map_err(|e| BuildError::Listener {
+                    address: listener.address,
+                    cause: e.to_string(),
+                })?;
+                tls.set_cert_resolver(Arc::new(resolver));
+                if *http2 {
+                    tls.enable_h2();
+                }
+                proxy.add_tls_with_settings(&address, None, tls);
+            }
+            ListenerKind::Redirect { https_port } => {
+                let mut redirect = Service::new(
+                    format!("redirect {address}"),
+                    RedirectToHttps { https_port: *https_port },
+                );
+                redirect.add_tcp(&address);
+                server.add_service(redirect);
+            }
+        }
+    }
+    server.add_service(proxy);
+    Ok(server)
+}
+
+/// Runs until SIGTERM or SIGINT, then finishes in-flight requests within the grace period.
+pub fn run(cfg: &Config) -> Result<(), BuildError> {
+    let server = build(cfg)?;
+    tracing::info!(listeners = ?cfg.listeners.iter().map(|l| l.address).collect::<Vec<_>>(), "stepgate starting");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(UnixSignals),
+    });
+    tracing::info!("stepgate stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT both shut down gracefully (pingora's default treats SIGINT as fast).
+struct UnixSignals;
+
+#[async_trait]
+impl ShutdownSignalWatch for UnixSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// How to stop a gateway started with [`start`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop accepting, let in-flight requests finish within the grace period.
+    Graceful,
+    /// Stop now.
+    Fast,
+}
+
+struct ChannelSignal(Mutex<mpsc::UnboundedReceiver<Stop>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        match self.0.lock().await.recv().await {
+            Some(Stop::Graceful) => ShutdownSignal::GracefulTerminate,
+            Some(Stop::Fast) | None => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+/// A gateway running on a thread of its own (tests, embedding). Dropping it stops it fast.
+pub struct RunningGateway {
+    stop: mpsc::UnboundedSender<Stop>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Builds and starts a gateway without blocking; it runs until [`RunningGateway::stop`].
+pub fn start(cfg: &Config) -> Result<RunningGateway, BuildError> {
+    let server = build(cfg)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("stepgate".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(ChannelSignal(Mutex::new(rx))),
+            })
+        })
+        .map_err(BuildError::Whoami)?;
+    Ok(RunningGateway {
+        stop: tx,
+        thread: Some(thread),
+    })
+}
+
+impl RunningGateway {
+    /// Stops the gateway and waits until it has.
+    pub fn stop(mut self, how: Stop) {
+        self.stop_inner(how);
+    }
+
+    /// Signals a stop without waiting (to observe a graceful shutdown from outside).
+    pub fn signal(&self, how: Stop) {
+        let _ = self.stop.send(how);
+    }
+
+    fn stop_inner(&mut self, how: Stop) {
+        let _ = self.stop.send(how);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.stop_inner(Stop::Fast);
+    }
+}

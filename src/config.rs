@@ -1,0 +1,272 @@
+//! The validated configuration: every value typed and checked, ready to build a gateway from.
+//!
+//! Pipeline: read the file -> `toml` into the serde mirror (`config::file`) -> `config::validate`
+//! turns it into [`Config`], collecting every problem with its line. `stepgate check` prints the
+//! whole list; `stepgate run` refuses to start with any of them.
+
+mod file;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+
+use crate::access::RuleSpec;
+use crate::i18n::Lang;
+use crate::routing::HostPattern;
+
+/// Everything the gateway needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (for messages).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub portal: PortalConfig,
+    pub identity_headers: IdentityHeaders,
+    pub listeners: Vec<ListenerConfig>,
+    pub apps: Vec<AppConfig>,
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// All state: database, keys, outbox, audit log.
+    pub data_dir: PathBuf,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Peers whose `X-Forwarded-*` headers are believed. Empty by default.
+    pub trusted_proxies: Vec<IpNet>,
+    /// After SIGTERM/SIGINT: how long in-flight requests may take to finish.
+    pub grace_period: Duration,
+    /// After the grace period: how long the runtimes get to wind down.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `info,stepgate=debug`.
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    /// Reserved path prefix of the gateway's own pages on every host, e.g. `/_stepgate`.
+    pub prefix: String,
+    pub service_name: String,
+    pub help_url: Option<String>,
+    pub default_language: Lang,
+}
+
+/// Names of the identity headers sent to upstream apps (and stripped from clients).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub groups: HeaderName,
+    pub name: HeaderName,
+    pub auth_level: HeaderName,
+    pub auth_methods: HeaderName,
+    pub assertion: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn all(&self) -> [&HeaderName; 7] {
+        [
+            &self.user,
+            &self.email,
+            &self.groups,
+            &self.name,
+            &self.auth_level,
+            &self.auth_methods,
+            &self.assertion,
+        ]
+    }
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user: HeaderName::from_static("remote-user"),
+            email: HeaderName::from_static("remote-email"),
+            groups: HeaderName::from_static("remote-groups"),
+            name: HeaderName::from_static("remote-name"),
+            auth_level: HeaderName::from_static("remote-auth-level"),
+            auth_methods: HeaderName::from_static("remote-auth-methods"),
+            assertion: HeaderName::from_static("x-stepgate-assertion"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// Plain HTTP: for local try-outs or behind a TLS-terminating proxy.
+    Http,
+    /// HTTPS with certificates chosen by SNI; the first one is the default.
+    Https {
+        certificates: Vec<Certificate>,
+        http2: bool,
+    },
+    /// Plain HTTP that answers every request with a redirect to HTTPS on `https_port`.
+    Redirect { https_port: u16 },
+}
+
+/// A loaded certificate chain and key, and the host names it is served for.
+#[derive(Clone)]
+pub struct Certificate {
+    pub cert_file: PathBuf,
+    pub key: Arc<rustls::sign::CertifiedKey>,
+    pub hosts: Vec<HostPattern>,
+}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("Certificate")
+            .field("cert_file", &self.cert_file)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Stable id: the `aud` of the identity assertion.
+    pub id: String,
+    pub hosts: Vec<HostPattern>,
+    pub upstream: UpstreamConfig,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamConfig {
+    /// The gateway's own echo app (see the contract).
+    Whoami,
+    Servers(UpstreamServers),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamServers {
+    pub servers: Vec<UpstreamServer>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub tls: UpstreamTls,
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServer {
+    /// Host name or IP literal, as written.
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// SNI to send; defaults to the server's host name.
+    pub sni: Option<String>,
+    pub verify_cert: bool,
+    pub verify_hostname: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// One thing wrong with the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    /// Dotted key path, e.g. `app[0].upstreams[1]`.
+    pub key: String,
+    /// What is wrong and what was found.
+    pub message: String,
+}
+
+/// Every problem found in one file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                p.line,
+                p.key,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Read and validate a file; relative paths in it are taken from the working directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 0,
+                key: "(file)".into(),
+                message: format!("cannot read the file ({e})"),
+            }],
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Validate TOML text; `path` names it in messages.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        validate::validate(path, text).map_err(|problems| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// `--listen`: replace the address of the first plain-HTTP listener (or add one).
+    pub fn override_listen(&mut self, address: SocketAddr) {
+        match self
+            .listeners
+            .iter_mut()
+            .find(|l| matches!(l.kind, ListenerKind::Http))
+        {
+            Some(l) => l.address = address,
+            None => self.listeners.push(ListenerConfig {
+                address,
+                kind: ListenerKind::Http,
+            }),
+        }
+    }
+}

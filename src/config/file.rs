@@ -1,0 +1,132 @@
+//! The serde mirror of the TOML file: what an operator may write, and nothing else.
+//!
+//! Leaves that need checking beyond their TOML type (durations, addresses, CIDRs, regexes) are
+//! read as spanned strings so that `validate` can report every bad value at once, each with its
+//! line, instead of stopping at the first one as serde would. Unknown keys are collected by
+//! `serde_ignored` in `config::load` for the same reason (see the note there).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Str = Spanned<String>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub log: LogFile,
+    #[serde(default)]
+    pub portal: PortalFile,
+    #[serde(default)]
+    pub identity: IdentityFile,
+    #[serde(default)]
+    pub listener: Vec<Spanned<ListenerFile>>,
+    #[serde(default)]
+    pub app: Vec<Spanned<AppFile>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RuleFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ServerFile {
+    pub data_dir: Option<Str>,
+    pub threads: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Str>,
+    pub grace_period: Option<Str>,
+    pub shutdown_timeout: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogFile {
+    pub format: Option<Str>,
+    pub level: Option<Str>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PortalFile {
+    pub prefix: Option<Str>,
+    pub service_name: Option<Str>,
+    pub help_url: Option<Str>,
+    pub default_language: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct IdentityFile {
+    #[serde(default)]
+    pub headers: IdentityHeadersFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct IdentityHeadersFile {
+    pub user: Option<Str>,
+    pub email: Option<Str>,
+    pub groups: Option<Str>,
+    pub name: Option<Str>,
+    pub auth_level: Option<Str>,
+    pub auth_methods: Option<Str>,
+    pub assertion: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListenerFile {
+    pub address: Str,
+    pub protocol: Option<Str>,
+    pub http2: Option<bool>,
+    pub redirect_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub certificate: Vec<Spanned<CertificateFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CertificateFile {
+    pub cert_file: Str,
+    pub key_file: Str,
+    pub hosts: Option<Vec<Str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AppFile {
+    pub id: Str,
+    #[serde(default)]
+    pub hosts: Vec<Str>,
+    pub builtin: Option<Str>,
+    #[serde(default)]
+    pub upstreams: Vec<Str>,
+    pub connect_timeout: Option<Str>,
+    pub read_timeout: Option<Str>,
+    pub tls: Option<UpstreamTlsFile>,
+    pub health_check: Option<Spanned<HealthCheckFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpstreamTlsFile {
+    pub sni: Option<Str>,
+    pub verify_cert: Option<bool>,
+    pub verify_hostname: Option<bool>,
+    pub ca_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HealthCheckFile {
+    pub path: Option<Str>,
+    pub interval: Option<Str>,
+    pub timeout: Option<Str>,
+    pub host: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub hosts: Vec<Str>,
+    pub path: Option<Str>,
+    #[serde(default)]
+    pub methods: Vec<Str>,
+    #[serde(default)]
+    pub networks: Vec<Str>,
+    #[serde(default)]
+    pub subjects: Vec<Str>,
+    pub policy: Str,
+}

@@ -1,0 +1,696 @@
+//! File -> [`Config`]: checks every value and collects every problem, each with its line.
+//!
+//! Unknown keys: the mirror does not use `deny_unknown_fields`, because serde stops at the first
+//! unknown key. `serde_ignored` reports every key serde skipped instead, and each becomes a
+//! problem, so unknown keys are still rejected, all of them at once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::file::{self, FileConfig, Str};
+use super::*;
+use crate::access::{Policy, RuleSpec, Subject};
+use crate::i18n::Lang;
+use crate::routing::HostPattern;
+
+pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<Problem>> {
+    let mut unknown = Vec::new();
+    let de = toml::Deserializer::new(text);
+    let parsed: Result<FileConfig, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(format_path(&p)));
+    let mut v = Validator {
+        text,
+        problems: Vec::new(),
+    };
+    let file = match parsed {
+        Ok(file) => file,
+        Err(e) => {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let message = e.message().trim().replace('\n', " ");
+            let found = e
+                .span()
+                .and_then(|s| text.get(s))
+                .map(|s| format!(" (found `{}`)", s.lines().next().unwrap_or("").trim()))
+                .unwrap_or_default();
+            v.problems.push(Problem {
+                line: v.line_of(offset),
+                key: key_at(text, offset),
+                message: format!("{message}{found}"),
+            });
+            return Err(v.problems);
+        }
+    };
+    let doc = toml_edit::ImDocument::parse(text.to_owned()).ok();
+    for key in unknown {
+        let line = doc
+            .as_ref()
+            .and_then(|d| span_of_path(d.as_table(), &key))
+            .map(|s| v.line_of(s.start))
+            .unwrap_or(0);
+        let leaf = key.rsplit('.').next().unwrap_or(&key).to_owned();
+        v.problems.push(Problem {
+            line,
+            key,
+            message: format!("unknown key, remove it or check its spelling (found `{leaf}`)"),
+        });
+    }
+    let config = v.config(path, file);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        v.problems.sort_by_key(|p| p.line);
+        Err(v.problems)
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: self.line_of(span.start),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, path: &Path, f: FileConfig) -> Config {
+        let server = self.server(f.server);
+        let log = self.log(f.log);
+        let portal = self.portal(f.portal);
+        let identity_headers = self.identity_headers(f.identity.headers);
+        let listeners = f
+            .listener
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, l)| self.listener(i, l))
+            .collect::<Vec<_>>();
+        if listeners.is_empty() {
+            self.problem(
+                0..0,
+                "listener",
+                "at least one [[listener]] is needed (found none)",
+            );
+        }
+        let apps = self.apps(f.app);
+        let rules = f
+            .rule
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.rule(i, r))
+            .collect();
+        Config {
+            source: path.to_path_buf(),
+            server,
+            log,
+            portal,
+            identity_headers,
+            listeners,
+            apps,
+            rules,
+        }
+    }
+
+    fn server(&mut self, s: file::ServerFile) -> ServerConfig {
+        let threads = match s.threads {
+            Some(t) if !(1..=1024).contains(t.get_ref()) => {
+                self.problem(
+                    t.span(),
+                    "server.threads",
+                    format!("must be from 1 to 1024 (found {})", t.get_ref()),
+                );
+                1
+            }
+            Some(t) => *t.get_ref() as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let trusted_proxies = s
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| self.network(c, &format!("server.trusted_proxies[{i}]")))
+            .collect();
+        ServerConfig {
+            data_dir: s
+                .data_dir
+                .map_or_else(|| PathBuf::from("./data"), |d| PathBuf::from(d.into_inner())),
+            threads,
+            trusted_proxies,
+            grace_period: self.duration(&s.grace_period, "server.grace_period", 10),
+            shutdown_timeout: self.duration(&s.shutdown_timeout, "server.shutdown_timeout", 5),
+        }
+    }
+
+    fn log(&mut self, l: file::LogFile) -> LogConfig {
+        let format = match l.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+            None | Some(("human", _)) => LogFormat::Human,
+            Some(("json", _)) => LogFormat::Json,
+            Some((other, span)) => {
+                self.problem(
+                    span,
+                    "log.format",
+                    format!("must be \"human\" or \"json\" (found \"{other}\")"),
+                );
+                LogFormat::Human
+            }
+        };
+        let level = l.level.map_or_else(|| "info".to_owned(), |l| {
+            if tracing_subscriber::EnvFilter::try_new(l.get_ref()).is_err() {
+                self.problem(
+                    l.span(),
+                    "log.level",
+                    format!("not a log filter such as \"info\" or \"info,stepgate=debug\" (found \"{}\")", l.get_ref()),
+                );
+            }
+            l.into_inner()
+        });
+        LogConfig {
+            format,
+            level,
+            access_log: l.access_log.unwrap_or(true),
+        }
+    }
+
+    fn portal(&mut self, p: file::PortalFile) -> PortalConfig {
+        let prefix = match p.prefix {
+            None => "/_stepgate".to_owned(),
+            Some(s) => {
+                let v = s.get_ref();
+                let ok = v.len() > 1
+                    && v.starts_with('/')
+                    && !v.ends_with('/')
+                    && v[1..]
+                        .split('/')
+                        .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)));
+                if !ok {
+                    self.problem(
+                        s.span(),
+                        "portal.prefix",
+                        format!("must be a path like \"/_stepgate\": a leading slash, no trailing slash, letters, digits, - and _ (found \"{v}\")"),
+                    );
+                }
+                s.into_inner()
+            }
+        };
+        let help_url = p.help_url.and_then(|u| match url::Url::parse(u.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(u.into_inner()),
+            _ => {
+                self.problem(
+                    u.span(),
+                    "portal.help_url",
+                    format!("must be an absolute http(s) URL (found \"{}\")", u.get_ref()),
+                );
+                None
+            }
+        });
+        let default_language = match p.default_language {
+            None => Lang::En,
+            Some(l) => Lang::from_tag(l.get_ref()).unwrap_or_else(|| {
+                self.problem(
+                    l.span(),
+                    "portal.default_language",
+                    format!("must be \"en\" or \"ko\" (found \"{}\")", l.get_ref()),
+                );
+                Lang::En
+            }),
+        };
+        PortalConfig {
+            prefix,
+            service_name: p
+                .service_name
+                .map_or_else(|| "stepgate".to_owned(), |s| s.into_inner()),
+            help_url,
+            default_language,
+        }
+    }
+
+    fn identity_headers(&mut self, h: file::IdentityHeadersFile) -> IdentityHeaders {
+        let d = IdentityHeaders::default();
+        let mut one = |v: Option<Str>, key: &str, default: HeaderName| match v {
+            None => default,
+            Some(s) => match HeaderName::from_bytes(s.get_ref().as_bytes()) {
+                Ok(name) if !is_reserved_header(&name) => name,
+                _ => {
+                    self.problem(
+                        s.span(),
+                        format!("identity.headers.{key}"),
+                        format!("not a usable header name (found \"{}\")", s.get_ref()),
+                    );
+                    default
+                }
+            },
+        };
+        let headers = IdentityHeaders {
+            user: one(h.user, "user", d.user),
+            email: one(h.email, "email", d.email),
+            groups: one(h.groups, "groups", d.groups),
+            name: one(h.name, "name", d.name),
+            auth_level: one(h.auth_level, "auth_level", d.auth_level),
+            auth_methods: one(h.auth_methods, "auth_methods", d.auth_methods),
+            assertion: one(h.assertion, "assertion", d.assertion),
+        };
+        let distinct: HashSet<String> = headers
+            .all()
+            .iter()
+            .map(|n| n.as_str().replace('_', "-"))
+            .collect();
+        if distinct.len() != 7 {
+            self.problem(
+                0..0,
+                "identity.headers",
+                "every identity header needs its own name (found the same name twice)",
+            );
+        }
+        headers
+    }
+
+    fn listener(&mut self, i: usize, l: Spanned<file::ListenerFile>) -> Option<ListenerConfig> {
+        let span = l.span();
+        let l = l.into_inner();
+        let key = format!("listener[{i}]");
+        let address = self.socket_addr(&l.address, &format!("{key}.address"));
+        let protocol = l.protocol.as_ref().map_or("http", |p| p.get_ref().as_str());
+        let kind = match protocol {
+            "http" | "redirect" if !l.certificate.is_empty() => {
+                self.problem(
+                    l.certificate[0].span(),
+                    format!("{key}.certificate"),
+                    format!("certificates only go with protocol = \"https\" (found protocol = \"{protocol}\")"),
+                );
+                None
+            }
+            "http" => Some(ListenerKind::Http),
+            "redirect" => {
+                let port = match &l.redirect_port {
+                    None => Some(443),
+                    Some(p) => match u16::try_from(*p.get_ref()) {
+                        Ok(port) if port > 0 => Some(port),
+                        _ => {
+                            self.problem(
+                                p.span(),
+                                format!("{key}.redirect_port"),
+                                format!("must be a port from 1 to 65535 (found {})", p.get_ref()),
+                            );
+                            None
+                        }
+                    },
+                };
+                port.map(|https_port| ListenerKind::Redirect { https_port })
+            }
+            "https" => {
+                if l.certificate.is_empty() {
+                    self.problem(
+                        span.clone(),
+                        format!("{key}.certificate"),
+                        "an https listener needs at least one [[listener.certificate]] (found none)",
+                    );
+                }
+                let certificates: Vec<_> = l
+                    .certificate
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, c)| self.certificate(c.get_ref(), &format!("{key}.certificate[{j}]")))
+                    .collect();
+                Some(ListenerKind::Https {
+                    certificates,
+                    http2: l.http2.unwrap_or(true),
+                })
+            }
+            other => {
+                let p = l.protocol.as_ref().map_or(span.clone(), |p| p.span());
+                self.problem(
+                    p,
+                    format!("{key}.protocol"),
+                    format!("must be \"http\", \"https\" or \"redirect\" (found \"{other}\")"),
+                );
+                None
+            }
+        };
+        if l.redirect_port.is_some() && protocol != "redirect" {
+            let p = l.redirect_port.as_ref().map_or(span.clone(), |p| p.span());
+            self.problem(
+                p,
+                format!("{key}.redirect_port"),
+                format!("only goes with protocol = \"redirect\" (found protocol = \"{protocol}\")"),
+            );
+        }
+        Some(ListenerConfig {
+            address: address?,
+            kind: kind?,
+        })
+    }
+
+    fn certificate(&mut self, c: &file::CertificateFile, key: &str) -> Option<Certificate> {
+        let loaded = crate::tls::load_certified_key(
+            Path::new(c.cert_file.get_ref()),
+            Path::new(c.key_file.get_ref()),
+        );
+        let (certified, names) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                let span = match e {
+                    crate::tls::LoadError::Key(_) => c.key_file.span(),
+                    _ => c.cert_file.span(),
+                };
+                let which = if span == c.key_file.span() { "key_file" } else { "cert_file" };
+                self.problem(span, format!("{key}.{which}"), e.to_string());
+                return None;
+            }
+        };
+        let hosts = match &c.hosts {
+            Some(hosts) => hosts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| self.host_pattern(h, &format!("{key}.hosts[{i}]")))
+                .collect(),
+            None => {
+                let hosts: Vec<_> = names.iter().filter_map(|n| HostPattern::parse(n).ok()).collect();
+                if hosts.is_empty() {
+                    self.problem(
+                        c.cert_file.span(),
+                        format!("{key}.hosts"),
+                        "the certificate names no DNS host; list the hosts it serves in `hosts` (found no subjectAltName)",
+                    );
+                }
+                hosts
+            }
+        };
+        Some(Certificate {
+            cert_file: PathBuf::from(c.cert_file.get_ref()),
+            key: Arc::new(certified),
+            hosts,
+        })
+    }
+
+    fn apps(&mut self, apps: Vec<Spanned<file::AppFile>>) -> Vec<AppConfig> {
+        let mut ids = HashSet::new();
+        let mut hosts_seen: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        for (i, a) in apps.into_iter().enumerate() {
+            let span = a.span();
+            let a = a.into_inner();
+            let key = format!("app[{i}]");
+            let id = a.id.get_ref();
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                self.problem(a.id.span(), format!("{key}.id"), format!("must be letters, digits, -, _ or . (found \"{id}\")"));
+            } else if !ids.insert(id.clone()) {
+                self.problem(a.id.span(), format!("{key}.id"), format!("another app already has this id (found \"{id}\")"));
+            }
+            if a.hosts.is_empty() {
+                self.problem(span.clone(), format!("{key}.hosts"), "an app needs at least one host (found none)");
+            }
+            let mut hosts = Vec::new();
+            for (j, h) in a.hosts.iter().enumerate() {
+                let hk = format!("{key}.hosts[{j}]");
+                if let Some(p) = self.host_pattern(h, &hk) {
+                    if !hosts_seen.insert(p.to_string()) {
+                        self.problem(h.span(), hk, format!("another app already serves this host (found \"{}\")", h.get_ref()));
+                    }
+                    hosts.push(p);
+                }
+            }
+            let upstream = match (&a.builtin, a.upstreams.is_empty()) {
+                (Some(b), true) if b.get_ref() == "whoami" => Some(UpstreamConfig::Whoami),
+                (Some(b), true) => {
+                    self.problem(b.span(), format!("{key}.builtin"), format!("the only built-in app is \"whoami\" (found \"{}\")", b.get_ref()));
+                    None
+                }
+                (Some(b), false) => {
+                    self.problem(b.span(), format!("{key}.builtin"), "give either `builtin` or `upstreams`, not both (found both)");
+                    None
+                }
+                (None, true) => {
+                    self.problem(span.clone(), format!("{key}.upstreams"), "an app needs `upstreams` or `builtin = \"whoami\"` (found neither)");
+                    None
+                }
+                (None, false) => self.upstream_servers(&a, &key).map(UpstreamConfig::Servers),
+            };
+            if let Some(upstream) = upstream {
+                out.push(AppConfig { id: id.clone(), hosts, upstream });
+            }
+        }
+        out
+    }
+
+    fn upstream_servers(&mut self, a: &file::AppFile, key: &str) -> Option<UpstreamServers> {
+        let servers: Vec<_> = a
+            .upstreams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| {
+                let parsed = parse_upstream(u.get_ref());
+                if parsed.is_none() {
+                    self.problem(
+                        u.span(),
+                        format!("{key}.upstreams[{i}]"),
+                        format!("must be host:port, http://host:port or https://host:port (found \"{}\")", u.get_ref()),
+                    );
+                }
+                parsed
+            })
+            .collect();
+        let tls = match &a.tls {
+            None => UpstreamTls { sni: None, verify_cert: true, verify_hostname: true, ca_file: None },
+            Some(t) => UpstreamTls {
+                sni: t.sni.as_ref().map(|s| s.get_ref().clone()),
+                verify_cert: t.verify_cert.unwrap_or(true),
+                verify_hostname: t.verify_hostname.unwrap_or(true),
+                ca_file: t.ca_file.as_ref().and_then(|f| {
+                    let path = PathBuf::from(f.get_ref());
+                    match crate::tls::load_ca(&path) {
+                        Ok(_) => Some(path),
+                        Err(e) => {
+                            self.problem(f.span(), format!("{key}.tls.ca_file"), e.to_string());
+                            None
+                        }
+                    }
+                }),
+            },
+        };
+        let health_check = a.health_check.as_ref().map(|h| {
+            let span = h.span();
+            let h = h.get_ref();
+            let path = h.path.as_ref().map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
+            if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+                self.problem(h.path.as_ref().map_or(span, |p| p.span()), format!("{key}.health_check.path"), format!("must be a path starting with / (found \"{path}\")"));
+            }
+            HealthCheck {
+                path,
+                host: h.host.as_ref().map(|s| s.get_ref().clone()),
+                interval: self.duration(&h.interval, &format!("{key}.health_check.interval"), 5),
+                timeout: self.duration(&h.timeout, &format!("{key}.health_check.timeout"), 2),
+            }
+        });
+        let s = UpstreamServers {
+            connect_timeout: self.duration(&a.connect_timeout, &format!("{key}.connect_timeout"), 5),
+            read_timeout: self.duration(&a.read_timeout, &format!("{key}.read_timeout"), 60),
+            servers,
+            tls,
+            health_check,
+        };
+        (s.servers.len() == a.upstreams.len()).then_some(s)
+    }
+
+    fn rule(&mut self, i: usize, r: Spanned<file::RuleFile>) -> Option<RuleSpec> {
+        let r = r.into_inner();
+        let key = format!("rule[{i}]");
+        let mut ok = true;
+        let hosts = r.hosts.iter().enumerate().filter_map(|(j, h)| {
+            let p = self.host_pattern(h, &format!("{key}.hosts[{j}]"));
+            ok &= p.is_some();
+            p
+        }).collect();
+        let path = r.path.as_ref().map(|p| {
+            if let Err(e) = regex::Regex::new(p.get_ref()) {
+                ok = false;
+                let first = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                self.problem(p.span(), format!("{key}.path"), format!("not a valid regular expression: {first} (found \"{}\")", p.get_ref()));
+            }
+            p.get_ref().clone()
+        });
+        let methods = r.methods.iter().enumerate().filter_map(|(j, m)| {
+            let v = m.get_ref();
+            match http::Method::from_bytes(v.as_bytes()) {
+                Ok(method) if v.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                _ => {
+                    ok = false;
+                    self.problem(m.span(), format!("{key}.methods[{j}]"), format!("must be an upper-case HTTP method such as \"GET\" (found \"{v}\")"));
+                    None
+                }
+            }
+        }).collect();
+        let networks = r.networks.iter().enumerate().filter_map(|(j, n)| {
+            let net = self.network(n, &format!("{key}.networks[{j}]"));
+            ok &= net.is_some();
+            net
+        }).collect();
+        let subjects = r.subjects.iter().enumerate().filter_map(|(j, s)| {
+            let v = s.get_ref();
+            let subject = Subject::parse(v);
+            if subject.is_none() {
+                ok = false;
+                self.problem(s.span(), format!("{key}.subjects[{j}]"), format!("must be \"user:NAME\" or \"group:NAME\" (found \"{v}\")"));
+            }
+            subject
+        }).collect();
+        let policy = match Policy::parse(r.policy.get_ref()) {
+            Some(p) => p,
+            None => {
+                self.problem(r.policy.span(), format!("{key}.policy"), format!("must be \"bypass\", \"one_factor\", \"two_factor\" or \"deny\" (found \"{}\")", r.policy.get_ref()));
+                return None;
+            }
+        };
+        ok.then_some(RuleSpec { hosts, path, methods, networks, subjects, policy })
+    }
+
+    fn duration(&mut self, v: &Option<Str>, key: &str, default_secs: u64) -> Duration {
+        match v {
+            None => Duration::from_secs(default_secs),
+            Some(s) => match humantime::parse_duration(s.get_ref()) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.problem(s.span(), key, format!("must be a duration such as \"30s\", \"5m\" or \"12h\" (found \"{}\")", s.get_ref()));
+                    Duration::from_secs(default_secs)
+                }
+            },
+        }
+    }
+
+    fn socket_addr(&mut self, v: &Str, key: &str) -> Option<SocketAddr> {
+        match v.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(v.span(), key, format!("must be an IP address and port such as \"127.0.0.1:8080\" or \"[::]:443\" (found \"{}\")", v.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn network(&mut self, v: &Str, key: &str) -> Option<IpNet> {
+        let s = v.get_ref();
+        let parsed = s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from));
+        if parsed.is_none() {
+            self.problem(v.span(), key, format!("must be a network such as \"10.0.0.0/8\" or an IP address (found \"{s}\")"));
+        }
+        parsed.map(|n| n.trunc())
+    }
+
+    fn host_pattern(&mut self, v: &Str, key: &str) -> Option<HostPattern> {
+        match HostPattern::parse(v.get_ref()) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                self.problem(v.span(), key, format!("{why} (found \"{}\")", v.get_ref()));
+                None
+            }
+        }
+    }
+}
+
+/// Headers the gateway owns outright; an identity header must not take one of these names.
+fn is_reserved_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host" | "connection" | "content-length" | "transfer-encoding" | "cookie" | "upgrade"
+            | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded" | "te"
+            | "trailer" | "keep-alive"
+    )
+}
+
+fn parse_upstream(s: &str) -> Option<UpstreamServer> {
+    let with_scheme = if s.contains("://") { s.to_owned() } else { format!("http://{s}") };
+    let url = url::Url::parse(&with_scheme).ok()?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        _ => return None,
+    };
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || !matches!(url.path(), "" | "/") {
+        return None;
+    }
+    let host = match url.host()? {
+        url::Host::Domain(d) => d.to_owned(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Ipv6(a) => format!("[{a}]"),
+    };
+    Some(UpstreamServer { host, port: url.port_or_known_default()?, tls })
+}
+
+fn format_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
+        P::Map { parent, key } => {
+            let parent = format_path(parent);
+            if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => format_path(parent),
+    }
+}
+
+/// Finds the span of a key written as `a[0].b.c` in the document.
+fn span_of_path(root: &toml_edit::Table, path: &str) -> Option<Range<usize>> {
+    let mut table: &dyn toml_edit::TableLike = root;
+    let mut segments = path.split('.').peekable();
+    while let Some(seg) = segments.next() {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        if segments.peek().is_none() && index.is_none() {
+            return table.key(name).and_then(|k| k.span()).or_else(|| table.get(name).and_then(|i| i.span()));
+        }
+        let item = table.get(name)?;
+        table = match (item, index) {
+            (toml_edit::Item::ArrayOfTables(a), Some(i)) => a.get(i)?,
+            (toml_edit::Item::Table(t), None) => t,
+            (toml_edit::Item::Value(toml_edit::Value::InlineTable(t)), None) => t,
+            (toml_edit::Item::Value(toml_edit::Value::Array(a)), Some(i)) => match a.get(i)? {
+                toml_edit::Value::InlineTable(t) => t,
+                _ => return None,
+            },
+            _ => return None,
+        };
+    }
+    None
+}
+
+/// The key a syntax or type error points at: `[section].key` from the text around `offset`.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().to_owned());
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    match (section, key) {
+        (Some(s), Some(k)) => format!("{s}.{k}"),
+        (None, Some(k)) => k,
+        (Some(s), None) => s,
+        (None, None) => "(syntax)".to_owned(),
+    }
+}

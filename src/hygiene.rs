@@ -1,0 +1,253 @@
+//! Request hygiene: what is decided on is exactly what is forwarded, and nothing a client sends
+//! can pass for something the gateway vouches for.
+//!
+//! - `target`: the normalised path (and verbatim query) that rules see and the upstream gets;
+//! - `host`: the normalised host; missing, duplicated or invalid hosts are refused;
+//! - the rest of this file: headers. Identity headers and the gateway's own cookies are removed
+//!   from every request, `Connection` may not nominate a header the gateway sets, and
+//!   `X-Forwarded-*` is believed only from trusted proxies.
+
+pub mod host;
+pub mod target;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, COOKIE};
+use http::HeaderValue;
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+
+use crate::config::IdentityHeaders;
+
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const FORWARDED: &str = "forwarded";
+const X_REAL_IP: &str = "x-real-ip";
+
+/// Header rules, built once from the config.
+#[derive(Debug)]
+pub struct HeaderHygiene {
+    /// Identity header names, lower case with `-` (a client's `_` is read as `-`).
+    identity: HashSet<String>,
+    /// Headers a client's `Connection` may not nominate: the identity headers and forwarding.
+    protected: HashSet<String>,
+    /// Cookie names that belong to the gateway and never reach an upstream.
+    gateway_cookies: Vec<String>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl HeaderHygiene {
+    pub fn new(identity: &IdentityHeaders, trusted_proxies: &[IpNet], gateway_cookies: Vec<String>) -> Self {
+        let identity: HashSet<String> = identity.all().iter().map(|n| n.as_str().replace('_', "-")).collect();
+        let mut protected = identity.clone();
+        for h in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, FORWARDED, X_REAL_IP, "host"] {
+            protected.insert(h.to_owned());
+        }
+        HeaderHygiene {
+            identity,
+            protected,
+            gateway_cookies,
+            trusted_proxies: trusted_proxies.to_vec(),
+        }
+    }
+
+    fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// The address failure limits and rules should use: the peer, or, behind trusted proxies,
+    /// the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+    pub fn client_ip(&self, req: &RequestHeader, peer: IpAddr) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut chain: Vec<IpAddr> = req
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        chain.push(peer);
+        chain.into_iter().rev().find(|ip| !self.is_trusted(*ip)).unwrap_or(peer)
+    }
+
+    /// Removes client-sent identity headers (any case, `_` for `-`) and the gateway's cookies,
+    /// and drops `Connection` tokens that nominate a protected header.
+    pub fn clean(&self, req: &mut RequestHeader) {
+        let doomed: Vec<String> = req
+            .headers
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| k.contains('_') && self.identity.contains(&k.replace('_', "-")) || self.identity.contains(*k))
+            .map(str::to_owned)
+            .collect();
+        for name in doomed {
+            req.remove_header(&name);
+        }
+        self.clean_connection(req);
+        self.clean_cookies(req);
+    }
+
+    fn clean_connection(&self, req: &mut RequestHeader) {
+        if !req.headers.contains_key(CONNECTION) {
+            return;
+        }
+        let tokens: Vec<String> = req
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let kept: Vec<&str> = tokens
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !self.protected.contains(&t.replace('_', "-")))
+            .collect();
+        if kept.len() == tokens.len() {
+            return;
+        }
+        req.remove_header(&CONNECTION);
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+                let _ = req.insert_header(CONNECTION, v);
+            }
+        }
+    }
+
+    fn clean_cookies(&self, req: &mut RequestHeader) {
+        if self.gateway_cookies.is_empty() || !req.headers.contains_key(COOKIE) {
+            return;
+        }
+        let mut changed = false;
+        let mut kept = Vec::new();
+        for value in req.headers.get_all(COOKIE) {
+            for pair in value.as_bytes().split(|b| *b == b';') {
+                let text = String::from_utf8_lossy(pair);
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let name = text.split('=').next().unwrap_or("").trim();
+                if self.gateway_cookies.iter().any(|c| c == name) {
+                    changed = true;
+                } else {
+                    kept.push(text.to_owned());
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+        req.remove_header(&COOKIE);
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                let _ = req.insert_header(COOKIE, v);
+            }
+        }
+    }
+
+    /// Sets `X-Forwarded-For/-Proto/-Host` on the upstream request. A client's own values are
+    /// kept (and extended) only when the peer is a trusted proxy.
+    pub fn set_forwarded(&self, req: &mut RequestHeader, peer: IpAddr, tls: bool, authority: &str) -> pingora::Result<()> {
+        let proto = if tls { "https" } else { "http" };
+        if self.is_trusted(peer) {
+            let prior: Vec<String> = req
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                .collect();
+            let xff = if prior.is_empty() { peer.to_string() } else { format!("{}, {peer}", prior.join(", ")) };
+            req.insert_header(X_FORWARDED_FOR, xff)?;
+            if !req.headers.contains_key(X_FORWARDED_PROTO) {
+                req.insert_header(X_FORWARDED_PROTO, proto)?;
+            }
+            if !req.headers.contains_key(X_FORWARDED_HOST) {
+                req.insert_header(X_FORWARDED_HOST, authority)?;
+            }
+        } else {
+            req.remove_header(FORWARDED);
+            req.remove_header(X_REAL_IP);
+            req.insert_header(X_FORWARDED_FOR, peer.to_string())?;
+            req.insert_header(X_FORWARDED_PROTO, proto)?;
+            req.insert_header(X_FORWARDED_HOST, authority)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hygiene(trusted: &[&str]) -> HeaderHygiene {
+        let nets: Vec<IpNet> = trusted.iter().map(|s| s.parse().unwrap()).collect();
+        HeaderHygiene::new(&IdentityHeaders::default(), &nets, vec!["stepgate_session".into()])
+    }
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn strips_identity_in_any_spelling() {
+        let mut r = req(&[("Remote-User", "a"), ("remote_user", "b"), ("REMOTE-GROUPS", "x"), ("X-Stepgate-Assertion", "j"), ("Other", "1")]);
+        hygiene(&[]).clean(&mut r);
+        let names: Vec<_> = r.headers.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, vec!["other"]);
+    }
+
+    #[test]
+    fn connection_cannot_nominate_protected_headers() {
+        let mut r = req(&[("Connection", "keep-alive, Remote-User, x_forwarded_for, X-Custom")]);
+        hygiene(&[]).clean(&mut r);
+        assert_eq!(r.headers.get("connection").unwrap(), "keep-alive, x-custom");
+        let mut only = req(&[("Connection", "x-forwarded-host")]);
+        hygiene(&[]).clean(&mut only);
+        assert!(only.headers.get("connection").is_none());
+    }
+
+    #[test]
+    fn gateway_cookies_are_removed() {
+        let mut r = req(&[("Cookie", "a=1; stepgate_session=zzz"), ("Cookie", "b=2")]);
+        hygiene(&[]).clean(&mut r);
+        assert_eq!(r.headers.get("cookie").unwrap(), "a=1; b=2");
+        let mut only = req(&[("Cookie", "stepgate_session=zzz")]);
+        hygiene(&[]).clean(&mut only);
+        assert!(only.headers.get("cookie").is_none());
+    }
+
+    #[test]
+    fn forwarded_headers_from_untrusted_peers_are_replaced() {
+        let mut r = req(&[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https"), ("Forwarded", "for=1.2.3.4")]);
+        let h = hygiene(&[]);
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(h.client_ip(&r, peer), peer);
+        h.set_forwarded(&mut r, peer, false, "app.test").unwrap();
+        assert_eq!(r.headers.get(X_FORWARDED_FOR).unwrap(), "10.0.0.9");
+        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(r.headers.get(X_FORWARDED_HOST).unwrap(), "app.test");
+        assert!(r.headers.get(FORWARDED).is_none());
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let mut r = req(&[("X-Forwarded-For", "203.0.113.7, 10.0.0.2"), ("X-Forwarded-Proto", "https")]);
+        let h = hygiene(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(h.client_ip(&r, peer), "203.0.113.7".parse::<IpAddr>().unwrap());
+        h.set_forwarded(&mut r, peer, false, "app.test").unwrap();
+        assert_eq!(r.headers.get(X_FORWARDED_FOR).unwrap(), "203.0.113.7, 10.0.0.2, 10.0.0.1");
+        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
+    }
+}

@@ -1,0 +1,329 @@
+//! Request-target hygiene: normalises an origin-form HTTP request-target so the
+//! access decision is made on exactly the path that is forwarded upstream.
+//!
+//! Percent-decoding happens once (unreserved characters only), then repeated
+//! slashes are merged and dot segments resolved (RFC 3986 §5.2.4). Anything
+//! ambiguous (encoded slashes, backslashes, NULs, control or non-ASCII bytes,
+//! `..;` path-parameter tricks) is refused rather than guessed at.
+
+use std::fmt;
+
+/// Longest request-target accepted, in bytes.
+const MAX_TARGET_LEN: usize = 8192;
+
+/// Why a request target was refused (each maps to HTTP 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetError {
+    NotOriginForm,
+    BadPercentEncoding,
+    EncodedSlash,
+    Backslash,
+    Nul,
+    ControlOrNonAscii,
+    PathParameterDotSegment,
+    TooLong,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TargetError::NotOriginForm => "request target is not in origin form",
+            TargetError::BadPercentEncoding => "malformed percent-encoding in path",
+            TargetError::EncodedSlash => "encoded slash (%2F) in path",
+            TargetError::Backslash => "backslash in path",
+            TargetError::Nul => "nul byte in request target",
+            TargetError::ControlOrNonAscii => "control, space, fragment or non-ascii byte in request target",
+            TargetError::PathParameterDotSegment => "dot segment with path parameter (..;) in path",
+            TargetError::TooLong => "request target too long",
+        })
+    }
+}
+
+/// A normalised origin-form target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalTarget {
+    pub path: String,
+    pub query: Option<String>,
+}
+
+impl NormalTarget {
+    /// path + "?" + query when there is one
+    pub fn to_uri_string(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Bytes that may never appear raw anywhere in the target.
+fn check_raw_byte(b: u8) -> Result<(), TargetError> {
+    match b {
+        0 => Err(TargetError::Nul),
+        b if b < 0x20 || b == 0x7f || b >= 0x80 => Err(TargetError::ControlOrNonAscii),
+        b' ' | b'#' => Err(TargetError::ControlOrNonAscii),
+        _ => Ok(()),
+    }
+}
+
+/// Decode unreserved `%XX` once; keep other escapes with uppercase hex.
+fn decode_path(path: &[u8]) -> Result<Vec<u8>, TargetError> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let b = path[i];
+        if b == b'%' {
+            let hi = path.get(i + 1).copied().and_then(hex_val);
+            let lo = path.get(i + 2).copied().and_then(hex_val);
+            let (hi, lo) = match (hi, lo) {
+                (Some(h), Some(l)) => (h, l),
+                _ => return Err(TargetError::BadPercentEncoding),
+            };
+            let d = (hi << 4) | lo;
+            match d {
+                b'/' => return Err(TargetError::EncodedSlash),
+                b'\\' => return Err(TargetError::Backslash),
+                0 => return Err(TargetError::Nul),
+                d if is_unreserved(d) => out.push(d),
+                _ => out.extend_from_slice(&[b'%', HEX[hi as usize], HEX[lo as usize]]),
+            }
+            i += 3;
+        } else {
+            if b == b'\\' {
+                return Err(TargetError::Backslash);
+            }
+            check_raw_byte(b)?;
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// `.;x`, `..;x` (and the still-encoded `%3B` spelling) after decoding.
+fn is_param_dot_segment(seg: &[u8]) -> bool {
+    let rest = if let Some(r) = seg.strip_prefix(b"..") {
+        r
+    } else if let Some(r) = seg.strip_prefix(b".") {
+        r
+    } else {
+        return false;
+    };
+    rest.starts_with(b";") || rest.starts_with(b"%3B")
+}
+
+/// Merge repeated slashes and resolve dot segments. `path` starts with `/`.
+fn resolve(path: &[u8]) -> Result<Vec<u8>, TargetError> {
+    let body = path.get(1..).unwrap_or(&[]);
+    let parts: Vec<&[u8]> = body.split(|&b| b == b'/').collect();
+    let last = parts.len().saturating_sub(1);
+    let mut stack: Vec<&[u8]> = Vec::new();
+    let mut trailing_slash = false;
+    for (i, seg) in parts.iter().copied().enumerate() {
+        if is_param_dot_segment(seg) {
+            return Err(TargetError::PathParameterDotSegment);
+        }
+        let is_last = i == last;
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                stack.pop();
+            }
+            _ => {
+                stack.push(seg);
+                trailing_slash = false;
+                continue;
+            }
+        }
+        if is_last {
+            trailing_slash = true;
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for seg in &stack {
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push(b'/');
+    }
+    Ok(out)
+}
+
+/// All bytes have been checked to be ASCII by the time this is called.
+fn ascii_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// Normalise a raw origin-form request-target, or say why it is refused.
+pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
+    if raw.len() > MAX_TARGET_LEN {
+        return Err(TargetError::TooLong);
+    }
+    if raw.first() != Some(&b'/') {
+        return Err(TargetError::NotOriginForm);
+    }
+    let (path, query) = match raw.iter().position(|&b| b == b'?') {
+        Some(q) => (&raw[..q], Some(&raw[q + 1..])),
+        None => (raw, None),
+    };
+    let decoded = decode_path(path)?;
+    let resolved = resolve(&decoded)?;
+    let query = match query {
+        Some(q) => {
+            for &b in q {
+                check_raw_byte(b).map_err(|_| TargetError::ControlOrNonAscii)?;
+            }
+            Some(ascii_string(q))
+        }
+        None => None,
+    };
+    Ok(NormalTarget { path: ascii_string(&resolved), query })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> String {
+        match normalize_target(s.as_bytes()) {
+            Ok(t) => t.path,
+            Err(e) => panic!("{s:?} refused: {e}"),
+        }
+    }
+    fn err(s: &[u8]) -> TargetError {
+        match normalize_target(s) {
+            Ok(t) => panic!("{s:?} accepted as {t:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn basic_and_dot_segments() {
+        assert_eq!(path("/"), "/");
+        assert_eq!(path("/a/./b/../c"), "/a/c");
+        assert_eq!(path("/a/b/.."), "/a/");
+        assert_eq!(path("/a/b/."), "/a/b/");
+        assert_eq!(path("/../a"), "/a");
+        assert_eq!(path("/../../.."), "/");
+        assert_eq!(path("/a/b/"), "/a/b/");
+        assert_eq!(path("/./"), "/");
+        assert_eq!(path("/."), "/");
+        assert_eq!(path("/..."), "/...");
+        assert_eq!(path("/a/..b/c.."), "/a/..b/c..");
+    }
+
+    #[test]
+    fn slashes_merged() {
+        assert_eq!(path("//"), "/");
+        assert_eq!(path("//a///b"), "/a/b");
+        assert_eq!(path("/a//"), "/a/");
+        assert_eq!(path("/a//../b"), "/b");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(path("/%61dmin"), "/admin");
+        assert_eq!(path("/%41%7e%2D%5f"), "/A~-_");
+        assert_eq!(path("/%2e%2e/admin"), "/admin");
+        assert_eq!(path("/public/%2e%2e/admin"), "/admin");
+        assert_eq!(path("/public/%2E./admin"), "/admin");
+        assert_eq!(path("/x%3a"), "/x%3A");
+        assert_eq!(path("/x%3a%20y"), "/x%3A%20y");
+        // decoded once: %25 stays an escape, the literal "2e" after it is untouched
+        assert_eq!(path("/%252e%252e/admin"), "/%252e%252e/admin");
+        assert_eq!(path("/a%3f%23"), "/a%3F%23");
+    }
+
+    #[test]
+    fn percent_errors() {
+        assert_eq!(err(b"/a%2fb"), TargetError::EncodedSlash);
+        assert_eq!(err(b"/a%2Fb"), TargetError::EncodedSlash);
+        assert_eq!(err(b"/a%5cb"), TargetError::Backslash);
+        assert_eq!(err(b"/a%00"), TargetError::Nul);
+        assert_eq!(err(b"/a%zz"), TargetError::BadPercentEncoding);
+        assert_eq!(err(b"/a%2"), TargetError::BadPercentEncoding);
+        assert_eq!(err(b"/a%"), TargetError::BadPercentEncoding);
+        assert_eq!(err(b"/a%g0"), TargetError::BadPercentEncoding);
+        assert_eq!(err(b"/a%2?x"), TargetError::BadPercentEncoding);
+    }
+
+    #[test]
+    fn raw_byte_errors() {
+        assert_eq!(err(b"/a\\b"), TargetError::Backslash);
+        assert_eq!(err(b"/a\0b"), TargetError::Nul);
+        assert_eq!(err("/é".as_bytes()), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a b"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a\tb"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a\r\nb"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a\x7f"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a#frag"), TargetError::ControlOrNonAscii);
+    }
+
+    #[test]
+    fn query_kept_verbatim_but_checked() {
+        let t = normalize_target(b"/a//b?x=//..").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.path, "/a/b");
+        assert_eq!(t.query.as_deref(), Some("x=//.."));
+        assert_eq!(t.to_uri_string(), "/a/b?x=//..");
+        let t = normalize_target(b"/a?").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.query.as_deref(), Some(""));
+        assert_eq!(t.to_uri_string(), "/a?");
+        let t = normalize_target(b"/a?q=%2f%zz\\?").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.query.as_deref(), Some("q=%2f%zz\\?"));
+        let t = normalize_target(b"/a").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.query, None);
+        assert_eq!(t.to_uri_string(), "/a");
+        assert_eq!(err(b"/a?x\0"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a?x\n"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a?x\x7f"), TargetError::ControlOrNonAscii);
+        assert_eq!(err("/a?é".as_bytes()), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a?x#y"), TargetError::ControlOrNonAscii);
+        assert_eq!(err(b"/a?x y"), TargetError::ControlOrNonAscii);
+    }
+
+    #[test]
+    fn path_parameter_dot_segments() {
+        assert_eq!(err(b"/..;/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(err(b"/public/..;/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(err(b"/public/..;jsessionid=1/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(err(b"/public/.;/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(err(b"/public/%2e%2e;/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(err(b"/public/..%3b/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(path("/a;b/c"), "/a;b/c");
+        assert_eq!(path("/x..;/c"), "/x..;/c");
+    }
+
+    #[test]
+    fn not_origin_form_and_length() {
+        assert_eq!(err(b"*"), TargetError::NotOriginForm);
+        assert_eq!(err(b"http://x/"), TargetError::NotOriginForm);
+        assert_eq!(err(b""), TargetError::NotOriginForm);
+        assert_eq!(err(b"?a"), TargetError::NotOriginForm);
+        let mut long = vec![b'/'];
+        long.extend(std::iter::repeat(b'a').take(MAX_TARGET_LEN));
+        assert_eq!(err(&long), TargetError::TooLong);
+        long.pop();
+        assert_eq!(path(&String::from_utf8_lossy(&long)).len(), MAX_TARGET_LEN);
+    }
+
+    #[test]
+    fn display_is_lowercase() {
+        assert_eq!(TargetError::EncodedSlash.to_string(), "encoded slash (%2F) in path");
+        assert_eq!(TargetError::TooLong.to_string(), "request target too long");
+    }
+}

@@ -1,0 +1,17 @@
+//! stepgate: a two-step-verification reverse-proxy gateway on pingora.
+//!
+//! Start at `app` (config -> running server) and `proxy` (the per-request phases); the decision
+//! itself is made in `proxy::route` with `access`.
+
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod hygiene;
+pub mod i18n;
+pub mod portal;
+pub mod proxy;
+pub mod redirect;
+pub mod routing;
+pub mod telemetry;
+pub mod tls;
+pub mod whoami;

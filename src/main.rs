@@ -1,0 +1,113 @@
+//! The `stepgate` binary: CLI -> Config::load -> telemetry::init -> app::run.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stepgate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "stepgate", version, about = "A two-step-verification reverse-proxy gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Replaces the address of the first plain-HTTP listener in the file.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Replaces the file's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a configuration file and print every problem.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read one password from stdin and print its argon2id hash.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, listen, data_dir } => run(config, listen, data_dir),
+        Command::Check { config } => check(config),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> ExitCode {
+    let mut cfg = match Config::load(&path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(addr) = listen {
+        cfg.override_listen(addr);
+    }
+    if let Some(dir) = data_dir {
+        cfg.server.data_dir = dir;
+    }
+    if let Err(e) = stepgate::telemetry::init(&cfg.log) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    match stepgate::app::run(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("stepgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    match Config::load(&path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("stepgate: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("stepgate: empty password");
+        return ExitCode::FAILURE;
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    match argon2::Argon2::default().hash_password(password.as_bytes(), &salt) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stepgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

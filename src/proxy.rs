@@ -1,0 +1,172 @@
+//! `Gateway`: pingora's `ProxyHttp`, kept thin. Each phase delegates:
+//! `request_filter` -> `proxy::route` (hygiene, app, decision), portal replies written by
+//! `proxy::respond`; `upstream_peer` -> `proxy::upstream`; `upstream_request_filter` sets the
+//! forwarding headers; `logging` writes the access line.
+
+pub mod respond;
+pub mod route;
+pub mod upstream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+
+use crate::access::AccessRules;
+use crate::hygiene::HeaderHygiene;
+use crate::portal::Pages;
+use crate::routing::HostRouter;
+use route::Route;
+use upstream::Upstream;
+
+/// One app at run time.
+pub struct AppRuntime {
+    pub id: String,
+    pub upstream: Upstream,
+}
+
+/// Everything a request needs, shared by all worker threads.
+pub struct State {
+    pub router: HostRouter,
+    pub apps: Vec<AppRuntime>,
+    pub rules: AccessRules,
+    pub hygiene: HeaderHygiene,
+    pub pages: Pages,
+    pub access_log: bool,
+}
+
+pub struct Gateway {
+    pub state: Arc<State>,
+}
+
+/// Per-request state across phases.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    started: Option<Instant>,
+    route: Option<Route>,
+    seen: route::Seen,
+    /// What was decided, for the access line.
+    decision: &'static str,
+    user: Option<String>,
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Some(Instant::now()),
+            decision: "-",
+            ..Ctx::default()
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match route::route(&self.state, session, &mut ctx.seen) {
+            route::Outcome::Proxy(r) => {
+                ctx.decision = r.decision.as_str();
+                ctx.route = Some(r);
+                Ok(false)
+            }
+            route::Outcome::Reply { reply, decision } => {
+                ctx.decision = decision;
+                respond::write(session, reply).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.as_ref() else {
+            // request_filter always routes before this phase; fail closed if it did not.
+            return Error::e_explain(ErrorType::HTTPStatus(500), "no route for request");
+        };
+        ctx.upstream_started = Some(Instant::now());
+        match &self.state.apps[route.app].upstream {
+            Upstream::Whoami(addr) => Ok(Box::new(HttpPeer::new(*addr, false, String::new()))),
+            Upstream::Pool(pool) => pool
+                .select()
+                .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream")),
+        }
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        // One retry on another server of the pool: a connection that never opened did not
+        // reach the app, so retrying cannot repeat a request.
+        if let Some(route) = ctx.route.as_mut() {
+            if route.retries == 0 {
+                route.retries += 1;
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Error::e_explain(ErrorType::HTTPStatus(500), "no route for request");
+        };
+        upstream.insert_header(http::header::HOST, route.authority.as_str())?;
+        self.state
+            .hygiene
+            .set_forwarded(upstream, route.peer, route.tls, &route.authority)
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, _upstream: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = respond::status_for_error(e);
+        if code > 0 {
+            ctx.decision = if ctx.route.is_some() { "upstream_error" } else { "error" };
+            let lang = self
+                .state
+                .pages
+                .lang(session.req_header().headers.get("accept-language").and_then(|v| v.to_str().ok()));
+            let status = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            if let Err(write_err) = respond::write(session, self.state.pages.error(status, lang)).await {
+                tracing::debug!(error = %write_err, "could not write the error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if !self.state.access_log || !tracing::enabled!(target: "stepgate::access", tracing::Level::INFO) {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let (host, path) = match &ctx.route {
+            Some(r) => (r.authority.as_str(), r.path.as_str()),
+            None if !ctx.seen.authority.is_empty() => (ctx.seen.authority.as_str(), ctx.seen.path.as_str()),
+            None => ("-", "-"),
+        };
+        let peer: Option<IpAddr> = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        tracing::info!(
+            target: "stepgate::access",
+            method = %session.req_header().method,
+            host,
+            path,
+            decision = ctx.decision,
+            user = ctx.user.as_deref().unwrap_or("-"),
+            status,
+            client = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+            total_ms = ctx.started.map(|t| t.elapsed().as_secs_f64() * 1000.0),
+            error = e.map(|e| e.etype().as_str()),
+            "request"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! From a downstream request to an outcome: normalise, find the app, clean the headers, decide.
+//! Every refusal here is a reply the gateway writes itself; nothing refused is proxied.
+
+use std::net::IpAddr;
+
+use http::{Method, StatusCode};
+use pingora::prelude::Session;
+
+use super::State;
+use crate::access::{self, Decision};
+use crate::hygiene::host::{normalize_host, NormalHost};
+use crate::hygiene::target::{normalize_target, NormalTarget};
+use crate::portal::Reply;
+
+/// A request on its way to an upstream.
+#[derive(Debug)]
+pub struct Route {
+    pub app: usize,
+    /// Normalised `host[:port]` the client asked for.
+    pub authority: String,
+    pub path: String,
+    pub tls: bool,
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// The client address rules and limits use (the peer, or from trusted proxies).
+    pub client: IpAddr,
+    pub decision: Decision,
+    pub retries: u8,
+}
+
+#[must_use]
+pub enum Outcome {
+    Proxy(Route),
+    Reply { reply: Reply, decision: &'static str },
+}
+
+/// What the access line shows for a request that was answered before it had a route.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub authority: String,
+    pub path: String,
+}
+
+fn refuse(state: &State, session: &Session, status: StatusCode, decision: &'static str) -> Outcome {
+    Outcome::Reply {
+        reply: state.pages.error(status, lang(state, session)),
+        decision,
+    }
+}
+
+fn lang(state: &State, session: &Session) -> crate::i18n::Lang {
+    state.pages.lang(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+
+    let (host, target) = match parse_request(session, tls) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            tracing::info!(target: "stepgate::hygiene", %peer, reason = why, "request refused");
+            return refuse(state, session, StatusCode::BAD_REQUEST, "bad_request");
+        }
+    };
+
+    seen.authority = host.authority();
+    seen.path.clone_from(&target.path);
+    let prefix = state.pages.config().prefix.as_str();
+    if let Some(sub) = target.path.strip_prefix(prefix).filter(|s| s.is_empty() || s.starts_with('/')) {
+        let reply = state.pages.serve(sub, lang(state, session));
+        return Outcome::Reply { reply, decision: "portal" };
+    }
+
+    let Some(app) = state.router.route(&host.name) else {
+        return refuse(state, session, StatusCode::NOT_FOUND, "unknown_host");
+    };
+
+    let req = session.req_header_mut();
+    state.hygiene.clean(req);
+    let client = state.hygiene.client_ip(req, peer);
+    if req.raw_path() != target.to_uri_string().as_bytes() {
+        match http::Uri::try_from(target.to_uri_string()) {
+            Ok(uri) => req.set_uri(uri),
+            Err(_) => return refuse(state, session, StatusCode::BAD_REQUEST, "bad_request"),
+        }
+    }
+
+    let method = session.req_header().method.clone();
+    let decision = state.rules.decide(
+        &access::Request {
+            host: &host.name,
+            path: &target.path,
+            method: &method,
+            client,
+        },
+        None,
+    );
+    let authority = host.authority();
+    match decision {
+        Decision::Allow => Outcome::Proxy(Route {
+            app,
+            authority,
+            path: target.path,
+            tls,
+            peer,
+            client,
+            decision,
+            retries: 0,
+        }),
+        Decision::Deny => refuse(state, session, StatusCode::FORBIDDEN, decision.as_str()),
+        Decision::Login | Decision::SecondFactor | Decision::Guide => {
+            let page = match decision {
+                Decision::Login => "login",
+                Decision::SecondFactor => "2fa",
+                _ => "guide",
+            };
+            if is_browser(session, &method) {
+                let scheme = if tls { "https" } else { "http" };
+                let original = format!("{scheme}://{authority}{}", target.to_uri_string());
+                let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
+                let reply = Reply::redirect(&format!("{prefix}/{page}?rd={rd}"));
+                Outcome::Reply { reply, decision: decision.as_str() }
+            } else {
+                refuse(state, session, StatusCode::UNAUTHORIZED, decision.as_str())
+            }
+        }
+    }
+}
+
+/// A browser navigation: GET or HEAD with `text/html` in `Accept` (contract: decisions table).
+fn is_browser(session: &Session, method: &Method) -> bool {
+    (*method == Method::GET || *method == Method::HEAD)
+        && session
+            .req_header()
+            .headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
+}
+
+/// Host and target, normalised; `Err` names why the request is refused with 400.
+fn parse_request(session: &Session, tls: bool) -> Result<(NormalHost, NormalTarget), String> {
+    let req = session.req_header();
+    let host_headers: Vec<&[u8]> = req.headers.get_all(http::header::HOST).iter().map(|v| v.as_bytes()).collect();
+    let (host, raw_target): (NormalHost, Vec<u8>) = match req.uri.authority() {
+        // HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target.
+        Some(authority) => {
+            let host = normalize_host(&[authority.as_str().as_bytes()], tls).map_err(|e| e.to_string())?;
+            if !host_headers.is_empty() {
+                let header_host = normalize_host(&host_headers, tls).map_err(|e| e.to_string())?;
+                if header_host != host {
+                    return Err("host header differs from the request target's authority".into());
+                }
+            }
+            let scheme_ok = req.uri.scheme_str().is_none_or(|s| s == "http" || s == "https");
+            if !scheme_ok {
+                return Err("unsupported scheme in request target".into());
+            }
+            let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            (host, pq.as_bytes().to_vec())
+        }
+        None => (
+            normalize_host(&host_headers, tls).map_err(|e| e.to_string())?,
+            req.raw_path().to_vec(),
+        ),
+    };
+    let target = normalize_target(&raw_target).map_err(|e| e.to_string())?;
+    Ok((host, target))
+}
