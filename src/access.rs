@@ -252,7 +252,12 @@ mod tests {
     }
 
     fn req<'a>(host: &'a str, path: &'a str, method: &'a Method) -> Request<'a> {
-        Request { host, path, method, client: "10.1.2.3".parse().unwrap() }
+        Request {
+            host,
+            path,
+            method,
+            client: "10.1.2.3".parse().unwrap(),
+        }
     }
 
     struct Who(&'static str, &'static [&'static str]);
@@ -286,14 +291,38 @@ mod tests {
         let get = Method::GET;
         let alice = Who("alice", &["users"]);
         let bob = Who("bob", &["admins"]);
-        assert_eq!(rules.decide(&req("h", "/public/x", &get), None), Decision::Allow);
-        assert_eq!(rules.decide(&req("h", "/1fa/", &get), None), Decision::Login);
-        assert_eq!(rules.decide(&req("h", "/1fa/", &get), Some(&alice)), Decision::Allow);
-        assert_eq!(rules.decide(&req("h", "/", &get), Some(&alice)), Decision::Guide);
-        assert_eq!(rules.decide(&req("h", "/", &get), Some(&bob)), Decision::SecondFactor);
-        assert_eq!(rules.decide(&req("h", "/admin/", &get), Some(&alice)), Decision::Deny);
-        assert_eq!(rules.decide(&req("h", "/admin/", &get), None), Decision::Login);
-        assert_eq!(rules.decide(&req("h", "/deny/", &get), Some(&bob)), Decision::Deny);
+        assert_eq!(
+            rules.decide(&req("h", "/public/x", &get), None),
+            Decision::Allow
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/1fa/", &get), None),
+            Decision::Login
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/1fa/", &get), Some(&alice)),
+            Decision::Allow
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/", &get), Some(&alice)),
+            Decision::Guide
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/", &get), Some(&bob)),
+            Decision::SecondFactor
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/admin/", &get), Some(&alice)),
+            Decision::Deny
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/admin/", &get), None),
+            Decision::Login
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/deny/", &get), Some(&bob)),
+            Decision::Deny
+        );
     }
 
     #[test]
@@ -304,8 +333,20 @@ mod tests {
         ])
         .unwrap();
         let get = Method::GET;
-        assert_eq!(rules.first_match(&req("a", "/public/x", &get)), RuleMatch::Rule { index: 0, policy: Policy::Bypass });
-        assert_eq!(rules.first_match(&req("a", "/x", &get)), RuleMatch::Rule { index: 1, policy: Policy::TwoFactor });
+        assert_eq!(
+            rules.first_match(&req("a", "/public/x", &get)),
+            RuleMatch::Rule {
+                index: 0,
+                policy: Policy::Bypass
+            }
+        );
+        assert_eq!(
+            rules.first_match(&req("a", "/x", &get)),
+            RuleMatch::Rule {
+                index: 1,
+                policy: Policy::TwoFactor
+            }
+        );
         let none = AccessRules::compile(vec![rule(Some("^/public/"), Policy::Bypass)]).unwrap();
         assert_eq!(none.first_match(&req("a", "/x", &get)), RuleMatch::NoRule);
     }
@@ -316,13 +357,25 @@ mod tests {
         r.hosts = vec![HostPattern::parse("*.example.com").unwrap()];
         r.methods = vec![Method::POST];
         r.networks = vec!["10.0.0.0/8".parse().unwrap()];
-        r.subjects = vec![Subject::Group("admins".into()), Subject::User("carol".into())];
+        r.subjects = vec![
+            Subject::Group("admins".into()),
+            Subject::User("carol".into()),
+        ];
         let rules = AccessRules::compile(vec![r]).unwrap();
         let post = Method::POST;
         let get = Method::GET;
-        assert!(matches!(rules.first_match(&req("a.example.com", "/", &post)), RuleMatch::Rule { .. }));
-        assert_eq!(rules.first_match(&req("a.example.com", "/", &get)), RuleMatch::NoRule);
-        assert_eq!(rules.first_match(&req("example.com", "/", &post)), RuleMatch::NoRule);
+        assert!(matches!(
+            rules.first_match(&req("a.example.com", "/", &post)),
+            RuleMatch::Rule { .. }
+        ));
+        assert_eq!(
+            rules.first_match(&req("a.example.com", "/", &get)),
+            RuleMatch::NoRule
+        );
+        assert_eq!(
+            rules.first_match(&req("example.com", "/", &post)),
+            RuleMatch::NoRule
+        );
         let mut outside = req("a.example.com", "/", &post);
         outside.client = "192.168.0.1".parse().unwrap();
         assert_eq!(rules.first_match(&outside), RuleMatch::NoRule);
@@ -333,11 +386,25 @@ mod tests {
 
     #[test]
     fn many_rules_compile_into_one_set() {
-        let mut specs: Vec<_> = (0..500).map(|i| rule(Some(&format!("^/app{i}/")), Policy::OneFactor)).collect();
+        let mut specs: Vec<_> = (0..500)
+            .map(|i| rule(Some(&format!("^/app{i}/")), Policy::OneFactor))
+            .collect();
         specs.push(rule(None, Policy::Deny));
         let rules = AccessRules::compile(specs).unwrap();
         let get = Method::GET;
-        assert_eq!(rules.first_match(&req("h", "/app499/x", &get)), RuleMatch::Rule { index: 499, policy: Policy::OneFactor });
-        assert_eq!(rules.first_match(&req("h", "/zzz", &get)), RuleMatch::Rule { index: 500, policy: Policy::Deny });
+        assert_eq!(
+            rules.first_match(&req("h", "/app499/x", &get)),
+            RuleMatch::Rule {
+                index: 499,
+                policy: Policy::OneFactor
+            }
+        );
+        assert_eq!(
+            rules.first_match(&req("h", "/zzz", &get)),
+            RuleMatch::Rule {
+                index: 500,
+                policy: Policy::Deny
+            }
+        );
     }
 }

@@ -36,15 +36,25 @@ pub enum BuildError {
     #[error("listener {0}: no certificate")]
     NoCertificate(std::net::SocketAddr),
     #[error("listener {address}: {cause}")]
-    Listener { address: std::net::SocketAddr, cause: String },
+    Listener {
+        address: std::net::SocketAddr,
+        cause: String,
+    },
 }
 
 /// Cookie names the gateway owns (never forwarded upstream).
 pub fn gateway_cookie_names() -> Vec<String> {
-    ["stepgate_session", "__Host-stepgate_session", "stepgate_csrf", "__Host-stepgate_csrf", "stepgate_trust", "__Host-stepgate_trust"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+    [
+        "stepgate_session",
+        "__Host-stepgate_session",
+        "stepgate_csrf",
+        "__Host-stepgate_csrf",
+        "stepgate_trust",
+        "__Host-stepgate_trust",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
 }
 
 /// Builds the server and all its services from a validated config.
@@ -56,13 +66,18 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
     let conf = ServerConf {
         threads: cfg.server.threads,
         grace_period_seconds: Some(cfg.server.grace_period.as_secs_f64().ceil() as u64),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(
+            cfg.server.shutdown_timeout.as_secs_f64().ceil() as u64
+        ),
         upstream_keepalive_pool_size: 256,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
 
-    let needs_whoami = cfg.apps.iter().any(|a| matches!(a.upstream, UpstreamConfig::Whoami));
+    let needs_whoami = cfg
+        .apps
+        .iter()
+        .any(|a| matches!(a.upstream, UpstreamConfig::Whoami));
     let whoami_addr = if needs_whoami {
         let whoami = Whoami::bind().map_err(BuildError::Whoami)?;
         let addr = whoami.addr();
@@ -87,16 +102,27 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
     }
 
     let state = State {
-        router: HostRouter::new(cfg.apps.iter().enumerate().map(|(i, a)| (i, a.hosts.as_slice()))),
+        router: HostRouter::new(
+            cfg.apps
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i, a.hosts.as_slice())),
+        ),
         apps,
         rules: AccessRules::compile(cfg.rules.clone())?,
-        hygiene: HeaderHygiene::new(&cfg.identity_headers, &cfg.server.trusted_proxies, gateway_cookie_names()),
+        hygiene: HeaderHygiene::new(
+            &cfg.identity_headers,
+            &cfg.server.trusted_proxies,
+            gateway_cookie_names(),
+        ),
         pages: Pages::new(cfg.portal.clone()),
         access_log: cfg.log.access_log,
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway { state: Arc::new(state) },
+        Gateway {
+            state: Arc::new(state),
+        },
         "stepgate proxy",
     );
     for listener in &cfg.listeners {
@@ -110,12 +136,17 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
                 }
                 proxy.add_tcp(&address);
             }
-            ListenerKind::Https { certificates, http2 } => {
-                let resolver = SniResolver::new(certificates).ok_or(BuildError::NoCertificate(listener.address))?;
-                let mut tls = TlsSettings::intermediate("", "").map_err(|e| BuildError::Listener {
-                    address: listener.address,
-                    cause: e.to_string(),
-                })?;
+            ListenerKind::Https {
+                certificates,
+                http2,
+            } => {
+                let resolver = SniResolver::new(certificates)
+                    .ok_or(BuildError::NoCertificate(listener.address))?;
+                let mut tls =
+                    TlsSettings::intermediate("", "").map_err(|e| BuildError::Listener {
+                        address: listener.address,
+                        cause: e.to_string(),
+                    })?;
                 tls.set_cert_resolver(Arc::new(resolver));
                 if *http2 {
                     tls.enable_h2();
@@ -125,7 +156,9 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
             ListenerKind::Redirect { https_port } => {
                 let mut redirect = Service::new(
                     format!("redirect {address}"),
-                    RedirectToHttps { https_port: *https_port },
+                    RedirectToHttps {
+                        https_port: *https_port,
+                    },
                 );
                 redirect.add_tcp(&address);
                 server.add_service(redirect);
@@ -154,7 +187,10 @@ struct UnixSignals;
 impl ShutdownSignalWatch for UnixSignals {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };

@@ -26,6 +26,44 @@ pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const FORWARDED: &str = "forwarded";
 const X_REAL_IP: &str = "x-real-ip";
 
+/// Refuses HTTP/1 framing a front end and a back end could read differently (RFC 9112 §6):
+/// `Content-Length` with `Transfer-Encoding`, several or malformed `Content-Length`s, and any
+/// transfer coding other than a lone `chunked`. (Obsolete line folding and a space before the
+/// colon are already refused by pingora's parser.)
+pub fn check_framing(req: &RequestHeader) -> Result<(), &'static str> {
+    let lengths: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let codings: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err("both content-length and transfer-encoding");
+    }
+    if lengths.len() > 1 {
+        return Err("more than one content-length");
+    }
+    if let Some(len) = lengths.first() {
+        if len.is_empty() || !len.iter().all(u8::is_ascii_digit) {
+            return Err("malformed content-length");
+        }
+    }
+    if codings.len() > 1
+        || codings
+            .first()
+            .is_some_and(|c| !c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err("unsupported transfer-encoding");
+    }
+    Ok(())
+}
+
 /// Header rules, built once from the config.
 #[derive(Debug)]
 pub struct HeaderHygiene {
@@ -39,10 +77,25 @@ pub struct HeaderHygiene {
 }
 
 impl HeaderHygiene {
-    pub fn new(identity: &IdentityHeaders, trusted_proxies: &[IpNet], gateway_cookies: Vec<String>) -> Self {
-        let identity: HashSet<String> = identity.all().iter().map(|n| n.as_str().replace('_', "-")).collect();
+    pub fn new(
+        identity: &IdentityHeaders,
+        trusted_proxies: &[IpNet],
+        gateway_cookies: Vec<String>,
+    ) -> Self {
+        let identity: HashSet<String> = identity
+            .all()
+            .iter()
+            .map(|n| n.as_str().replace('_', "-"))
+            .collect();
         let mut protected = identity.clone();
-        for h in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, FORWARDED, X_REAL_IP, "host"] {
+        for h in [
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            FORWARDED,
+            X_REAL_IP,
+            "host",
+        ] {
             protected.insert(h.to_owned());
         }
         HeaderHygiene {
@@ -72,7 +125,11 @@ impl HeaderHygiene {
             .filter_map(|s| s.trim().parse().ok())
             .collect();
         chain.push(peer);
-        chain.into_iter().rev().find(|ip| !self.is_trusted(*ip)).unwrap_or(peer)
+        chain
+            .into_iter()
+            .rev()
+            .find(|ip| !self.is_trusted(*ip))
+            .unwrap_or(peer)
     }
 
     /// Removes client-sent identity headers (any case, `_` for `-`) and the gateway's cookies,
@@ -82,7 +139,10 @@ impl HeaderHygiene {
             .headers
             .keys()
             .map(|k| k.as_str())
-            .filter(|k| k.contains('_') && self.identity.contains(&k.replace('_', "-")) || self.identity.contains(*k))
+            .filter(|k| {
+                k.contains('_') && self.identity.contains(&k.replace('_', "-"))
+                    || self.identity.contains(*k)
+            })
             .map(str::to_owned)
             .collect();
         for name in doomed {
@@ -154,7 +214,13 @@ impl HeaderHygiene {
 
     /// Sets `X-Forwarded-For/-Proto/-Host` on the upstream request. A client's own values are
     /// kept (and extended) only when the peer is a trusted proxy.
-    pub fn set_forwarded(&self, req: &mut RequestHeader, peer: IpAddr, tls: bool, authority: &str) -> pingora::Result<()> {
+    pub fn set_forwarded(
+        &self,
+        req: &mut RequestHeader,
+        peer: IpAddr,
+        tls: bool,
+        authority: &str,
+    ) -> pingora::Result<()> {
         let proto = if tls { "https" } else { "http" };
         if self.is_trusted(peer) {
             let prior: Vec<String> = req
@@ -163,7 +229,11 @@ impl HeaderHygiene {
                 .iter()
                 .filter_map(|v| v.to_str().ok().map(str::to_owned))
                 .collect();
-            let xff = if prior.is_empty() { peer.to_string() } else { format!("{}, {peer}", prior.join(", ")) };
+            let xff = if prior.is_empty() {
+                peer.to_string()
+            } else {
+                format!("{}, {peer}", prior.join(", "))
+            };
             req.insert_header(X_FORWARDED_FOR, xff)?;
             if !req.headers.contains_key(X_FORWARDED_PROTO) {
                 req.insert_header(X_FORWARDED_PROTO, proto)?;
@@ -188,7 +258,11 @@ mod tests {
 
     fn hygiene(trusted: &[&str]) -> HeaderHygiene {
         let nets: Vec<IpNet> = trusted.iter().map(|s| s.parse().unwrap()).collect();
-        HeaderHygiene::new(&IdentityHeaders::default(), &nets, vec!["stepgate_session".into()])
+        HeaderHygiene::new(
+            &IdentityHeaders::default(),
+            &nets,
+            vec!["stepgate_session".into()],
+        )
     }
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
@@ -201,7 +275,13 @@ mod tests {
 
     #[test]
     fn strips_identity_in_any_spelling() {
-        let mut r = req(&[("Remote-User", "a"), ("remote_user", "b"), ("REMOTE-GROUPS", "x"), ("X-Stepgate-Assertion", "j"), ("Other", "1")]);
+        let mut r = req(&[
+            ("Remote-User", "a"),
+            ("remote_user", "b"),
+            ("REMOTE-GROUPS", "x"),
+            ("X-Stepgate-Assertion", "j"),
+            ("Other", "1"),
+        ]);
         hygiene(&[]).clean(&mut r);
         let names: Vec<_> = r.headers.keys().map(|k| k.as_str().to_owned()).collect();
         assert_eq!(names, vec!["other"]);
@@ -209,7 +289,10 @@ mod tests {
 
     #[test]
     fn connection_cannot_nominate_protected_headers() {
-        let mut r = req(&[("Connection", "keep-alive, Remote-User, x_forwarded_for, X-Custom")]);
+        let mut r = req(&[(
+            "Connection",
+            "keep-alive, Remote-User, x_forwarded_for, X-Custom",
+        )]);
         hygiene(&[]).clean(&mut r);
         assert_eq!(r.headers.get("connection").unwrap(), "keep-alive, x-custom");
         let mut only = req(&[("Connection", "x-forwarded-host")]);
@@ -229,7 +312,11 @@ mod tests {
 
     #[test]
     fn forwarded_headers_from_untrusted_peers_are_replaced() {
-        let mut r = req(&[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https"), ("Forwarded", "for=1.2.3.4")]);
+        let mut r = req(&[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("Forwarded", "for=1.2.3.4"),
+        ]);
         let h = hygiene(&[]);
         let peer: IpAddr = "10.0.0.9".parse().unwrap();
         assert_eq!(h.client_ip(&r, peer), peer);
@@ -242,12 +329,21 @@ mod tests {
 
     #[test]
     fn trusted_proxies_extend_the_chain() {
-        let mut r = req(&[("X-Forwarded-For", "203.0.113.7, 10.0.0.2"), ("X-Forwarded-Proto", "https")]);
+        let mut r = req(&[
+            ("X-Forwarded-For", "203.0.113.7, 10.0.0.2"),
+            ("X-Forwarded-Proto", "https"),
+        ]);
         let h = hygiene(&["10.0.0.0/8"]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(h.client_ip(&r, peer), "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            h.client_ip(&r, peer),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
         h.set_forwarded(&mut r, peer, false, "app.test").unwrap();
-        assert_eq!(r.headers.get(X_FORWARDED_FOR).unwrap(), "203.0.113.7, 10.0.0.2, 10.0.0.1");
+        assert_eq!(
+            r.headers.get(X_FORWARDED_FOR).unwrap(),
+            "203.0.113.7, 10.0.0.2, 10.0.0.1"
+        );
         assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
     }
 }

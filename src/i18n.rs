@@ -35,7 +35,11 @@ impl Lang {
                 continue;
             };
             let q = parts
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
                 best = Some((q, lang));
@@ -51,8 +55,14 @@ mod tests {
 
     #[test]
     fn negotiates_by_quality() {
-        assert_eq!(Lang::negotiate(Some("ko-KR,ko;q=0.9,en;q=0.8"), Lang::En), Lang::Ko);
-        assert_eq!(Lang::negotiate(Some("fr, en;q=0.5, ko;q=0.4"), Lang::Ko), Lang::En);
+        assert_eq!(
+            Lang::negotiate(Some("ko-KR,ko;q=0.9,en;q=0.8"), Lang::En),
+            Lang::Ko
+        );
+        assert_eq!(
+            Lang::negotiate(Some("fr, en;q=0.5, ko;q=0.4"), Lang::Ko),
+            Lang::En
+        );
         assert_eq!(Lang::negotiate(Some("fr"), Lang::Ko), Lang::Ko);
         assert_eq!(Lang::negotiate(None, Lang::En), Lang::En);
         assert_eq!(Lang::negotiate(Some("ko;q=0"), Lang::En), Lang::En);

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use stepgate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "stepgate", version, about = "A two-step-verification reverse-proxy gateway")]
+#[command(
+    name = "stepgate",
+    version,
+    about = "A two-step-verification reverse-proxy gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +44,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, listen, data_dir } => run(config, listen, data_dir),
+        Command::Run {
+            config,
+            listen,
+            data_dir,
+        } => run(config, listen, data_dir),
         Command::Check { config } => check(config),
         Command::HashPassword => hash_password(),
     }
@@ -94,7 +102,10 @@ fn hash_password() -> ExitCode {
         eprintln!("stepgate: cannot read the password from stdin: {e}");
         return ExitCode::FAILURE;
     }
-    let password = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    let password = input
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&input);
     if password.is_empty() {
         eprintln!("stepgate: empty password");
         return ExitCode::FAILURE;

@@ -35,9 +35,16 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
-        let mut headers: Vec<(&'static str, String)> = PAGE_HEADERS.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let mut headers: Vec<(&'static str, String)> = PAGE_HEADERS
+            .iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect();
         headers.push(("content-type", content_type.to_owned()));
-        Reply { status, headers, body: body.into() }
+        Reply {
+            status,
+            headers,
+            body: body.into(),
+        }
     }
 
     pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Reply {
@@ -46,7 +53,11 @@ impl Reply {
 
     /// A redirect with a small body for clients that show it.
     pub fn redirect(location: &str) -> Reply {
-        let mut r = Reply::new(StatusCode::FOUND, "text/plain; charset=utf-8", format!("Redirecting to {location}\n"));
+        let mut r = Reply::new(
+            StatusCode::FOUND,
+            "text/plain; charset=utf-8",
+            format!("Redirecting to {location}\n"),
+        );
         r.headers.push(("location", location.to_owned()));
         r
     }
@@ -103,7 +114,9 @@ pub struct Pages {
 
 impl std::fmt::Debug for Pages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pages").field("prefix", &self.cfg.prefix).finish()
+        f.debug_struct("Pages")
+            .field("prefix", &self.cfg.prefix)
+            .finish()
     }
 }
 
@@ -198,7 +211,12 @@ mod tests {
         assert!(body.contains("Acme &lt;Apps&gt;"));
         assert!(body.contains("https://help.example/2fa"));
         let ko = p.error(StatusCode::FORBIDDEN, Lang::Ko);
-        assert!(String::from_utf8(ko.body.to_vec()).unwrap().contains("접근 거부"));
-        assert!(en.headers.iter().any(|(k, v)| *k == "cache-control" && v == "no-store"));
+        assert!(String::from_utf8(ko.body.to_vec())
+            .unwrap()
+            .contains("접근 거부"));
+        assert!(en
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "cache-control" && v == "no-store"));
     }
 }

@@ -97,7 +97,13 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         // One retry on another server of the pool: a connection that never opened did not
         // reach the app, so retrying cannot repeat a request.
         if let Some(route) = ctx.route.as_mut() {
@@ -109,7 +115,12 @@ impl ProxyHttp for Gateway {
         e
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let Some(route) = ctx.route.as_ref() else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route for request");
         };
@@ -119,7 +130,12 @@ impl ProxyHttp for Gateway {
             .set_forwarded(upstream, route.peer, route.tls, &route.authority)
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, _upstream: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
     }
@@ -127,13 +143,22 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = respond::status_for_error(e);
         if code > 0 {
-            ctx.decision = if ctx.route.is_some() { "upstream_error" } else { "error" };
-            let lang = self
-                .state
-                .pages
-                .lang(session.req_header().headers.get("accept-language").and_then(|v| v.to_str().ok()));
+            ctx.decision = if ctx.route.is_some() {
+                "upstream_error"
+            } else {
+                "error"
+            };
+            let lang = self.state.pages.lang(
+                session
+                    .req_header()
+                    .headers
+                    .get("accept-language")
+                    .and_then(|v| v.to_str().ok()),
+            );
             let status = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
-            if let Err(write_err) = respond::write(session, self.state.pages.error(status, lang)).await {
+            if let Err(write_err) =
+                respond::write(session, self.state.pages.error(status, lang)).await
+            {
                 tracing::debug!(error = %write_err, "could not write the error page");
             }
         }
@@ -144,16 +169,23 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if !self.state.access_log || !tracing::enabled!(target: "stepgate::access", tracing::Level::INFO) {
+        if !self.state.access_log
+            || !tracing::enabled!(target: "stepgate::access", tracing::Level::INFO)
+        {
             return;
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let (host, path) = match &ctx.route {
             Some(r) => (r.authority.as_str(), r.path.as_str()),
-            None if !ctx.seen.authority.is_empty() => (ctx.seen.authority.as_str(), ctx.seen.path.as_str()),
+            None if !ctx.seen.authority.is_empty() => {
+                (ctx.seen.authority.as_str(), ctx.seen.path.as_str())
+            }
             None => ("-", "-"),
         };
-        let peer: Option<IpAddr> = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let peer: Option<IpAddr> = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         tracing::info!(
             target: "stepgate::access",
             method = %session.req_header().method,

@@ -17,13 +17,29 @@ pub struct RedirectToHttps {
 impl ServeHttp for RedirectToHttps {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let hosts: Vec<&[u8]> = req.headers.get_all(http::header::HOST).iter().map(|v| v.as_bytes()).collect();
-        let (Ok(host), Ok(target)) = (normalize_host(&hosts, false), normalize_target(req.raw_path())) else {
+        let hosts: Vec<&[u8]> = req
+            .headers
+            .get_all(http::header::HOST)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let (Ok(host), Ok(target)) = (
+            normalize_host(&hosts, false),
+            normalize_target(req.raw_path()),
+        ) else {
             return plain(StatusCode::BAD_REQUEST, "bad request\n", None);
         };
-        let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
+        let port = if self.https_port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.https_port)
+        };
         let location = format!("https://{}{port}{}", host.name, target.to_uri_string());
-        plain(StatusCode::PERMANENT_REDIRECT, "redirecting to https\n", Some(location))
+        plain(
+            StatusCode::PERMANENT_REDIRECT,
+            "redirecting to https\n",
+            Some(location),
+        )
     }
 }
 
@@ -36,5 +52,6 @@ fn plain(status: StatusCode, body: &str, location: Option<String>) -> Response<V
     if let Some(l) = location {
         b = b.header("location", l);
     }
-    b.body(body.as_bytes().to_vec()).unwrap_or_else(|_| Response::new(Vec::new()))
+    b.body(body.as_bytes().to_vec())
+        .unwrap_or_else(|_| Response::new(Vec::new()))
 }

@@ -22,15 +22,21 @@ impl HostPattern {
             Some(rest) => (true, rest.to_owned()),
             None => (false, lower.clone()),
         };
-        let ipv6 = !wild && name.starts_with('[') && name.ends_with(']')
-            && name[1..name.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
+        let ipv6 = !wild
+            && name.starts_with('[')
+            && name.ends_with(']')
+            && name[1..name.len() - 1]
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok();
         let valid = ipv6
             || (!name.is_empty()
                 && name.len() <= 253
                 && name.split('.').all(|label| {
                     !label.is_empty()
                         && label.len() <= 63
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 }));
         if !valid {
             return Err("must be a host name such as \"app.example.com\" or \"*.example.com\", without port".into());
@@ -38,7 +44,9 @@ impl HostPattern {
         Ok(if wild {
             HostPattern::Wildcard(format!(".{name}"))
         } else if ipv6 {
-            let addr: std::net::Ipv6Addr = name[1..name.len() - 1].parse().map_err(|_| "invalid IPv6")?;
+            let addr: std::net::Ipv6Addr = name[1..name.len() - 1]
+                .parse()
+                .map_err(|_| "invalid IPv6")?;
             HostPattern::Exact(format!("[{addr}]"))
         } else {
             HostPattern::Exact(name)
@@ -49,7 +57,9 @@ impl HostPattern {
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(name) => name == host,
-            HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
         }
     }
 }
@@ -111,7 +121,10 @@ mod tests {
         assert!(w.matches("b.a.example.com"));
         assert!(!w.matches("example.com"));
         assert!(!w.matches("aexample.com"));
-        assert_eq!(HostPattern::parse("[::1]").unwrap(), HostPattern::Exact("[::1]".into()));
+        assert_eq!(
+            HostPattern::parse("[::1]").unwrap(),
+            HostPattern::Exact("[::1]".into())
+        );
         assert!(HostPattern::parse("a.com:80").is_err());
         assert!(HostPattern::parse("*.").is_err());
         assert!(HostPattern::parse("a..b").is_err());

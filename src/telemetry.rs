@@ -14,10 +14,16 @@ pub fn init(cfg: &LogConfig) -> Result<(), String> {
     .map_err(|e| format!("invalid log filter: {e}"))?;
     // pingora logs through the `log` crate; `try_init` also installs `tracing_log::LogTracer`,
     // which forwards those records into tracing.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let result = match cfg.format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
     result.map_err(|e| format!("cannot install the log subscriber: {e}"))
 }

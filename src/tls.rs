@@ -22,9 +22,13 @@ pub enum LoadError {
 }
 
 /// Loads a PEM chain and its private key; returns the key and the certificate's DNS names.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<(CertifiedKey, Vec<String>), LoadError> {
+pub fn load_certified_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(CertifiedKey, Vec<String>), LoadError> {
     let chain = read_certs(cert)?;
-    let key_pem = std::fs::read(key).map_err(|e| LoadError::Key(format!("cannot read the key file ({e})")))?;
+    let key_pem = std::fs::read(key)
+        .map_err(|e| LoadError::Key(format!("cannot read the key file ({e})")))?;
     let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| LoadError::Key(format!("the key file is not valid PEM ({e})")))?
         .ok_or_else(|| LoadError::Key("no PEM private key in the file (found none)".into()))?;
@@ -35,8 +39,13 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<(CertifiedKey, Vec<
         .map_err(|e| LoadError::Key(format!("unsupported private key ({e})")))?;
     let certified = CertifiedKey::new(chain.clone(), signing);
     if let Err(e) = certified.keys_match() {
-        if !matches!(e, rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) {
-            return Err(LoadError::Key(format!("the key does not belong to the certificate ({e})")));
+        if !matches!(
+            e,
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)
+        ) {
+            return Err(LoadError::Key(format!(
+                "the key does not belong to the certificate ({e})"
+            )));
         }
     }
     let names = dns_names(&chain[0]);
@@ -102,7 +111,9 @@ impl SniResolver {
 
 impl fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SniResolver").field("names", &self.entries.len()).finish()
+        f.debug_struct("SniResolver")
+            .field("names", &self.entries.len())
+            .finish()
     }
 }
 

@@ -28,7 +28,10 @@ impl Whoami {
         let listener = StdListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        Ok(Whoami { listener: Mutex::new(Some(listener)), addr })
+        Ok(Whoami {
+            listener: Mutex::new(Some(listener)),
+            addr,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -86,7 +89,11 @@ async fn serve(mut stream: TcpStream) {
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
         let Ok(httparse::Status::Complete(_)) = req.parse(&buf[..head_len]) else {
-            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
             return;
         };
         let target = req.path.unwrap_or("/");
@@ -104,9 +111,10 @@ async fn serve(mut stream: TcpStream) {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| v.trim().parse::<usize>().ok())
             .unwrap_or(0);
-        let chunked = header_pairs
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+        let chunked = header_pairs.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        });
         let close = header_pairs
             .iter()
             .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
@@ -114,7 +122,10 @@ async fn serve(mut stream: TcpStream) {
             method: req.method.unwrap_or(""),
             path,
             query,
-            host: header_pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| v.clone()),
+            host: header_pairs
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.clone()),
             headers: header_pairs.clone(),
         };
         let body = serde_json::to_vec_pretty(&echo).unwrap_or_default();
@@ -139,7 +150,12 @@ async fn serve(mut stream: TcpStream) {
     }
 }
 
-async fn respond(stream: &mut TcpStream, body: &[u8], head_only: bool, close: bool) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n",
         body.len(),

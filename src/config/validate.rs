@@ -151,9 +151,10 @@ impl Validator<'_> {
             .filter_map(|(i, c)| self.network(c, &format!("server.trusted_proxies[{i}]")))
             .collect();
         ServerConfig {
-            data_dir: s
-                .data_dir
-                .map_or_else(|| PathBuf::from("./data"), |d| PathBuf::from(d.into_inner())),
+            data_dir: s.data_dir.map_or_else(
+                || PathBuf::from("./data"),
+                |d| PathBuf::from(d.into_inner()),
+            ),
             threads,
             trusted_proxies,
             grace_period: self.duration(&s.grace_period, "server.grace_period", 10),
@@ -199,9 +200,12 @@ impl Validator<'_> {
                 let ok = v.len() > 1
                     && v.starts_with('/')
                     && !v.ends_with('/')
-                    && v[1..]
-                        .split('/')
-                        .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)));
+                    && v[1..].split('/').all(|seg| {
+                        !seg.is_empty()
+                            && seg
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                    });
                 if !ok {
                     self.problem(
                         s.span(),
@@ -218,7 +222,10 @@ impl Validator<'_> {
                 self.problem(
                     u.span(),
                     "portal.help_url",
-                    format!("must be an absolute http(s) URL (found \"{}\")", u.get_ref()),
+                    format!(
+                        "must be an absolute http(s) URL (found \"{}\")",
+                        u.get_ref()
+                    ),
                 );
                 None
             }
@@ -329,7 +336,9 @@ impl Validator<'_> {
                     .certificate
                     .iter()
                     .enumerate()
-                    .filter_map(|(j, c)| self.certificate(c.get_ref(), &format!("{key}.certificate[{j}]")))
+                    .filter_map(|(j, c)| {
+                        self.certificate(c.get_ref(), &format!("{key}.certificate[{j}]"))
+                    })
                     .collect();
                 Some(ListenerKind::Https {
                     certificates,
@@ -372,7 +381,11 @@ impl Validator<'_> {
                     crate::tls::LoadError::Key(_) => c.key_file.span(),
                     _ => c.cert_file.span(),
                 };
-                let which = if span == c.key_file.span() { "key_file" } else { "cert_file" };
+                let which = if span == c.key_file.span() {
+                    "key_file"
+                } else {
+                    "cert_file"
+                };
                 self.problem(span, format!("{key}.{which}"), e.to_string());
                 return None;
             }
@@ -384,7 +397,10 @@ impl Validator<'_> {
                 .filter_map(|(i, h)| self.host_pattern(h, &format!("{key}.hosts[{i}]")))
                 .collect(),
             None => {
-                let hosts: Vec<_> = names.iter().filter_map(|n| HostPattern::parse(n).ok()).collect();
+                let hosts: Vec<_> = names
+                    .iter()
+                    .filter_map(|n| HostPattern::parse(n).ok())
+                    .collect();
                 if hosts.is_empty() {
                     self.problem(
                         c.cert_file.span(),
@@ -411,20 +427,43 @@ impl Validator<'_> {
             let a = a.into_inner();
             let key = format!("app[{i}]");
             let id = a.id.get_ref();
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                self.problem(a.id.span(), format!("{key}.id"), format!("must be letters, digits, -, _ or . (found \"{id}\")"));
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                self.problem(
+                    a.id.span(),
+                    format!("{key}.id"),
+                    format!("must be letters, digits, -, _ or . (found \"{id}\")"),
+                );
             } else if !ids.insert(id.clone()) {
-                self.problem(a.id.span(), format!("{key}.id"), format!("another app already has this id (found \"{id}\")"));
+                self.problem(
+                    a.id.span(),
+                    format!("{key}.id"),
+                    format!("another app already has this id (found \"{id}\")"),
+                );
             }
             if a.hosts.is_empty() {
-                self.problem(span.clone(), format!("{key}.hosts"), "an app needs at least one host (found none)");
+                self.problem(
+                    span.clone(),
+                    format!("{key}.hosts"),
+                    "an app needs at least one host (found none)",
+                );
             }
             let mut hosts = Vec::new();
             for (j, h) in a.hosts.iter().enumerate() {
                 let hk = format!("{key}.hosts[{j}]");
                 if let Some(p) = self.host_pattern(h, &hk) {
                     if !hosts_seen.insert(p.to_string()) {
-                        self.problem(h.span(), hk, format!("another app already serves this host (found \"{}\")", h.get_ref()));
+                        self.problem(
+                            h.span(),
+                            hk,
+                            format!(
+                                "another app already serves this host (found \"{}\")",
+                                h.get_ref()
+                            ),
+                        );
                     }
                     hosts.push(p);
                 }
@@ -432,21 +471,40 @@ impl Validator<'_> {
             let upstream = match (&a.builtin, a.upstreams.is_empty()) {
                 (Some(b), true) if b.get_ref() == "whoami" => Some(UpstreamConfig::Whoami),
                 (Some(b), true) => {
-                    self.problem(b.span(), format!("{key}.builtin"), format!("the only built-in app is \"whoami\" (found \"{}\")", b.get_ref()));
+                    self.problem(
+                        b.span(),
+                        format!("{key}.builtin"),
+                        format!(
+                            "the only built-in app is \"whoami\" (found \"{}\")",
+                            b.get_ref()
+                        ),
+                    );
                     None
                 }
                 (Some(b), false) => {
-                    self.problem(b.span(), format!("{key}.builtin"), "give either `builtin` or `upstreams`, not both (found both)");
+                    self.problem(
+                        b.span(),
+                        format!("{key}.builtin"),
+                        "give either `builtin` or `upstreams`, not both (found both)",
+                    );
                     None
                 }
                 (None, true) => {
-                    self.problem(span.clone(), format!("{key}.upstreams"), "an app needs `upstreams` or `builtin = \"whoami\"` (found neither)");
+                    self.problem(
+                        span.clone(),
+                        format!("{key}.upstreams"),
+                        "an app needs `upstreams` or `builtin = \"whoami\"` (found neither)",
+                    );
                     None
                 }
                 (None, false) => self.upstream_servers(&a, &key).map(UpstreamConfig::Servers),
             };
             if let Some(upstream) = upstream {
-                out.push(AppConfig { id: id.clone(), hosts, upstream });
+                out.push(AppConfig {
+                    id: id.clone(),
+                    hosts,
+                    upstream,
+                });
             }
         }
         out
@@ -470,7 +528,12 @@ impl Validator<'_> {
             })
             .collect();
         let tls = match &a.tls {
-            None => UpstreamTls { sni: None, verify_cert: true, verify_hostname: true, ca_file: None },
+            None => UpstreamTls {
+                sni: None,
+                verify_cert: true,
+                verify_hostname: true,
+                ca_file: None,
+            },
             Some(t) => UpstreamTls {
                 sni: t.sni.as_ref().map(|s| s.get_ref().clone()),
                 verify_cert: t.verify_cert.unwrap_or(true),
@@ -490,9 +553,16 @@ impl Validator<'_> {
         let health_check = a.health_check.as_ref().map(|h| {
             let span = h.span();
             let h = h.get_ref();
-            let path = h.path.as_ref().map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
+            let path = h
+                .path
+                .as_ref()
+                .map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
             if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-                self.problem(h.path.as_ref().map_or(span, |p| p.span()), format!("{key}.health_check.path"), format!("must be a path starting with / (found \"{path}\")"));
+                self.problem(
+                    h.path.as_ref().map_or(span, |p| p.span()),
+                    format!("{key}.health_check.path"),
+                    format!("must be a path starting with / (found \"{path}\")"),
+                );
             }
             HealthCheck {
                 path,
@@ -502,7 +572,11 @@ impl Validator<'_> {
             }
         });
         let s = UpstreamServers {
-            connect_timeout: self.duration(&a.connect_timeout, &format!("{key}.connect_timeout"), 5),
+            connect_timeout: self.duration(
+                &a.connect_timeout,
+                &format!("{key}.connect_timeout"),
+                5,
+            ),
             read_timeout: self.duration(&a.read_timeout, &format!("{key}.read_timeout"), 60),
             servers,
             tls,
@@ -515,44 +589,81 @@ impl Validator<'_> {
         let r = r.into_inner();
         let key = format!("rule[{i}]");
         let mut ok = true;
-        let hosts = r.hosts.iter().enumerate().filter_map(|(j, h)| {
-            let p = self.host_pattern(h, &format!("{key}.hosts[{j}]"));
-            ok &= p.is_some();
-            p
-        }).collect();
+        let hosts = r
+            .hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(j, h)| {
+                let p = self.host_pattern(h, &format!("{key}.hosts[{j}]"));
+                ok &= p.is_some();
+                p
+            })
+            .collect();
         let path = r.path.as_ref().map(|p| {
             if let Err(e) = regex::Regex::new(p.get_ref()) {
                 ok = false;
                 let first = e.to_string().lines().last().unwrap_or("").trim().to_owned();
-                self.problem(p.span(), format!("{key}.path"), format!("not a valid regular expression: {first} (found \"{}\")", p.get_ref()));
+                self.problem(
+                    p.span(),
+                    format!("{key}.path"),
+                    format!(
+                        "not a valid regular expression: {first} (found \"{}\")",
+                        p.get_ref()
+                    ),
+                );
             }
             p.get_ref().clone()
         });
-        let methods = r.methods.iter().enumerate().filter_map(|(j, m)| {
-            let v = m.get_ref();
-            match http::Method::from_bytes(v.as_bytes()) {
-                Ok(method) if v.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
-                _ => {
-                    ok = false;
-                    self.problem(m.span(), format!("{key}.methods[{j}]"), format!("must be an upper-case HTTP method such as \"GET\" (found \"{v}\")"));
-                    None
+        let methods = r
+            .methods
+            .iter()
+            .enumerate()
+            .filter_map(|(j, m)| {
+                let v = m.get_ref();
+                match http::Method::from_bytes(v.as_bytes()) {
+                    Ok(method) if v.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                    _ => {
+                        ok = false;
+                        self.problem(
+                            m.span(),
+                            format!("{key}.methods[{j}]"),
+                            format!(
+                                "must be an upper-case HTTP method such as \"GET\" (found \"{v}\")"
+                            ),
+                        );
+                        None
+                    }
                 }
-            }
-        }).collect();
-        let networks = r.networks.iter().enumerate().filter_map(|(j, n)| {
-            let net = self.network(n, &format!("{key}.networks[{j}]"));
-            ok &= net.is_some();
-            net
-        }).collect();
-        let subjects = r.subjects.iter().enumerate().filter_map(|(j, s)| {
-            let v = s.get_ref();
-            let subject = Subject::parse(v);
-            if subject.is_none() {
-                ok = false;
-                self.problem(s.span(), format!("{key}.subjects[{j}]"), format!("must be \"user:NAME\" or \"group:NAME\" (found \"{v}\")"));
-            }
-            subject
-        }).collect();
+            })
+            .collect();
+        let networks = r
+            .networks
+            .iter()
+            .enumerate()
+            .filter_map(|(j, n)| {
+                let net = self.network(n, &format!("{key}.networks[{j}]"));
+                ok &= net.is_some();
+                net
+            })
+            .collect();
+        let subjects = r
+            .subjects
+            .iter()
+            .enumerate()
+            .filter_map(|(j, s)| {
+                let v = s.get_ref();
+                let subject = Subject::parse(v);
+                if subject.is_none() {
+                    ok = false;
+                    self.problem(
+                        s.span(),
+                        format!("{key}.subjects[{j}]"),
+                        format!("must be \"user:NAME\" or \"group:NAME\" (found \"{v}\")"),
+                    );
+                }
+                subject
+            })
+            .collect();
         let policy = match Policy::parse(r.policy.get_ref()) {
             Some(p) => p,
             None => {
@@ -560,19 +671,28 @@ impl Validator<'_> {
                 return None;
             }
         };
-        ok.then_some(RuleSpec { hosts, path, methods, networks, subjects, policy })
+        ok.then_some(RuleSpec {
+            hosts,
+            path,
+            methods,
+            networks,
+            subjects,
+            policy,
+        })
     }
 
     fn duration(&mut self, v: &Option<Str>, key: &str, default_secs: u64) -> Duration {
         match v {
             None => Duration::from_secs(default_secs),
-            Some(s) => match humantime::parse_duration(s.get_ref()) {
-                Ok(d) if !d.is_zero() => d,
-                _ => {
-                    self.problem(s.span(), key, format!("must be a duration such as \"30s\", \"5m\" or \"12h\" (found \"{}\")", s.get_ref()));
-                    Duration::from_secs(default_secs)
+            Some(s) => {
+                match humantime::parse_duration(s.get_ref()) {
+                    Ok(d) if !d.is_zero() => d,
+                    _ => {
+                        self.problem(s.span(), key, format!("must be a duration such as \"30s\", \"5m\" or \"12h\" (found \"{}\")", s.get_ref()));
+                        Duration::from_secs(default_secs)
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -588,9 +708,18 @@ impl Validator<'_> {
 
     fn network(&mut self, v: &Str, key: &str) -> Option<IpNet> {
         let s = v.get_ref();
-        let parsed = s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from));
+        let parsed = s
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from));
         if parsed.is_none() {
-            self.problem(v.span(), key, format!("must be a network such as \"10.0.0.0/8\" or an IP address (found \"{s}\")"));
+            self.problem(
+                v.span(),
+                key,
+                format!(
+                    "must be a network such as \"10.0.0.0/8\" or an IP address (found \"{s}\")"
+                ),
+            );
         }
         parsed.map(|n| n.trunc())
     }
@@ -610,21 +739,39 @@ impl Validator<'_> {
 fn is_reserved_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "host" | "connection" | "content-length" | "transfer-encoding" | "cookie" | "upgrade"
-            | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded" | "te"
-            | "trailer" | "keep-alive"
+        "host"
+            | "connection"
+            | "content-length"
+            | "transfer-encoding"
+            | "cookie"
+            | "upgrade"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "forwarded"
+            | "te"
+            | "trailer"
+            | "keep-alive"
     )
 }
 
 fn parse_upstream(s: &str) -> Option<UpstreamServer> {
-    let with_scheme = if s.contains("://") { s.to_owned() } else { format!("http://{s}") };
+    let with_scheme = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("http://{s}")
+    };
     let url = url::Url::parse(&with_scheme).ok()?;
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,
         _ => return None,
     };
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || !matches!(url.path(), "" | "/") {
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || !matches!(url.path(), "" | "/")
+    {
         return None;
     }
     let host = match url.host()? {
@@ -632,7 +779,11 @@ fn parse_upstream(s: &str) -> Option<UpstreamServer> {
         url::Host::Ipv4(a) => a.to_string(),
         url::Host::Ipv6(a) => format!("[{a}]"),
     };
-    Some(UpstreamServer { host, port: url.port_or_known_default()?, tls })
+    Some(UpstreamServer {
+        host,
+        port: url.port_or_known_default()?,
+        tls,
+    })
 }
 
 fn format_path(p: &serde_ignored::Path<'_>) -> String {
@@ -642,9 +793,15 @@ fn format_path(p: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
         P::Map { parent, key } => {
             let parent = format_path(parent);
-            if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") }
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => format_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            format_path(parent)
+        }
     }
 }
 
@@ -658,7 +815,10 @@ fn span_of_path(root: &toml_edit::Table, path: &str) -> Option<Range<usize>> {
             None => (seg, None),
         };
         if segments.peek().is_none() && index.is_none() {
-            return table.key(name).and_then(|k| k.span()).or_else(|| table.get(name).and_then(|i| i.span()));
+            return table
+                .key(name)
+                .and_then(|k| k.span())
+                .or_else(|| table.get(name).and_then(|i| i.span()));
         }
         let item = table.get(name)?;
         table = match (item, index) {

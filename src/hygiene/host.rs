@@ -54,7 +54,9 @@ fn parse_port(p: &[u8]) -> Result<u16, HostError> {
     if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
         return Err(HostError::Invalid);
     }
-    let n = p.iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+    let n = p
+        .iter()
+        .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
     match u16::try_from(n) {
         Ok(port) if port != 0 => Ok(port),
         _ => Err(HostError::Invalid),
@@ -81,7 +83,8 @@ fn normalize_name(raw: &[u8]) -> Result<String, HostError> {
     if let Ok(ip) = name.parse::<Ipv4Addr>() {
         return Ok(ip.to_string());
     }
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_');
+    let ok_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_');
     if !name.chars().all(ok_char) {
         return Err(HostError::Invalid);
     }
@@ -111,15 +114,17 @@ pub fn normalize_host(values: &[&[u8]], tls: bool) -> Result<NormalHost, HostErr
     if raw.contains(&b',') {
         return Err(HostError::Duplicate);
     }
-    let bad = |b: &u8| {
-        *b <= 0x20 || *b >= 0x7f || matches!(*b, b'@' | b'/' | b'\\' | b'?' | b'#' | b'%')
-    };
+    let bad =
+        |b: &u8| *b <= 0x20 || *b >= 0x7f || matches!(*b, b'@' | b'/' | b'\\' | b'?' | b'#' | b'%');
     if raw.iter().any(bad) {
         return Err(HostError::Invalid);
     }
 
     let (name, port_raw) = if let Some(rest) = raw.strip_prefix(b"[") {
-        let close = rest.iter().position(|&b| b == b']').ok_or(HostError::Invalid)?;
+        let close = rest
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or(HostError::Invalid)?;
         let inner = std::str::from_utf8(&rest[..close]).map_err(|_| HostError::Invalid)?;
         let ip: Ipv6Addr = inner.parse().map_err(|_| HostError::Invalid)?;
         let after = &rest[close + 1..];
@@ -161,7 +166,10 @@ mod tests {
         }
     }
     fn h(name: &str, port: Option<u16>) -> NormalHost {
-        NormalHost { name: name.to_string(), port }
+        NormalHost {
+            name: name.to_string(),
+            port,
+        }
     }
 
     #[test]
@@ -184,7 +192,10 @@ mod tests {
         assert_eq!(ok("ExAmple.COM.:443", true), h("example.com", None));
         assert_eq!(ok("a.com.", false), h("a.com", None));
         assert_eq!(ok("localhost", false), h("localhost", None));
-        assert_eq!(ok("my_host-1.internal", false), h("my_host-1.internal", None));
+        assert_eq!(
+            ok("my_host-1.internal", false),
+            h("my_host-1.internal", None)
+        );
         assert_eq!(ok("1a.example", false), h("1a.example", None));
         assert_eq!(err(b"a..b"), HostError::Invalid);
         assert_eq!(err(b"a.com.."), HostError::Invalid);
@@ -200,7 +211,10 @@ mod tests {
     fn length_limits() {
         let l63 = "a".repeat(63);
         assert_eq!(ok(&format!("{l63}.com"), false).name, format!("{l63}.com"));
-        assert_eq!(err(format!("{}.com", "a".repeat(64)).as_bytes()), HostError::Invalid);
+        assert_eq!(
+            err(format!("{}.com", "a".repeat(64)).as_bytes()),
+            HostError::Invalid
+        );
         let n253 = format!("{l63}.{l63}.{l63}.{}", "a".repeat(61));
         assert_eq!(n253.len(), 253);
         assert_eq!(ok(&format!("{n253}."), false).name, n253);

@@ -32,7 +32,9 @@ impl fmt::Display for TargetError {
             TargetError::EncodedSlash => "encoded slash (%2F) in path",
             TargetError::Backslash => "backslash in path",
             TargetError::Nul => "nul byte in request target",
-            TargetError::ControlOrNonAscii => "control, space, fragment or non-ascii byte in request target",
+            TargetError::ControlOrNonAscii => {
+                "control, space, fragment or non-ascii byte in request target"
+            }
             TargetError::PathParameterDotSegment => "dot segment with path parameter (..;) in path",
             TargetError::TooLong => "request target too long",
         })
@@ -192,7 +194,10 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
         }
         None => None,
     };
-    Ok(NormalTarget { path: ascii_string(&resolved), query })
+    Ok(NormalTarget {
+        path: ascii_string(&resolved),
+        query,
+    })
 }
 
 #[cfg(test)]
@@ -299,11 +304,26 @@ mod tests {
     #[test]
     fn path_parameter_dot_segments() {
         assert_eq!(err(b"/..;/admin"), TargetError::PathParameterDotSegment);
-        assert_eq!(err(b"/public/..;/admin"), TargetError::PathParameterDotSegment);
-        assert_eq!(err(b"/public/..;jsessionid=1/admin"), TargetError::PathParameterDotSegment);
-        assert_eq!(err(b"/public/.;/admin"), TargetError::PathParameterDotSegment);
-        assert_eq!(err(b"/public/%2e%2e;/admin"), TargetError::PathParameterDotSegment);
-        assert_eq!(err(b"/public/..%3b/admin"), TargetError::PathParameterDotSegment);
+        assert_eq!(
+            err(b"/public/..;/admin"),
+            TargetError::PathParameterDotSegment
+        );
+        assert_eq!(
+            err(b"/public/..;jsessionid=1/admin"),
+            TargetError::PathParameterDotSegment
+        );
+        assert_eq!(
+            err(b"/public/.;/admin"),
+            TargetError::PathParameterDotSegment
+        );
+        assert_eq!(
+            err(b"/public/%2e%2e;/admin"),
+            TargetError::PathParameterDotSegment
+        );
+        assert_eq!(
+            err(b"/public/..%3b/admin"),
+            TargetError::PathParameterDotSegment
+        );
         assert_eq!(path("/a;b/c"), "/a;b/c");
         assert_eq!(path("/x..;/c"), "/x..;/c");
     }
@@ -323,7 +343,10 @@ mod tests {
 
     #[test]
     fn display_is_lowercase() {
-        assert_eq!(TargetError::EncodedSlash.to_string(), "encoded slash (%2F) in path");
+        assert_eq!(
+            TargetError::EncodedSlash.to_string(),
+            "encoded slash (%2F) in path"
+        );
         assert_eq!(TargetError::TooLong.to_string(), "request target too long");
     }
 }

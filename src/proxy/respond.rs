@@ -25,9 +25,13 @@ pub async fn write(session: &mut Session, reply: Reply) -> Result<()> {
         resp.append_header(name, value)?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::clone(&reply.body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::clone(&reply.body)), true)
+            .await?;
     }
     Ok(())
 }

@@ -31,7 +31,10 @@ pub struct Route {
 #[must_use]
 pub enum Outcome {
     Proxy(Route),
-    Reply { reply: Reply, decision: &'static str },
+    Reply {
+        reply: Reply,
+        decision: &'static str,
+    },
 }
 
 /// What the access line shows for a request that was answered before it had a route.
@@ -76,9 +79,16 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
     seen.authority = host.authority();
     seen.path.clone_from(&target.path);
     let prefix = state.pages.config().prefix.as_str();
-    if let Some(sub) = target.path.strip_prefix(prefix).filter(|s| s.is_empty() || s.starts_with('/')) {
+    if let Some(sub) = target
+        .path
+        .strip_prefix(prefix)
+        .filter(|s| s.is_empty() || s.starts_with('/'))
+    {
         let reply = state.pages.serve(sub, lang(state, session));
-        return Outcome::Reply { reply, decision: "portal" };
+        return Outcome::Reply {
+            reply,
+            decision: "portal",
+        };
     }
 
     let Some(app) = state.router.route(&host.name) else {
@@ -127,9 +137,13 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
             if is_browser(session, &method) {
                 let scheme = if tls { "https" } else { "http" };
                 let original = format!("{scheme}://{authority}{}", target.to_uri_string());
-                let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
+                let rd: String =
+                    url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
                 let reply = Reply::redirect(&format!("{prefix}/{page}?rd={rd}"));
-                Outcome::Reply { reply, decision: decision.as_str() }
+                Outcome::Reply {
+                    reply,
+                    decision: decision.as_str(),
+                }
             } else {
                 refuse(state, session, StatusCode::UNAUTHORIZED, decision.as_str())
             }
@@ -151,18 +165,28 @@ fn is_browser(session: &Session, method: &Method) -> bool {
 /// Host and target, normalised; `Err` names why the request is refused with 400.
 fn parse_request(session: &Session, tls: bool) -> Result<(NormalHost, NormalTarget), String> {
     let req = session.req_header();
-    let host_headers: Vec<&[u8]> = req.headers.get_all(http::header::HOST).iter().map(|v| v.as_bytes()).collect();
+    crate::hygiene::check_framing(req).map_err(str::to_owned)?;
+    let host_headers: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     let (host, raw_target): (NormalHost, Vec<u8>) = match req.uri.authority() {
         // HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target.
         Some(authority) => {
-            let host = normalize_host(&[authority.as_str().as_bytes()], tls).map_err(|e| e.to_string())?;
+            let host =
+                normalize_host(&[authority.as_str().as_bytes()], tls).map_err(|e| e.to_string())?;
             if !host_headers.is_empty() {
                 let header_host = normalize_host(&host_headers, tls).map_err(|e| e.to_string())?;
                 if header_host != host {
                     return Err("host header differs from the request target's authority".into());
                 }
             }
-            let scheme_ok = req.uri.scheme_str().is_none_or(|s| s == "http" || s == "https");
+            let scheme_ok = req
+                .uri
+                .scheme_str()
+                .is_none_or(|s| s == "http" || s == "https");
             if !scheme_ok {
                 return Err("unsupported scheme in request target".into());
             }

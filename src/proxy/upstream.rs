@@ -29,7 +29,11 @@ pub struct Pool {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("app {app}: cannot resolve upstream {server} ({cause})")]
-    Resolve { app: String, server: String, cause: String },
+    Resolve {
+        app: String,
+        server: String,
+        cause: String,
+    },
     #[error("app {app}: cannot load the upstream CA file ({cause})")]
     Ca { app: String, cause: String },
     #[error("app {app}: {cause}")]
@@ -47,11 +51,18 @@ pub struct PoolParts {
 
 impl PoolParts {
     pub fn build(app: &str, servers: &UpstreamServers) -> Result<PoolParts, UpstreamError> {
-        let other = |cause: String| UpstreamError::Other { app: app.into(), cause };
+        let other = |cause: String| UpstreamError::Other {
+            app: app.into(),
+            cause,
+        };
         let mut addrs = Vec::new();
         for s in &servers.servers {
             let hostport = format!("{}:{}", s.host, s.port);
-            let resolve = |cause: String| UpstreamError::Resolve { app: app.into(), server: hostport.clone(), cause };
+            let resolve = |cause: String| UpstreamError::Resolve {
+                app: app.into(),
+                server: hostport.clone(),
+                cause,
+            };
             let resolved = hostport
                 .to_socket_addrs()
                 .map_err(|e| resolve(e.to_string()))?
@@ -61,19 +72,29 @@ impl PoolParts {
         }
         let tls = servers.servers.first().is_some_and(|s| s.tls);
         if servers.servers.iter().any(|s| s.tls != tls) {
-            return Err(other("all upstreams of one app must use the same scheme".into()));
+            return Err(other(
+                "all upstreams of one app must use the same scheme".into(),
+            ));
         }
         let sni = servers.tls.sni.clone().unwrap_or_else(|| {
-            servers.servers.first().map(|s| s.host.trim_matches(['[', ']']).to_owned()).unwrap_or_default()
+            servers
+                .servers
+                .first()
+                .map(|s| s.host.trim_matches(['[', ']']).to_owned())
+                .unwrap_or_default()
         });
         let template = peer_template(app, servers, tls, &sni)?;
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs).map_err(|e| other(e.to_string()))?;
+        let mut lb =
+            LoadBalancer::<RoundRobin>::try_from_iter(addrs).map_err(|e| other(e.to_string()))?;
         if let Some(hc) = &servers.health_check {
             let host = hc.host.clone().unwrap_or_else(|| sni.clone());
             let mut check = HttpHealthCheck::new(&host, tls);
-            let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None).map_err(|e| other(e.to_string()))?;
-            req.insert_header("host", host.as_str()).map_err(|e| other(e.to_string()))?;
-            req.insert_header("user-agent", "stepgate-health-check").map_err(|e| other(e.to_string()))?;
+            let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
+                .map_err(|e| other(e.to_string()))?;
+            req.insert_header("host", host.as_str())
+                .map_err(|e| other(e.to_string()))?;
+            req.insert_header("user-agent", "stepgate-health-check")
+                .map_err(|e| other(e.to_string()))?;
             check.req = req;
             check.peer_template = template.clone();
             check.peer_template.options.connection_timeout = Some(hc.timeout);
@@ -93,21 +114,33 @@ impl PoolParts {
             lb.health_check_frequency = Some(hc.interval);
             lb.parallel_health_check = true;
         }
-        Ok(PoolParts { lb, health_checked: servers.health_check.is_some(), tls, template })
+        Ok(PoolParts {
+            lb,
+            health_checked: servers.health_check.is_some(),
+            tls,
+            template,
+        })
     }
 
     /// The running pool. With health checks, the load balancer becomes a background service of
     /// `server` (it runs the checks) and the pool shares it.
     pub fn start(self, server: &mut pingora::server::Server, app: &str) -> Pool {
         let lb = if self.health_checked {
-            let service = pingora::services::background::background_service(&format!("health check {app}"), self.lb);
+            let service = pingora::services::background::background_service(
+                &format!("health check {app}"),
+                self.lb,
+            );
             let lb = service.task();
             server.add_service(service);
             lb
         } else {
             Arc::new(self.lb)
         };
-        Pool { lb, tls: self.tls, template: self.template }
+        Pool {
+            lb,
+            tls: self.tls,
+            template: self.template,
+        }
     }
 }
 
@@ -125,7 +158,12 @@ impl Pool {
     }
 }
 
-fn peer_template(app: &str, s: &UpstreamServers, tls: bool, sni: &str) -> Result<HttpPeer, UpstreamError> {
+fn peer_template(
+    app: &str,
+    s: &UpstreamServers,
+    tls: bool,
+    sni: &str,
+) -> Result<HttpPeer, UpstreamError> {
     let placeholder: SocketAddr = ([127, 0, 0, 1], 1).into();
     let mut peer = HttpPeer::new(placeholder, tls, sni.to_owned());
     peer.options.connection_timeout = Some(s.connect_timeout);
@@ -137,7 +175,10 @@ fn peer_template(app: &str, s: &UpstreamServers, tls: bool, sni: &str) -> Result
         peer.options.verify_hostname = s.tls.verify_hostname;
         peer.options.alpn = ALPN::H2H1;
         if let Some(ca) = &s.tls.ca_file {
-            let certs = crate::tls::load_ca(ca).map_err(|e| UpstreamError::Ca { app: app.into(), cause: e.to_string() })?;
+            let certs = crate::tls::load_ca(ca).map_err(|e| UpstreamError::Ca {
+                app: app.into(),
+                cause: e.to_string(),
+            })?;
             // `parse_x509` panics on bad DER, so only certificates that parse are handed to it.
             let wrapped: Vec<WrappedX509> = certs
                 .into_iter()
