@@ -91,9 +91,9 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
     for app in &cfg.apps {
         let upstream = match &app.upstream {
             UpstreamConfig::Whoami => Upstream::Whoami(whoami_addr),
-            UpstreamConfig::Servers(servers) => {
-                Upstream::Pool(PoolParts::build(&app.id, servers)?.start(&mut server, &app.id))
-            }
+            UpstreamConfig::Servers(servers) => Upstream::Pool(Box::new(
+                PoolParts::build(&app.id, servers)?.start(&mut server, &app.id),
+            )),
         };
         apps.push(AppRuntime {
             id: app.id.clone(),

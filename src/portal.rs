@@ -209,7 +209,7 @@ mod tests {
         let body = String::from_utf8(en.body.to_vec()).unwrap();
         assert!(body.contains("Access denied"));
         assert!(body.contains("Acme &lt;Apps&gt;"));
-        assert!(body.contains("https://help.example/2fa"));
+        assert!(body.contains("help.example"), "{body}");
         let ko = p.error(StatusCode::FORBIDDEN, Lang::Ko);
         assert!(String::from_utf8(ko.body.to_vec())
             .unwrap()

@@ -94,7 +94,9 @@ impl HostRouter {
                 }
             }
         }
-        router.wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router
+            .wildcards
+            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         router
     }
 

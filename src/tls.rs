@@ -11,14 +11,27 @@ use rustls::sign::CertifiedKey;
 use crate::config::Certificate;
 use crate::routing::HostPattern;
 
+/// Why a certificate or key file cannot be used: what is wrong, for the caller to add what was
+/// found (the file name).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read the certificate file ({0})")]
+    #[error("cannot read the certificate file: {0}")]
     CertRead(String),
-    #[error("no PEM certificate in the file (found {0})")]
-    NoCert(String),
+    #[error("no PEM certificate in the file")]
+    NoCert,
+    #[error("the certificate file is not valid PEM: {0}")]
+    BadPem(String),
     #[error("{0}")]
     Key(String),
+}
+
+/// An I/O error as a reason: `No such file or directory (os error 2)` -> `no such file or directory`.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.rfind(" (os error ").map_or(s.as_str(), |i| &s[..i]);
+    let mut c = s.chars();
+    c.next()
+        .map_or_else(String::new, |f| f.to_lowercase().chain(c).collect())
 }
 
 /// Loads a PEM chain and its private key; returns the key and the certificate's DNS names.
@@ -28,15 +41,15 @@ pub fn load_certified_key(
 ) -> Result<(CertifiedKey, Vec<String>), LoadError> {
     let chain = read_certs(cert)?;
     let key_pem = std::fs::read(key)
-        .map_err(|e| LoadError::Key(format!("cannot read the key file ({e})")))?;
+        .map_err(|e| LoadError::Key(format!("cannot read the key file: {}", io_reason(&e))))?;
     let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| LoadError::Key(format!("the key file is not valid PEM ({e})")))?
-        .ok_or_else(|| LoadError::Key("no PEM private key in the file (found none)".into()))?;
+        .map_err(|e| LoadError::Key(format!("the key file is not valid PEM: {e}")))?
+        .ok_or_else(|| LoadError::Key("no PEM private key in the key file".into()))?;
     let provider = rustls::crypto::ring::default_provider();
     let signing = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| LoadError::Key(format!("unsupported private key ({e})")))?;
+        .map_err(|e| LoadError::Key(format!("unsupported private key: {e}")))?;
     let certified = CertifiedKey::new(chain.clone(), signing);
     if let Err(e) = certified.keys_match() {
         if !matches!(
@@ -44,7 +57,7 @@ pub fn load_certified_key(
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)
         ) {
             return Err(LoadError::Key(format!(
-                "the key does not belong to the certificate ({e})"
+                "the key does not belong to the certificate: {e}"
             )));
         }
     }
@@ -58,12 +71,12 @@ pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
-    let pem = std::fs::read(path).map_err(|e| LoadError::CertRead(e.to_string()))?;
+    let pem = std::fs::read(path).map_err(|e| LoadError::CertRead(io_reason(&e)))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| LoadError::NoCert(format!("invalid PEM: {e}")))?;
+        .map_err(|e| LoadError::BadPem(e.to_string()))?;
     if certs.is_empty() {
-        return Err(LoadError::NoCert("none".into()));
+        return Err(LoadError::NoCert);
     }
     Ok(certs)
 }

@@ -3,7 +3,8 @@
 //! Leaves that need checking beyond their TOML type (durations, addresses, CIDRs, regexes) are
 //! read as spanned strings so that `validate` can report every bad value at once, each with its
 //! line, instead of stopping at the first one as serde would. Unknown keys are collected by
-//! `serde_ignored` in `config::load` for the same reason (see the note there).
+//! `serde_ignored` in `config::load` for the same reason (see the note there), and required keys
+//! are `Option`s so that a missing one is one problem among the others, not the end of the check.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -72,7 +73,7 @@ pub struct IdentityHeadersFile {
 
 #[derive(Debug, Deserialize)]
 pub struct ListenerFile {
-    pub address: Str,
+    pub address: Option<Str>,
     pub protocol: Option<Str>,
     pub http2: Option<bool>,
     pub redirect_port: Option<Spanned<i64>>,
@@ -82,14 +83,14 @@ pub struct ListenerFile {
 
 #[derive(Debug, Deserialize)]
 pub struct CertificateFile {
-    pub cert_file: Str,
-    pub key_file: Str,
+    pub cert_file: Option<Str>,
+    pub key_file: Option<Str>,
     pub hosts: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct AppFile {
-    pub id: Str,
+    pub id: Option<Str>,
     #[serde(default)]
     pub hosts: Vec<Str>,
     pub builtin: Option<Str>,
@@ -128,5 +129,5 @@ pub struct RuleFile {
     pub networks: Vec<Str>,
     #[serde(default)]
     pub subjects: Vec<Str>,
-    pub policy: Str,
+    pub policy: Option<Str>,
 }

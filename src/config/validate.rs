@@ -34,7 +34,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<Problem>> 
         Ok(file) => file,
         Err(e) => {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let message = e.message().trim().replace('\n', " ");
+            let message = e.message().trim().replace('\n', ", ");
             let found = e
                 .span()
                 .and_then(|s| text.get(s))
@@ -94,18 +94,32 @@ impl Validator<'_> {
         });
     }
 
+    /// A required key: reports it missing (at its table's line) when absent.
+    fn required<'s>(
+        &mut self,
+        v: &'s Option<Str>,
+        table: Range<usize>,
+        key: &str,
+    ) -> Option<&'s Str> {
+        if v.is_none() {
+            self.problem(table, key, "this key is required (found none)");
+        }
+        v.as_ref()
+    }
+
     fn config(&mut self, path: &Path, f: FileConfig) -> Config {
         let server = self.server(f.server);
         let log = self.log(f.log);
         let portal = self.portal(f.portal);
         let identity_headers = self.identity_headers(f.identity.headers);
+        let no_listener = f.listener.is_empty();
         let listeners = f
             .listener
             .into_iter()
             .enumerate()
             .filter_map(|(i, l)| self.listener(i, l))
             .collect::<Vec<_>>();
-        if listeners.is_empty() {
+        if no_listener {
             self.problem(
                 0..0,
                 "listener",
@@ -295,7 +309,9 @@ impl Validator<'_> {
         let span = l.span();
         let l = l.into_inner();
         let key = format!("listener[{i}]");
-        let address = self.socket_addr(&l.address, &format!("{key}.address"));
+        let address = self
+            .required(&l.address, span.clone(), &format!("{key}.address"))
+            .and_then(|a| self.socket_addr(a, &format!("{key}.address")));
         let protocol = l.protocol.as_ref().map_or("http", |p| p.get_ref().as_str());
         let kind = match protocol {
             "http" | "redirect" if !l.certificate.is_empty() => {
@@ -337,7 +353,7 @@ impl Validator<'_> {
                     .iter()
                     .enumerate()
                     .filter_map(|(j, c)| {
-                        self.certificate(c.get_ref(), &format!("{key}.certificate[{j}]"))
+                        self.certificate(c.get_ref(), c.span(), &format!("{key}.certificate[{j}]"))
                     })
                     .collect();
                 Some(ListenerKind::Https {
@@ -355,6 +371,13 @@ impl Validator<'_> {
                 None
             }
         };
+        if l.http2.is_some() && protocol != "https" {
+            self.problem(
+                span.clone(),
+                format!("{key}.http2"),
+                format!("only goes with protocol = \"https\" (found protocol = \"{protocol}\")"),
+            );
+        }
         if l.redirect_port.is_some() && protocol != "redirect" {
             let p = l.redirect_port.as_ref().map_or(span.clone(), |p| p.span());
             self.problem(
@@ -369,24 +392,33 @@ impl Validator<'_> {
         })
     }
 
-    fn certificate(&mut self, c: &file::CertificateFile, key: &str) -> Option<Certificate> {
+    fn certificate(
+        &mut self,
+        c: &file::CertificateFile,
+        table: Range<usize>,
+        key: &str,
+    ) -> Option<Certificate> {
+        let cert_file = self.required(&c.cert_file, table.clone(), &format!("{key}.cert_file"));
+        let key_file = self.required(&c.key_file, table, &format!("{key}.key_file"));
+        let (cert_file, key_file) = (cert_file?, key_file?);
         let loaded = crate::tls::load_certified_key(
-            Path::new(c.cert_file.get_ref()),
-            Path::new(c.key_file.get_ref()),
+            Path::new(cert_file.get_ref()),
+            Path::new(key_file.get_ref()),
         );
         let (certified, names) = match loaded {
             Ok(v) => v,
             Err(e) => {
                 let span = match e {
-                    crate::tls::LoadError::Key(_) => c.key_file.span(),
-                    _ => c.cert_file.span(),
+                    crate::tls::LoadError::Key(_) => key_file.span(),
+                    _ => cert_file.span(),
                 };
-                let which = if span == c.key_file.span() {
-                    "key_file"
+                let (which, file) = if span == key_file.span() {
+                    ("key_file", key_file)
                 } else {
-                    "cert_file"
+                    ("cert_file", cert_file)
                 };
-                self.problem(span, format!("{key}.{which}"), e.to_string());
+                let message = format!("{e} (found \"{}\")", file.get_ref());
+                self.problem(span, format!("{key}.{which}"), message);
                 return None;
             }
         };
@@ -403,7 +435,7 @@ impl Validator<'_> {
                     .collect();
                 if hosts.is_empty() {
                     self.problem(
-                        c.cert_file.span(),
+                        cert_file.span(),
                         format!("{key}.hosts"),
                         "the certificate names no DNS host; list the hosts it serves in `hosts` (found no subjectAltName)",
                     );
@@ -412,7 +444,7 @@ impl Validator<'_> {
             }
         };
         Some(Certificate {
-            cert_file: PathBuf::from(c.cert_file.get_ref()),
+            cert_file: PathBuf::from(cert_file.get_ref()),
             key: Arc::new(certified),
             hosts,
         })
@@ -426,20 +458,29 @@ impl Validator<'_> {
             let span = a.span();
             let a = a.into_inner();
             let key = format!("app[{i}]");
-            let id = a.id.get_ref();
-            if id.is_empty()
+            let id_span = self
+                .required(&a.id, span.clone(), &format!("{key}.id"))
+                .map_or(span.clone(), |i| i.span());
+            let id = &a
+                .id
+                .as_ref()
+                .map(|i| i.get_ref().clone())
+                .unwrap_or_default();
+            if a.id.is_none() {
+                // Reported above; the rest of the app is still checked.
+            } else if id.is_empty()
                 || !id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             {
                 self.problem(
-                    a.id.span(),
+                    id_span.clone(),
                     format!("{key}.id"),
                     format!("must be letters, digits, -, _ or . (found \"{id}\")"),
                 );
             } else if !ids.insert(id.clone()) {
                 self.problem(
-                    a.id.span(),
+                    id_span.clone(),
                     format!("{key}.id"),
                     format!("another app already has this id (found \"{id}\")"),
                 );
@@ -469,7 +510,22 @@ impl Validator<'_> {
                 }
             }
             let upstream = match (&a.builtin, a.upstreams.is_empty()) {
-                (Some(b), true) if b.get_ref() == "whoami" => Some(UpstreamConfig::Whoami),
+                (Some(b), true) if b.get_ref() == "whoami" => {
+                    let extras = [
+                        ("connect_timeout", a.connect_timeout.is_some()),
+                        ("read_timeout", a.read_timeout.is_some()),
+                        ("tls", a.tls.is_some()),
+                        ("health_check", a.health_check.is_some()),
+                    ];
+                    for (extra, _) in extras.iter().filter(|(_, set)| *set) {
+                        self.problem(
+                            b.span(),
+                            format!("{key}.{extra}"),
+                            "only goes with `upstreams`, not with a built-in app (found both)",
+                        );
+                    }
+                    Some(UpstreamConfig::Whoami)
+                }
                 (Some(b), true) => {
                     self.problem(
                         b.span(),
@@ -527,6 +583,13 @@ impl Validator<'_> {
                 parsed
             })
             .collect();
+        if a.tls.is_some() && servers.iter().any(|s| !s.tls) {
+            self.problem(
+                a.upstreams[0].span(),
+                format!("{key}.tls"),
+                "[app.tls] only applies to https:// upstreams (found an http upstream)",
+            );
+        }
         let tls = match &a.tls {
             None => UpstreamTls {
                 sni: None,
@@ -543,7 +606,8 @@ impl Validator<'_> {
                     match crate::tls::load_ca(&path) {
                         Ok(_) => Some(path),
                         Err(e) => {
-                            self.problem(f.span(), format!("{key}.tls.ca_file"), e.to_string());
+                            let message = format!("{e} (found \"{}\")", f.get_ref());
+                            self.problem(f.span(), format!("{key}.tls.ca_file"), message);
                             None
                         }
                     }
@@ -586,6 +650,7 @@ impl Validator<'_> {
     }
 
     fn rule(&mut self, i: usize, r: Spanned<file::RuleFile>) -> Option<RuleSpec> {
+        let span = r.span();
         let r = r.into_inner();
         let key = format!("rule[{i}]");
         let mut ok = true;
@@ -602,7 +667,9 @@ impl Validator<'_> {
         let path = r.path.as_ref().map(|p| {
             if let Err(e) = regex::Regex::new(p.get_ref()) {
                 ok = false;
-                let first = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                // The last line of regex's message is `error: what is wrong`.
+                let last = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                let first = last.strip_prefix("error: ").unwrap_or(&last).to_owned();
                 self.problem(
                     p.span(),
                     format!("{key}.path"),
@@ -646,7 +713,7 @@ impl Validator<'_> {
                 net
             })
             .collect();
-        let subjects = r
+        let subjects: Vec<Subject> = r
             .subjects
             .iter()
             .enumerate()
@@ -664,13 +731,18 @@ impl Validator<'_> {
                 subject
             })
             .collect();
-        let policy = match Policy::parse(r.policy.get_ref()) {
+        let policy_str = self.required(&r.policy, span.clone(), &format!("{key}.policy"))?;
+        let policy = match Policy::parse(policy_str.get_ref()) {
             Some(p) => p,
             None => {
-                self.problem(r.policy.span(), format!("{key}.policy"), format!("must be \"bypass\", \"one_factor\", \"two_factor\" or \"deny\" (found \"{}\")", r.policy.get_ref()));
+                self.problem(policy_str.span(), format!("{key}.policy"), format!("must be \"bypass\", \"one_factor\", \"two_factor\" or \"deny\" (found \"{}\")", policy_str.get_ref()));
                 return None;
             }
         };
+        if policy == Policy::Bypass && !subjects.is_empty() {
+            self.problem(policy_str.span(), format!("{key}.subjects"), "a bypass rule lets everyone in, so it cannot name subjects; use one_factor or two_factor (found subjects)");
+            return None;
+        }
         ok.then_some(RuleSpec {
             hosts,
             path,
@@ -791,6 +863,8 @@ fn format_path(p: &serde_ignored::Path<'_>) -> String {
     match p {
         P::Root => String::new(),
         P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
+        // `toml::Spanned<T>` reads its value through this private key; it is not the user's.
+        P::Map { parent, key } if key == "$__serde_spanned_private_value" => format_path(parent),
         P::Map { parent, key } => {
             let parent = format_path(parent);
             if parent.is_empty() {
@@ -840,13 +914,21 @@ fn key_at(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line.split_once('=').map(|(k, _)| k.trim().to_owned());
-    let section = before[..line_start]
+    // A header line (`[[rule]]`, or a broken one) is its own section and has no key.
+    let header = line.trim_start().starts_with('[');
+    let key = line
+        .split_once('=')
+        .filter(|_| !header)
+        .map(|(k, _)| k.trim().to_owned());
+    let section = text[..line_start + line.len()]
         .lines()
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        .map(|l| {
+            let l = l.split('#').next().unwrap_or("").trim();
+            l.trim_matches(|c| c == '[' || c == ']').trim().to_owned()
+        });
     match (section, key) {
         (Some(s), Some(k)) => format!("{s}.{k}"),
         (None, Some(k)) => k,

@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(err(b""), TargetError::NotOriginForm);
         assert_eq!(err(b"?a"), TargetError::NotOriginForm);
         let mut long = vec![b'/'];
-        long.extend(std::iter::repeat(b'a').take(MAX_TARGET_LEN));
+        long.extend(std::iter::repeat_n(b'a', MAX_TARGET_LEN));
         assert_eq!(err(&long), TargetError::TooLong);
         long.pop();
         assert_eq!(path(&String::from_utf8_lossy(&long)).len(), MAX_TARGET_LEN);

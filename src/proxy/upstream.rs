@@ -17,7 +17,7 @@ use crate::config::UpstreamServers;
 pub enum Upstream {
     /// The built-in whoami app, on a loopback port of the gateway's own.
     Whoami(SocketAddr),
-    Pool(Pool),
+    Pool(Box<Pool>),
 }
 
 pub struct Pool {

@@ -1,0 +1,354 @@
+//! `stepgate check` and `stepgate hash-password` as an operator runs them: the real binary, real
+//! files, and the exact lines it prints (see CONTRACT.md, "Binary and CLI").
+//!
+//! Each file is written to its own temporary directory and the binary runs in that directory with
+//! a relative `--config`, so every message starts with the plain file name.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stepgate");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().expect("stepgate was killed by a signal"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// `stepgate check --config NAME` run in `dir`.
+fn check_in(dir: &Path, name: &str) -> Run {
+    finish(
+        Command::new(BIN)
+            .args(["check", "--config", name])
+            .current_dir(dir)
+            .output()
+            .expect("run stepgate"),
+    )
+}
+
+/// Writes `text` to `stepgate.toml` in a fresh directory and checks it there.
+fn check_text(text: &str) -> (tempfile::TempDir, Run) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stepgate.toml"), text).unwrap();
+    let run = check_in(dir.path(), "stepgate.toml");
+    (dir, run)
+}
+
+/// The exact stdout of a failed check: one line per problem.
+fn lines(problems: &[&str]) -> String {
+    let mut s = problems.join("\n");
+    s.push('\n');
+    s
+}
+
+fn assert_fails_with(run: &Run, problems: &[&str]) {
+    assert_eq!(
+        run.stdout,
+        lines(problems),
+        "stdout differs; stderr: {}",
+        run.stderr
+    );
+    assert_eq!(run.code, 1, "exit code; stdout: {}", run.stdout);
+    assert_eq!(run.stderr, "");
+}
+
+/// A self-signed certificate for `example.test` in `dir`, as `cert.pem` and `key.pem`.
+fn write_cert(dir: &Path) {
+    let ck = rcgen::generate_simple_self_signed(vec!["example.test".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+}
+
+#[test]
+fn a_valid_minimal_file_passes() {
+    let (_dir, run) = check_text(
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[[app]]
+id = "whoami"
+hosts = ["localhost"]
+builtin = "whoami"
+
+[[rule]]
+policy = "two_factor"
+"#,
+    );
+    assert_eq!(run.stdout, "stepgate.toml: ok\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_line_order() {
+    // One problem on each marked line; none of them hides another.
+    let text = r#"[server]
+data_dir = "./data"
+colour = "blue"
+grace_period = "ten seconds"
+trusted_proxies = ["10.0.0.0/33"]
+
+[[listener]]
+address = "127.0.0.1"
+
+[[listener]]
+address = "127.0.0.1:8443"
+protocol = "https"
+
+[[listener]]
+address = "127.0.0.1:9443"
+protocol = "https"
+
+[[listener.certificate]]
+cert_file = "missing.pem"
+key_file = "missing-key.pem"
+
+[[app]]
+id = "whoami"
+hosts = ["a.example.test"]
+builtin = "whoami"
+
+[[app]]
+id = "whoami"
+hosts = ["b.example.test"]
+builtin = "whoami"
+
+[[rule]]
+path = "^/(unclosed"
+policy = "two_factor"
+
+[[rule]]
+policy = "maybe"
+"#;
+    let (_dir, run) = check_text(text);
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:3: server.colour: unknown key, remove it or check its spelling (found `colour`)",
+            r#"stepgate.toml:4: server.grace_period: must be a duration such as "30s", "5m" or "12h" (found "ten seconds")"#,
+            r#"stepgate.toml:5: server.trusted_proxies[0]: must be a network such as "10.0.0.0/8" or an IP address (found "10.0.0.0/33")"#,
+            r#"stepgate.toml:8: listener[0].address: must be an IP address and port such as "127.0.0.1:8080" or "[::]:443" (found "127.0.0.1")"#,
+            "stepgate.toml:10: listener[1].certificate: an https listener needs at least one [[listener.certificate]] (found none)",
+            r#"stepgate.toml:19: listener[2].certificate[0].cert_file: cannot read the certificate file: no such file or directory (found "missing.pem")"#,
+            r#"stepgate.toml:28: app[1].id: another app already has this id (found "whoami")"#,
+            r#"stepgate.toml:33: rule[0].path: not a valid regular expression: unclosed group (found "^/(unclosed")"#,
+            r#"stepgate.toml:37: rule[1].policy: must be "bypass", "one_factor", "two_factor" or "deny" (found "maybe")"#,
+        ],
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_reports_its_line() {
+    let (_dir, run) = check_text(
+        r#"[server]
+data_dir = "./data"
+
+[[listener]]
+address = "127.0.0.1:8080"
+protocol = http
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:6: listener.protocol: invalid string, expected `\"`, `'` (found `h`)"],
+    );
+}
+
+#[test]
+fn unknown_keys_in_plain_sections_are_reported_with_their_lines() {
+    let (_dir, run) = check_text(
+        r#"colour = "blue"
+
+[server]
+dat_dir = "./data"
+
+[identity]
+extra = 1
+
+[identity.headers]
+usr = "X-User"
+
+[[listener]]
+address = "127.0.0.1:8080"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:1: colour: unknown key, remove it or check its spelling (found `colour`)",
+            "stepgate.toml:4: server.dat_dir: unknown key, remove it or check its spelling (found `dat_dir`)",
+            "stepgate.toml:7: identity.extra: unknown key, remove it or check its spelling (found `extra`)",
+            "stepgate.toml:10: identity.headers.usr: unknown key, remove it or check its spelling (found `usr`)",
+        ],
+    );
+}
+
+#[test]
+fn unknown_keys_at_every_depth_are_reported_with_their_own_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    std::fs::write(
+        dir.path().join("stepgate.toml"),
+        r#"colour = "blue"
+
+[[listener]]
+address = "127.0.0.1:8443"
+protocol = "https"
+backlog = 10
+
+[[listener.certificate]]
+cert_file = "cert.pem"
+key_file = "key.pem"
+flavour = "ec"
+
+[[app]]
+id = "wiki"
+hosts = ["wiki.example.test"]
+upstreams = ["https://127.0.0.1:3000"]
+upstream_count = 2
+
+[app.tls]
+verify = false
+
+[app.health_check]
+every = "5s"
+
+[[rule]]
+policy = "bypass"
+who = "alice"
+"#,
+    )
+    .unwrap();
+    let run = check_in(dir.path(), "stepgate.toml");
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:1: colour: unknown key, remove it or check its spelling (found `colour`)",
+            "stepgate.toml:6: listener[0].backlog: unknown key, remove it or check its spelling (found `backlog`)",
+            "stepgate.toml:11: listener[0].certificate[0].flavour: unknown key, remove it or check its spelling (found `flavour`)",
+            "stepgate.toml:17: app[0].upstream_count: unknown key, remove it or check its spelling (found `upstream_count`)",
+            "stepgate.toml:20: app[0].tls.verify: unknown key, remove it or check its spelling (found `verify`)",
+            "stepgate.toml:23: app[0].health_check.every: unknown key, remove it or check its spelling (found `every`)",
+            "stepgate.toml:27: rule[0].who: unknown key, remove it or check its spelling (found `who`)",
+        ],
+    );
+}
+
+#[test]
+fn missing_required_keys_are_each_reported_at_their_table() {
+    let (_dir, run) = check_text(
+        r#"[[listener]]
+protocol = "http"
+
+[[app]]
+hosts = ["a.test"]
+builtin = "whoami"
+
+[[rule]]
+path = "^/"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:1: listener[0].address: this key is required (found none)",
+            "stepgate.toml:4: app[0].id: this key is required (found none)",
+            "stepgate.toml:8: rule[0].policy: this key is required (found none)",
+        ],
+    );
+}
+
+#[test]
+fn keys_that_would_be_ignored_are_refused() {
+    let (_dir, run) = check_text(
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+http2 = true
+
+[[app]]
+id = "who"
+hosts = ["a.test"]
+builtin = "whoami"
+read_timeout = "1s"
+
+[[app]]
+id = "plain"
+hosts = ["b.test"]
+upstreams = ["http://127.0.0.1:3000"]
+
+[app.tls]
+verify_cert = false
+
+[[rule]]
+subjects = ["user:alice"]
+policy = "bypass"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:1: listener[0].http2: only goes with protocol = \"https\" (found protocol = \"http\")",
+            "stepgate.toml:8: app[0].read_timeout: only goes with `upstreams`, not with a built-in app (found both)",
+            "stepgate.toml:14: app[1].tls: [app.tls] only applies to https:// upstreams (found an http upstream)",
+            "stepgate.toml:21: rule[0].subjects: a bypass rule lets everyone in, so it cannot name subjects; use one_factor or two_factor (found subjects)",
+        ],
+    );
+}
+
+/// The shipped files are checked from the crate root, where their relative paths point.
+fn check_shipped(name: &str) {
+    let run = check_in(Path::new(env!("CARGO_MANIFEST_DIR")), name);
+    assert_eq!(
+        run.stdout,
+        format!("{name}: ok\n"),
+        "stderr: {}",
+        run.stderr
+    );
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn the_quickstart_config_passes() {
+    check_shipped("config/quickstart.toml");
+}
+
+#[test]
+fn the_example_config_passes() {
+    check_shipped("config/example.toml");
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_that_verifies() {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stepgate");
+    child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
+    let run = finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let hash = run.stdout.strip_suffix('\n').expect("one line");
+    assert!(hash.starts_with("$argon2id$"), "got {hash:?}");
+    assert!(!hash.contains('\n'));
+
+    let parsed = PasswordHash::new(hash).expect("a PHC string");
+    let argon2 = argon2::Argon2::default();
+    argon2
+        .verify_password(b"secret", &parsed)
+        .expect("verifies the password without the newline");
+    assert!(argon2.verify_password(b"secret\n", &parsed).is_err());
+    assert!(argon2.verify_password(b"other", &parsed).is_err());
+}

@@ -1,0 +1,97 @@
+//! Stopping: a graceful stop closes the listener at once but lets in-flight requests finish
+//! within the grace period; a fast stop ends the gateway and frees its port.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Behaviour, Gateway, Upstream};
+use stepgate::app::Stop;
+use tokio::sync::Notify;
+
+/// Polls until a new TCP connection to `addr` is refused (10 s deadline); true if it was.
+fn refused_within_deadline(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return true,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+/// Polls until `done` holds (10 s deadline).
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn graceful_stop_closes_the_listener_and_finishes_in_flight_requests() {
+    let upstream = Upstream::with(
+        "slowpoke",
+        Behaviour {
+            gate: Some(Arc::new(Notify::new())),
+            ..Default::default()
+        },
+    );
+    // The harness upstream holds back requests whose target starts with `/slow`.
+    let rules = "[[rule]]\npath = \"^/slow\"\npolicy = \"bypass\"\n";
+    let toml = common::config_with(&["127.0.0.1"], &[upstream.addr], rules)
+        .replace("grace_period = \"2s\"", "grace_period = \"3s\"");
+    assert!(toml.contains("grace_period = \"3s\""));
+    let gw = Gateway::start(&toml);
+    let addr = gw.addr;
+
+    let in_flight = std::thread::spawn(move || common::get(addr, "/slow", &[]));
+    wait_until("the upstream holds the request", || {
+        !upstream.requests().is_empty()
+    });
+
+    assert!(
+        !in_flight.is_finished(),
+        "the upstream holds the response until released"
+    );
+
+    gw.signal(Stop::Graceful);
+    assert!(
+        refused_within_deadline(addr),
+        "after a graceful stop, new connections are refused"
+    );
+
+    assert!(
+        !in_flight.is_finished(),
+        "the request is still in flight when the listener has closed"
+    );
+    upstream.release();
+    let resp = in_flight.join().unwrap();
+    assert_eq!(common::status(&resp), 200, "{resp}");
+    assert!(resp.ends_with("\r\n\r\nupstream slowpoke"), "{resp}");
+    assert_eq!(upstream.requests().len(), 1);
+
+    gw.stop(Stop::Graceful);
+}
+
+#[test]
+fn fast_stop_ends_the_gateway_and_frees_the_port() {
+    let upstream = Upstream::start("quick");
+    let gw = Gateway::start(&common::config_with(
+        &["127.0.0.1"],
+        &[upstream.addr],
+        common::RULES,
+    ));
+    let addr = gw.addr;
+    assert_eq!(common::status(&common::get(addr, "/public/x", &[])), 200);
+
+    gw.stop(Stop::Fast); // returns once the gateway's thread has ended
+    assert!(
+        refused_within_deadline(addr),
+        "after a fast stop, the port no longer accepts"
+    );
+}
