@@ -126,6 +126,7 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
         "stepgate proxy",
     );
     for listener in &cfg.listeners {
+        ensure_bindable(listener.address)?;
         let address = listener.address.to_string();
         match &listener.kind {
             ListenerKind::Http => {
@@ -167,6 +168,26 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
     }
     server.add_service(proxy);
     Ok(server)
+}
+
+/// Fails when the address cannot be listened on (in use, not local, no permission). pingora would
+/// otherwise retry in the background while the process looks healthy.
+fn ensure_bindable(address: std::net::SocketAddr) -> Result<(), BuildError> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            // Like pingora's own listener, so a recent restart's TIME_WAIT sockets do not count.
+            s.set_reuseaddr(true)?;
+            s.bind(address)
+        })
+        .map_err(|e| BuildError::Listener {
+            address,
+            cause: format!("cannot listen: {e}"),
+        })
 }
 
 /// Runs until SIGTERM or SIGINT, then finishes in-flight requests within the grace period.

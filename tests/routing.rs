@@ -156,3 +156,24 @@ fn an_upstream_that_does_not_answer_in_time_gets_504() {
     assert!(resp.contains("Service timed out"));
     slow.release();
 }
+
+#[test]
+fn a_listener_address_in_use_fails_the_start_instead_of_retrying_silently() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_with(&["127.0.0.1"], &[], "[[rule]]\npolicy = \"deny\"")
+        .replace("{port}", &port.to_string())
+        .replace("{data}", &dir.path().display().to_string())
+        .replace("upstreams = []", "builtin = \"whoami\"")
+        .replace("connect_timeout = \"2s\"\nread_timeout = \"3s\"\n", "");
+    let cfg = stepgate::config::Config::from_toml(std::path::Path::new("t.toml"), &text).unwrap();
+    let err = stepgate::app::start(&cfg)
+        .err()
+        .expect("start must fail while the port is taken");
+    assert!(
+        err.to_string()
+            .contains(&format!("listener 127.0.0.1:{port}: cannot listen")),
+        "{err}"
+    );
+}

@@ -598,7 +598,17 @@ impl Validator<'_> {
                 ca_file: None,
             },
             Some(t) => UpstreamTls {
-                sni: t.sni.as_ref().map(|s| s.get_ref().clone()),
+                sni: t.sni.as_ref().and_then(|s| {
+                    let name = s.get_ref();
+                    if rustls::pki_types::ServerName::try_from(name.as_str()).is_ok() {
+                        Some(name.clone())
+                    } else {
+                        let message =
+                            format!("must be a DNS name or an IP address (found \"{name}\")");
+                        self.problem(s.span(), format!("{key}.tls.sni"), message);
+                        None
+                    }
+                }),
                 verify_cert: t.verify_cert.unwrap_or(true),
                 verify_hostname: t.verify_hostname.unwrap_or(true),
                 ca_file: t.ca_file.as_ref().and_then(|f| {

@@ -1,5 +1,6 @@
 //! Upstream pools: round-robin over an app's servers, active health checks, timeouts and TLS.
 
+use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -179,6 +180,14 @@ fn peer_template(
                 app: app.into(),
                 cause: e.to_string(),
             })?;
+            // pingora's connection-reuse key covers the SNI and the verify flags but not the
+            // CA: keyed by the trusted certificates, an app never reuses a connection that
+            // another app verified against a CA this one does not trust.
+            let mut key = std::collections::hash_map::DefaultHasher::new();
+            for c in &certs {
+                c.as_ref().hash(&mut key);
+            }
+            peer.group_key = key.finish();
             // `parse_x509` panics on bad DER, so only certificates that parse are handed to it.
             let wrapped: Vec<WrappedX509> = certs
                 .into_iter()
