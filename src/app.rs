@@ -13,18 +13,35 @@ use pingora::services::listening::Service;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::access::AccessRules;
+use crate::assertion::{AssertionCache, Signer};
+use crate::auth::Auth;
+use crate::clock::SharedClock;
 use crate::config::{Config, ListenerKind, UpstreamConfig};
 use crate::hygiene::HeaderHygiene;
+use crate::portal::csrf::Csrf;
+use crate::portal::return_to::ReturnTo;
 use crate::portal::Pages;
 use crate::proxy::upstream::{PoolParts, Upstream, UpstreamError};
 use crate::proxy::{AppRuntime, Gateway, State};
 use crate::redirect::RedirectToHttps;
+use crate::regulation::Regulator;
 use crate::routing::HostRouter;
+use crate::session::store::SqliteStore;
+use crate::session::Sessions;
 use crate::tls::SniResolver;
+use crate::users::{FileDirectory, PasswordVerifier, UserDirectory};
 use crate::whoami::Whoami;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("users file: {0}")]
+    Users(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::session::store::StoreError),
+    #[error("identity assertion keys: {0}")]
+    Assertion(#[from] crate::assertion::AssertionError),
+    #[error("CSRF key in the data directory: {0}")]
+    Csrf(std::io::Error),
     #[error("cannot create the data directory {path}: {cause}")]
     DataDir { path: String, cause: std::io::Error },
     #[error("cannot start the built-in whoami app: {0}")]
@@ -57,8 +74,53 @@ pub fn gateway_cookie_names() -> Vec<String> {
     .collect()
 }
 
-/// Builds the server and all its services from a validated config.
+/// Builds the server and all its services from a validated config, on the system clock.
 pub fn build(cfg: &Config) -> Result<Server, BuildError> {
+    build_with_clock(cfg, crate::clock::system())
+}
+
+/// Nobody: the directory when no users file is configured.
+struct NoUsers;
+
+impl UserDirectory for NoUsers {
+    fn get(&self, _name: &str) -> Option<Arc<crate::users::User>> {
+        None
+    }
+}
+
+fn build_auth(
+    cfg: &Config,
+    clock: SharedClock,
+) -> Result<(Auth, Option<Arc<FileDirectory>>), BuildError> {
+    let data = &cfg.server.data_dir;
+    let (users, directory): (Arc<dyn UserDirectory>, Option<Arc<FileDirectory>>) =
+        match &cfg.users_file {
+            Some(path) => {
+                let dir = Arc::new(FileDirectory::load(path)?);
+                (dir.clone(), Some(dir))
+            }
+            None => (Arc::new(NoUsers), None),
+        };
+    let store = Arc::new(SqliteStore::open(data)?);
+    let auth = Auth {
+        sessions: Sessions::open(store, cfg.session.clone(), clock.clone())?,
+        users,
+        verifier: PasswordVerifier::new(cfg.server.password_hash_concurrency),
+        regulator: Regulator::new(cfg.regulation.clone(), clock.clone()),
+        signer: Signer::open(data, cfg.assertion.clone(), clock.clone())?,
+        assertions: AssertionCache::new(clock.clone()),
+        csrf: Csrf::open(data).map_err(BuildError::Csrf)?,
+        return_to: ReturnTo::new(
+            cfg.portal.default_redirect.clone(),
+            cfg.portal.allowed_redirect_hosts.clone(),
+        ),
+        clock,
+    };
+    Ok((auth, directory))
+}
+
+/// Builds the server with time from `clock` (tests use a manual clock).
+pub fn build_with_clock(cfg: &Config, clock: SharedClock) -> Result<Server, BuildError> {
     std::fs::create_dir_all(&cfg.server.data_dir).map_err(|cause| BuildError::DataDir {
         path: cfg.server.data_dir.display().to_string(),
         cause,
@@ -101,6 +163,7 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
         });
     }
 
+    let (auth, directory) = build_auth(cfg, clock)?;
     let state = State {
         router: HostRouter::new(
             cfg.apps
@@ -116,13 +179,21 @@ pub fn build(cfg: &Config) -> Result<Server, BuildError> {
             gateway_cookie_names(),
         ),
         pages: Pages::new(cfg.portal.clone()),
+        auth,
+        identity_headers: cfg.identity_headers.clone(),
         access_log: cfg.log.access_log,
     };
+    let state = Arc::new(state);
+    server.add_service(background_service(
+        "housekeeping",
+        Housekeeping {
+            state: Arc::clone(&state),
+            directory,
+        },
+    ));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway {
-            state: Arc::new(state),
-        },
+        Gateway { state },
         "stepgate proxy",
     );
     for listener in &cfg.listeners {
@@ -190,6 +261,61 @@ fn ensure_bindable(address: std::net::SocketAddr) -> Result<(), BuildError> {
         })
 }
 
+/// Periodic upkeep: reloads the users file when it changes (every second), and every 30 s
+/// ends expired sessions and writes session activity to the store, trims the failure limits,
+/// drops expired cached assertions and rotates the signing key when it is due.
+struct Housekeeping {
+    state: Arc<State>,
+    directory: Option<Arc<FileDirectory>>,
+}
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            n += 1;
+            if let Some(dir) = &self.directory {
+                match dir.reload_if_changed() {
+                    Ok(true) => {
+                        tracing::info!(target: "stepgate::users", users = dir.len(), "users file reloaded")
+                    }
+                    Ok(false) => {}
+                    Err(_) => {} // logged by the directory; the previous users stay in force
+                }
+            }
+            if n.is_multiple_of(30) {
+                self.sweep();
+            }
+        }
+        // Last activity reaches the store before the process ends.
+        self.sweep();
+    }
+}
+
+impl Housekeeping {
+    fn sweep(&self) {
+        let auth = &self.state.auth;
+        if let Err(e) = auth.sessions.housekeeping() {
+            tracing::error!(error = %e, "session housekeeping failed");
+        }
+        auth.regulator.cleanup();
+        auth.assertions.purge_expired();
+        match auth.signer.rotate_if_due() {
+            Ok(true) => {
+                tracing::info!(kid = %auth.signer.current_kid(), "assertion signing key rotated")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "assertion key rotation failed"),
+        }
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, then finishes in-flight requests within the grace period.
 pub fn run(cfg: &Config) -> Result<(), BuildError> {
     let server = build(cfg)?;
@@ -252,7 +378,12 @@ pub struct RunningGateway {
 
 /// Builds and starts a gateway without blocking; it runs until [`RunningGateway::stop`].
 pub fn start(cfg: &Config) -> Result<RunningGateway, BuildError> {
-    let server = build(cfg)?;
+    start_with_clock(cfg, crate::clock::system())
+}
+
+/// [`start`] with time from `clock`.
+pub fn start_with_clock(cfg: &Config, clock: SharedClock) -> Result<RunningGateway, BuildError> {
+    let server = build_with_clock(cfg, clock)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name("stepgate".into())

@@ -29,6 +29,11 @@ pub struct Config {
     pub log: LogConfig,
     pub portal: PortalConfig,
     pub identity_headers: IdentityHeaders,
+    /// The users file (`None`: nobody can sign in).
+    pub users_file: Option<PathBuf>,
+    pub session: crate::session::SessionConfig,
+    pub regulation: crate::regulation::RegulationConfig,
+    pub assertion: crate::assertion::AssertionConfig,
     pub listeners: Vec<ListenerConfig>,
     pub apps: Vec<AppConfig>,
     pub rules: Vec<RuleSpec>,
@@ -46,6 +51,8 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// After the grace period: how long the runtimes get to wind down.
     pub shutdown_timeout: Duration,
+    /// Password hashes computed at once (each takes ~19 MiB and one core for tens of ms).
+    pub password_hash_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +76,10 @@ pub struct PortalConfig {
     pub service_name: String,
     pub help_url: Option<String>,
     pub default_language: Lang,
+    /// Where sign-in leads when `rd` is missing or not allowed.
+    pub default_redirect: String,
+    /// Hosts besides the served ones that `rd` may point to.
+    pub allowed_redirect_hosts: Vec<HostPattern>,
 }
 
 /// Names of the identity headers sent to upstream apps (and stripped from clients).

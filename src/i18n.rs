@@ -23,6 +23,14 @@ impl Lang {
         }
     }
 
+    /// The language's name in itself, for the language switch.
+    pub fn native_name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Ko => "한국어",
+        }
+    }
+
     /// The supported language with the highest `q` in an `Accept-Language` value.
     pub fn negotiate(accept_language: Option<&str>, default: Lang) -> Lang {
         let Some(value) = accept_language else {

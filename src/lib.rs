@@ -5,13 +5,19 @@
 
 pub mod access;
 pub mod app;
+pub mod assertion;
+pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod hygiene;
 pub mod i18n;
 pub mod portal;
 pub mod proxy;
 pub mod redirect;
+pub mod regulation;
 pub mod routing;
+pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod users;
 pub mod whoami;

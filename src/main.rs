@@ -82,9 +82,17 @@ fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> 
     }
 }
 
+/// Checks a gateway config, or a users file (a top-level `users` table and no `listener`/`app`).
+/// A file that cannot be read or parsed goes to the gateway check, which reports why.
 fn check(path: PathBuf) -> ExitCode {
-    match Config::load(&path) {
-        Ok(_) => {
+    let result = match std::fs::read_to_string(&path) {
+        Ok(text) if stepgate::users::looks_like_users_file(&text) => {
+            stepgate::users::validate_users(&path, &text).map(drop)
+        }
+        _ => Config::load(&path).map(drop),
+    };
+    match result {
+        Ok(()) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }

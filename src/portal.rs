@@ -3,12 +3,19 @@
 //! binary; every response carries `Cache-Control: no-store` and a strict Content-Security-Policy
 //! that allows nothing from other sites.
 
+pub mod csrf;
+pub mod login;
+pub mod return_to;
+
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use minijinja::{context, Environment};
 
+use crate::auth::Auth;
 use crate::config::PortalConfig;
 use crate::i18n::Lang;
+use crate::routing::HostRouter;
+use login::PortalRequest;
 
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
 
@@ -93,13 +100,15 @@ fn error_text(status: StatusCode, lang: Lang) -> ErrorText {
         (503, Ko) => ("일시적으로 사용할 수 없음", "서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요."),
         (504, En) => ("Service timed out", "The service took too long to answer. Try again in a moment."),
         (504, Ko) => ("응답 시간 초과", "서비스 응답이 너무 늦습니다. 잠시 후 다시 시도해 주세요."),
+        (405, En) => ("Method not allowed", "This address does not accept that kind of request."),
+        (405, Ko) => ("허용되지 않는 요청", "이 주소는 해당 요청을 받지 않습니다."),
         (_, En) => ("Something went wrong", "The request could not be completed. Try again in a moment."),
         (_, Ko) => ("오류가 발생했습니다", "요청을 처리하지 못했습니다. 잠시 후 다시 시도해 주세요."),
     };
     ErrorText { title, message }
 }
 
-fn help_label(lang: Lang) -> &'static str {
+pub(crate) fn help_label(lang: Lang) -> &'static str {
     match lang {
         Lang::En => "Help",
         Lang::Ko => "도움말",
@@ -129,6 +138,13 @@ impl Pages {
             .expect("base.html template is valid");
         env.add_template("error.html", include_str!("portal/templates/error.html"))
             .expect("error.html template is valid");
+        env.add_template("login.html", include_str!("portal/templates/login.html"))
+            .expect("login.html template is valid");
+        env.add_template(
+            "account.html",
+            include_str!("portal/templates/account.html"),
+        )
+        .expect("account.html template is valid");
         Pages { env, cfg }
     }
 
@@ -179,11 +195,95 @@ impl Pages {
         r
     }
 
-    /// Serves a request under the portal prefix; `sub` is the path after the prefix.
-    pub fn serve(&self, sub: &str, lang: Lang) -> Reply {
-        match sub {
-            "/health" => self.health(),
-            "/assets/style.css" => self.stylesheet(),
+    /// Renders a template with the fields every page has added.
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        let common = context! {
+            service_name => &self.cfg.service_name,
+            help_url => &self.cfg.help_url,
+            prefix => &self.cfg.prefix,
+        };
+        self.env
+            .get_template(name)?
+            .render(context! { ..ctx, ..common })
+    }
+
+    fn account(&self, auth: &Auth, req: &PortalRequest<'_>, lang: Lang) -> Reply {
+        let Some(who) = auth.identify(req.headers, req.tls) else {
+            let rd = format!("{}{}/account", req.origin, self.cfg.prefix);
+            let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+            return Reply::redirect(&format!("{}/login?rd={rd}", self.cfg.prefix));
+        };
+        let (title, user, name, email, level, logout) = match lang {
+            Lang::En => (
+                "Account security",
+                "User name",
+                "Name",
+                "Email",
+                "Sign-in level",
+                "Sign out",
+            ),
+            Lang::Ko => (
+                "계정 보안",
+                "아이디",
+                "이름",
+                "이메일",
+                "인증 단계",
+                "로그아웃",
+            ),
+        };
+        let html = self.render(
+            "account.html",
+            context! {
+                lang => lang.tag(),
+                title => title,
+                t => context! { title, user, name, email, level, logout, help => help_label(lang) },
+                user => &who.user.name,
+                name => &who.user.display_name,
+                email => &who.user.email,
+                level => who.session.level_str(),
+                csrf => auth.csrf.token(&who.key),
+            },
+        );
+        match html {
+            Ok(html) => Reply::new(StatusCode::OK, "text/html; charset=utf-8", html),
+            Err(e) => {
+                tracing::error!(error = %e, "account page failed to render");
+                self.error(StatusCode::INTERNAL_SERVER_ERROR, lang)
+            }
+        }
+    }
+
+    /// Serves a request under the portal prefix.
+    pub async fn serve(&self, auth: &Auth, router: &HostRouter, req: &PortalRequest<'_>) -> Reply {
+        let lang = self.lang(
+            req.headers
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        if *req.method == Method::POST && !auth.regulator.allow_form_post(req.client) {
+            tracing::warn!(target: "stepgate::regulation", client = %req.client, "portal form posts over the limit");
+            return self.error(StatusCode::TOO_MANY_REQUESTS, lang);
+        }
+        let get = *req.method == Method::GET || *req.method == Method::HEAD;
+        match (req.sub, get) {
+            ("/health", true) => self.health(),
+            ("/assets/style.css", true) => self.stylesheet(),
+            ("/jwks.json", true) => {
+                let mut r = Reply::json(StatusCode::OK, auth.signer.jwks_json());
+                for h in r.headers.iter_mut() {
+                    if h.0 == "cache-control" {
+                        h.1 = "public, max-age=60".into();
+                    }
+                }
+                r
+            }
+            ("/login", true) => login::show(auth, self, router, req),
+            ("/login", false) if *req.method == Method::POST => {
+                login::submit(auth, self, router, req).await
+            }
+            ("/logout", false) if *req.method == Method::POST => login::logout(auth, self, req),
+            ("/account", true) => self.account(auth, req, lang),
+            ("/login" | "/logout", _) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),
             _ => self.error(StatusCode::NOT_FOUND, lang),
         }
     }
@@ -199,6 +299,8 @@ mod tests {
             service_name: "Acme <Apps>".into(),
             help_url: Some("https://help.example/2fa".into()),
             default_language: Lang::En,
+            default_redirect: "/".into(),
+            allowed_redirect_hosts: vec![],
         })
     }
 

@@ -3,6 +3,7 @@
 //! `proxy::respond`; `upstream_peer` -> `proxy::upstream`; `upstream_request_filter` sets the
 //! forwarding headers; `logging` writes the access line.
 
+pub mod identity;
 pub mod respond;
 pub mod route;
 pub mod upstream;
@@ -17,7 +18,10 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 
 use crate::access::AccessRules;
+use crate::auth::Auth;
+use crate::config::IdentityHeaders;
 use crate::hygiene::HeaderHygiene;
+use crate::portal::login::PortalRequest;
 use crate::portal::Pages;
 use crate::routing::HostRouter;
 use route::Route;
@@ -36,8 +40,13 @@ pub struct State {
     pub rules: AccessRules,
     pub hygiene: HeaderHygiene,
     pub pages: Pages,
+    pub auth: Auth,
+    pub identity_headers: IdentityHeaders,
     pub access_log: bool,
 }
+
+/// Largest portal form body read (sign-in and other forms are far smaller).
+const MAX_FORM_BODY: usize = 16 * 1024;
 
 pub struct Gateway {
     pub state: Arc<State>,
@@ -56,6 +65,29 @@ pub struct Ctx {
     upstream_time: Option<Duration>,
 }
 
+/// Reads a portal request's body, up to [`MAX_FORM_BODY`]; `None` when it is larger.
+async fn read_form(session: &mut Session) -> Option<bytes::Bytes> {
+    if session.req_header().method != http::Method::POST {
+        return Some(bytes::Bytes::new());
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_FORM_BODY {
+                    return None;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Some(body.freeze()),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read a portal form body");
+                return Some(bytes::Bytes::new());
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -72,8 +104,44 @@ impl ProxyHttp for Gateway {
         match route::route(&self.state, session, &mut ctx.seen) {
             route::Outcome::Proxy(r) => {
                 ctx.decision = r.decision.as_str();
+                ctx.user = r.identity.as_ref().map(|i| i.user.name.clone());
                 ctx.route = Some(r);
                 Ok(false)
+            }
+            route::Outcome::Portal {
+                sub,
+                tls,
+                client,
+                origin,
+            } => {
+                ctx.decision = "portal";
+                let reply = match read_form(session).await {
+                    Some(body) => {
+                        let req_header = session.req_header();
+                        let req = PortalRequest {
+                            method: &req_header.method,
+                            sub: &sub,
+                            query: req_header.uri.query(),
+                            headers: &req_header.headers,
+                            body,
+                            tls,
+                            client,
+                            origin,
+                        };
+                        self.state
+                            .pages
+                            .serve(&self.state.auth, &self.state.router, &req)
+                            .await
+                    }
+                    None => {
+                        let lang = self.state.pages.lang(None);
+                        self.state
+                            .pages
+                            .error(http::StatusCode::PAYLOAD_TOO_LARGE, lang)
+                    }
+                };
+                respond::write(session, reply).await?;
+                Ok(true)
             }
             route::Outcome::Reply { reply, decision } => {
                 ctx.decision = decision;
@@ -127,7 +195,20 @@ impl ProxyHttp for Gateway {
         upstream.insert_header(http::header::HOST, route.authority.as_str())?;
         self.state
             .hygiene
-            .set_forwarded(upstream, route.peer, route.tls, &route.authority)
+            .set_forwarded(upstream, route.peer, route.tls, &route.authority)?;
+        if let Some(who) = &route.identity {
+            let app = &self.state.apps[route.app];
+            let assertion = identity::assertion(&self.state.auth, who, route.app, &app.id)
+                .map_err(|e| {
+                    Error::because(
+                        ErrorType::HTTPStatus(500),
+                        "cannot sign the identity assertion",
+                        e,
+                    )
+                })?;
+            identity::inject(upstream, &self.state.identity_headers, who, &assertion)?;
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(

@@ -80,7 +80,7 @@ hosts = ["localhost"]
 builtin = "whoami"
 
 [[rule]]
-policy = "two_factor"
+policy = "bypass"
 "#,
     );
     assert_eq!(run.stdout, "stepgate.toml: ok\n", "stderr: {}", run.stderr);
@@ -264,6 +264,22 @@ path = "^/"
             "stepgate.toml:4: app[0].id: this key is required (found none)",
             "stepgate.toml:8: rule[0].policy: this key is required (found none)",
         ],
+    );
+}
+
+#[test]
+fn rules_that_need_sign_in_need_a_users_file() {
+    let (_dir, run) = check_text(
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[[rule]]
+policy = "one_factor"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:1: users.file: rules ask for sign-in, so a users file is needed (found none)"],
     );
 }
 

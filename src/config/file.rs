@@ -22,6 +22,14 @@ pub struct FileConfig {
     #[serde(default)]
     pub identity: IdentityFile,
     #[serde(default)]
+    pub users: UsersFile,
+    #[serde(default)]
+    pub session: SessionFile,
+    #[serde(default)]
+    pub regulation: RegulationFile,
+    #[serde(default)]
+    pub assertion: AssertionFile,
+    #[serde(default)]
     pub listener: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
     pub app: Vec<Spanned<AppFile>>,
@@ -37,6 +45,39 @@ pub struct ServerFile {
     pub trusted_proxies: Vec<Str>,
     pub grace_period: Option<Str>,
     pub shutdown_timeout: Option<Str>,
+    pub password_hash_concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UsersFile {
+    pub file: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionFile {
+    pub idle_timeout: Option<Str>,
+    pub lifetime: Option<Str>,
+    pub max_per_user: Option<Spanned<i64>>,
+    pub max_sessions: Option<Spanned<i64>>,
+    pub cookie_domain: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RegulationFile {
+    pub max_failures: Option<Spanned<i64>>,
+    pub window: Option<Str>,
+    pub ban: Option<Str>,
+    pub max_ban: Option<Str>,
+    pub max_failures_per_address: Option<Spanned<i64>>,
+    pub max_failures_per_user: Option<Spanned<i64>>,
+    pub form_posts_per_minute: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AssertionFile {
+    pub issuer: Option<Str>,
+    pub ttl: Option<Str>,
+    pub rotate_after: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +93,9 @@ pub struct PortalFile {
     pub service_name: Option<Str>,
     pub help_url: Option<Str>,
     pub default_language: Option<Str>,
+    pub default_redirect: Option<Str>,
+    #[serde(default)]
+    pub allowed_redirect_hosts: Vec<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -112,6 +112,10 @@ impl Validator<'_> {
         let log = self.log(f.log);
         let portal = self.portal(f.portal);
         let identity_headers = self.identity_headers(f.identity.headers);
+        let users_file = f.users.file.map(|p| PathBuf::from(p.into_inner()));
+        let session = self.session(f.session);
+        let regulation = self.regulation(f.regulation);
+        let assertion = self.assertion(f.assertion);
         let no_listener = f.listener.is_empty();
         let listeners = f
             .listener
@@ -132,16 +136,159 @@ impl Validator<'_> {
             .into_iter()
             .enumerate()
             .filter_map(|(i, r)| self.rule(i, r))
-            .collect();
+            .collect::<Vec<RuleSpec>>();
+        if users_file.is_none()
+            && rules
+                .iter()
+                .any(|r| matches!(r.policy, Policy::OneFactor | Policy::TwoFactor))
+        {
+            self.problem(
+                0..0,
+                "users.file",
+                "rules ask for sign-in, so a users file is needed (found none)",
+            );
+        }
         Config {
             source: path.to_path_buf(),
             server,
             log,
             portal,
             identity_headers,
+            users_file,
+            session,
+            regulation,
+            assertion,
             listeners,
             apps,
             rules,
+        }
+    }
+
+    fn count(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+    ) -> i64 {
+        match v {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                self.problem(
+                    n.span(),
+                    key,
+                    format!(
+                        "must be from {} to {} (found {})",
+                        range.start(),
+                        range.end(),
+                        n.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn session(&mut self, s: file::SessionFile) -> crate::session::SessionConfig {
+        let d = crate::session::SessionConfig::default();
+        let cookie_domain = s
+            .cookie_domain
+            .and_then(|c| match HostPattern::parse(c.get_ref()) {
+                Ok(HostPattern::Exact(name)) if name.contains('.') && !name.starts_with('[') => {
+                    Some(name)
+                }
+                _ => {
+                    self.problem(
+                        c.span(),
+                        "session.cookie_domain",
+                        format!(
+                            "must be a parent domain such as \"example.com\" (found \"{}\")",
+                            c.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
+        crate::session::SessionConfig {
+            idle_timeout: self.duration(
+                &s.idle_timeout,
+                "session.idle_timeout",
+                d.idle_timeout.as_secs(),
+            ),
+            lifetime: self.duration(&s.lifetime, "session.lifetime", d.lifetime.as_secs()),
+            max_per_user: self.count(
+                &s.max_per_user,
+                "session.max_per_user",
+                1..=1000,
+                d.max_per_user as i64,
+            ) as usize,
+            max_sessions: self.count(
+                &s.max_sessions,
+                "session.max_sessions",
+                1..=100_000_000,
+                d.max_sessions as i64,
+            ) as usize,
+            cookie_domain,
+        }
+    }
+
+    fn regulation(&mut self, r: file::RegulationFile) -> crate::regulation::RegulationConfig {
+        let d = crate::regulation::RegulationConfig::default();
+        crate::regulation::RegulationConfig {
+            max_failures: self.count(
+                &r.max_failures,
+                "regulation.max_failures",
+                1..=100,
+                d.max_failures.into(),
+            ) as u32,
+            window: self.duration(&r.window, "regulation.window", d.window.as_secs()),
+            ban: self.duration(&r.ban, "regulation.ban", d.ban.as_secs()),
+            max_ban: self.duration(&r.max_ban, "regulation.max_ban", d.max_ban.as_secs()),
+            max_failures_per_address: self.count(
+                &r.max_failures_per_address,
+                "regulation.max_failures_per_address",
+                1..=10_000,
+                d.max_failures_per_address.into(),
+            ) as u32,
+            max_failures_per_user: self.count(
+                &r.max_failures_per_user,
+                "regulation.max_failures_per_user",
+                1..=100,
+                d.max_failures_per_user.into(),
+            ) as u32,
+            form_posts_per_minute: self.count(
+                &r.form_posts_per_minute,
+                "regulation.form_posts_per_minute",
+                1..=100_000,
+                d.form_posts_per_minute.into(),
+            ) as u32,
+            ..d
+        }
+    }
+
+    fn assertion(&mut self, a: file::AssertionFile) -> crate::assertion::AssertionConfig {
+        let d = crate::assertion::AssertionConfig::default();
+        let ttl = self.duration(&a.ttl, "assertion.ttl", d.ttl.as_secs());
+        let ttl = match &a.ttl {
+            Some(t) if ttl > Duration::from_secs(300) => {
+                self.problem(
+                    t.span(),
+                    "assertion.ttl",
+                    format!("must be at most 5m (found \"{}\")", t.get_ref()),
+                );
+                d.ttl
+            }
+            _ => ttl,
+        };
+        crate::assertion::AssertionConfig {
+            issuer: a.issuer.map_or(d.issuer, |i| i.into_inner()),
+            ttl,
+            rotate_after: self.duration(
+                &a.rotate_after,
+                "assertion.rotate_after",
+                d.rotate_after.as_secs(),
+            ),
         }
     }
 
@@ -171,6 +318,14 @@ impl Validator<'_> {
             ),
             threads,
             trusted_proxies,
+            // Default: one fewer than the cores (at least one), so hashing never takes them all.
+            password_hash_concurrency: self.count(
+                &s.password_hash_concurrency,
+                "server.password_hash_concurrency",
+                1..=256,
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+                    as i64,
+            ) as usize,
             grace_period: self.duration(&s.grace_period, "server.grace_period", 10),
             shutdown_timeout: self.duration(&s.shutdown_timeout, "server.shutdown_timeout", 5),
         }
@@ -255,7 +410,29 @@ impl Validator<'_> {
                 Lang::En
             }),
         };
+        let default_redirect = match p.default_redirect {
+            None => "/".to_owned(),
+            Some(d) => {
+                let v = d.get_ref();
+                let ok = (v.starts_with('/') && !v.starts_with("//") && !v.contains('\\'))
+                    || url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                if !ok {
+                    self.problem(d.span(), "portal.default_redirect", format!("must be a path such as \"/\" or an absolute http(s) URL (found \"{v}\")"));
+                }
+                d.into_inner()
+            }
+        };
+        let allowed_redirect_hosts = p
+            .allowed_redirect_hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                self.host_pattern(h, &format!("portal.allowed_redirect_hosts[{i}]"))
+            })
+            .collect();
         PortalConfig {
+            default_redirect,
+            allowed_redirect_hosts,
             prefix,
             service_name: p
                 .service_name

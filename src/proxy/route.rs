@@ -7,7 +7,8 @@ use http::{Method, StatusCode};
 use pingora::prelude::Session;
 
 use super::State;
-use crate::access::{self, Decision};
+use crate::access::{self, Decision, Principal};
+use crate::auth::Identity;
 use crate::hygiene::host::{normalize_host, NormalHost};
 use crate::hygiene::target::{normalize_target, NormalTarget};
 use crate::portal::Reply;
@@ -25,7 +26,18 @@ pub struct Route {
     /// The client address rules and limits use (the peer, or from trusted proxies).
     pub client: IpAddr,
     pub decision: Decision,
+    /// Who is signed in, when the request carries a live session.
+    pub identity: Option<Identity>,
     pub retries: u8,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user.name)
+            .field("level", &self.session.level)
+            .finish()
+    }
 }
 
 #[must_use]
@@ -34,6 +46,13 @@ pub enum Outcome {
     Reply {
         reply: Reply,
         decision: &'static str,
+    },
+    /// A request for the gateway's own pages: served by `portal` (it may need the body).
+    Portal {
+        sub: String,
+        tls: bool,
+        client: IpAddr,
+        origin: String,
     },
 }
 
@@ -84,10 +103,13 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
         .strip_prefix(prefix)
         .filter(|s| s.is_empty() || s.starts_with('/'))
     {
-        let reply = state.pages.serve(sub, lang(state, session));
-        return Outcome::Reply {
-            reply,
-            decision: "portal",
+        let client = state.hygiene.client_ip(session.req_header(), peer);
+        let scheme = if tls { "https" } else { "http" };
+        return Outcome::Portal {
+            sub: sub.to_owned(),
+            tls,
+            client,
+            origin: format!("{scheme}://{}", host.authority()),
         };
     }
 
@@ -95,6 +117,8 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
         return refuse(state, session, StatusCode::NOT_FOUND, "unknown_host");
     };
 
+    // Who is signed in is read before hygiene removes the gateway's cookies from the request.
+    let identity = state.auth.identify(&session.req_header().headers, tls);
     let req = session.req_header_mut();
     state.hygiene.clean(req);
     let client = state.hygiene.client_ip(req, peer);
@@ -113,7 +137,7 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
             method: &method,
             client,
         },
-        None,
+        identity.as_ref().map(|i| i as &dyn Principal),
     );
     let authority = host.authority();
     match decision {
@@ -125,9 +149,15 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
             peer,
             client,
             decision,
+            identity,
             retries: 0,
         }),
-        Decision::Deny => refuse(state, session, StatusCode::FORBIDDEN, decision.as_str()),
+        Decision::Deny => {
+            if let Some(who) = &identity {
+                tracing::info!(target: "stepgate::access", user = %who.user.name, host = %host.name, path = %target.path, "refused by rule");
+            }
+            refuse(state, session, StatusCode::FORBIDDEN, decision.as_str())
+        }
         Decision::Login | Decision::SecondFactor | Decision::Guide => {
             let page = match decision {
                 Decision::Login => "login",

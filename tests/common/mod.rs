@@ -245,12 +245,18 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     running: Option<RunningGateway>,
+    clock: stepgate::clock::SharedClock,
 }
 
 impl Gateway {
     /// Starts a gateway from `toml`; `{port}` in it is replaced by a free port (the first
     /// listener's), `{data}` by a fresh data directory.
     pub fn start(toml: &str) -> Gateway {
+        Gateway::start_with_clock(toml, stepgate::clock::system())
+    }
+
+    /// [`Gateway::start`] with time from `clock` (a `ManualClock` in tests that move time).
+    pub fn start_with_clock(toml: &str, clock: stepgate::clock::SharedClock) -> Gateway {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let text = toml
@@ -259,14 +265,37 @@ impl Gateway {
         let path = dir.path().join("stepgate.toml");
         std::fs::write(&path, &text).unwrap();
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let running = app::start(&cfg).expect("gateway builds");
+        let running = app::start_with_clock(&cfg, clock.clone()).expect("gateway builds");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_ready(addr);
         Gateway {
             addr,
             dir,
             running: Some(running),
+            clock,
         }
+    }
+
+    /// Stops the gateway and starts it again on the same config, port and data directory.
+    pub fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop(Stop::Fast);
+        }
+        let cfg = Config::load(&self.dir.path().join("stepgate.toml")).expect("config still valid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let running = loop {
+            match app::start_with_clock(&cfg, self.clock.clone()) {
+                Ok(r) => break r,
+                // The old listener may take a moment to be released.
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("gateway did not restart: {e}"),
+            }
+        };
+        self.running = Some(running);
+        wait_ready(self.addr);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -371,8 +400,9 @@ pub fn config_with(app_hosts: &[&str], upstreams: &[SocketAddr], extra: &str) ->
         .map(|u| format!("\"http://{u}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let users = quickstart_users();
     format!(
-        "[server]\ndata_dir = \"{{data}}\"\nthreads = 2\ngrace_period = \"2s\"\nshutdown_timeout = \"1s\"\n\n[log]\naccess_log = false\n\n[[listener]]\naddress = \"127.0.0.1:{{port}}\"\n\n[[app]]\nid = \"app\"\nhosts = [{hosts}]\nupstreams = [{ups}]\nconnect_timeout = \"2s\"\nread_timeout = \"3s\"\n\n{extra}\n"
+        "[server]\ndata_dir = \"{{data}}\"\nthreads = 2\ngrace_period = \"2s\"\nshutdown_timeout = \"1s\"\n\n[log]\naccess_log = false\n\n[users]\nfile = '{users}'\n\n[[listener]]\naddress = \"127.0.0.1:{{port}}\"\n\n[[app]]\nid = \"app\"\nhosts = [{hosts}]\nupstreams = [{ups}]\nconnect_timeout = \"2s\"\nread_timeout = \"3s\"\n\n{extra}\n"
     )
 }
 
@@ -398,3 +428,225 @@ policy = "deny"
 [[rule]]
 policy = "two_factor"
 "#;
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn parse(raw: &str) -> Response {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Response {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The `name=value` cookies this response sets (raw `Set-Cookie` values).
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.all("set-cookie")
+    }
+}
+
+/// Undoes the HTML escaping of attribute values.
+pub fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A form on a page: its action, method and every input with a value (hidden ones included).
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub action: String,
+    pub method: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// The forms of an HTML page, found the way a browser would submit them.
+pub fn forms(html: &str) -> Vec<Form> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let key = format!("{name}=\"");
+        let start = tag.find(&key)? + key.len();
+        let end = tag[start..].find('"')? + start;
+        Some(unescape(&tag[start..end]))
+    };
+    let mut out = Vec::new();
+    for part in html.split("<form").skip(1) {
+        let (open, rest) = part.split_once('>').unwrap_or((part, ""));
+        let body = rest.split("</form>").next().unwrap_or("");
+        let mut fields = Vec::new();
+        for input in body.split("<input").skip(1) {
+            let tag = input.split('>').next().unwrap_or("");
+            if let Some(name) = attr(tag, "name") {
+                fields.push((name, attr(tag, "value").unwrap_or_default()));
+            }
+        }
+        out.push(Form {
+            action: attr(open, "action").unwrap_or_default(),
+            method: attr(open, "method").unwrap_or_else(|| "get".into()),
+            fields,
+        });
+    }
+    out
+}
+
+/// A browser: keeps cookies, sends `Accept: text/html`, does not follow redirects by itself.
+pub struct Browser {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub cookies: Vec<(String, String)>,
+    pub extra: Vec<String>,
+}
+
+impl Browser {
+    pub fn new(addr: SocketAddr) -> Browser {
+        Browser {
+            addr,
+            host: "127.0.0.1".into(),
+            cookies: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> Option<String> {
+        (!self.cookies.is_empty()).then(|| {
+            self.cookies
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn keep_cookies(&mut self, resp: &Response) {
+        for sc in resp.set_cookies() {
+            let pair = sc.split(';').next().unwrap_or("");
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            self.cookies.retain(|(n, _)| n != name);
+            if !sc.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn request(&mut self, method: &str, target: &str, body: Option<&str>) -> Response {
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nConnection: close\r\n",
+            self.host
+        );
+        if let Some(c) = self.cookie_header() {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        for h in &self.extra {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
+        let resp = Response::parse(&raw(self.addr, req.as_bytes()).expect("gateway answers"));
+        self.keep_cookies(&resp);
+        resp
+    }
+
+    pub fn get(&mut self, target: &str) -> Response {
+        self.request("GET", target, None)
+    }
+
+    /// Submits the page's first form whose action ends with `action`: every field it carries,
+    /// with `values` filled in or replaced — what a browser does.
+    pub fn submit(&mut self, page: &Response, action: &str, values: &[(&str, &str)]) -> Response {
+        let form = forms(&page.body)
+            .into_iter()
+            .find(|f| f.action.ends_with(action))
+            .unwrap_or_else(|| panic!("no form for {action} on the page:\n{}", page.body));
+        let mut fields = form.fields.clone();
+        for (k, v) in values {
+            match fields.iter_mut().find(|(n, _)| n == k) {
+                Some(f) => f.1 = (*v).to_owned(),
+                None => fields.push(((*k).to_owned(), (*v).to_owned())),
+            }
+        }
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields.iter())
+            .finish();
+        self.request(&form.method.to_ascii_uppercase(), &form.action, Some(&body))
+    }
+
+    /// Signs in through the real form; returns the final response of the POST.
+    pub fn sign_in(&mut self, user: &str, password: &str, rd: &str) -> Response {
+        let rd_q: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let page = self.get(&format!("/_stepgate/login?rd={rd_q}"));
+        assert_eq!(page.status, 200, "{page:?}");
+        self.submit(
+            &page,
+            "/login",
+            &[("username", user), ("password", password)],
+        )
+    }
+}
+
+/// The quickstart users file (the contract's users), as an absolute path.
+pub fn quickstart_users() -> String {
+    format!(
+        "{}/config/quickstart-users.toml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A gateway with the quickstart's rules and users in front of `upstream`, plus `extra` TOML.
+pub fn signin_config(upstream: SocketAddr, extra: &str) -> String {
+    config_with(
+        &["127.0.0.1", "app.test"],
+        &[upstream],
+        &format!("{extra}\n{RULES}"),
+    )
+}

@@ -1,0 +1,78 @@
+//! The authentication services one gateway holds, and who a request's session belongs to.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::access::{AuthLevel, Principal};
+use crate::assertion::{AssertionCache, Signer};
+use crate::clock::SharedClock;
+use crate::portal::csrf::Csrf;
+use crate::portal::return_to::ReturnTo;
+use crate::regulation::Regulator;
+use crate::session::cookie::{self, CookieJar};
+use crate::session::{Session, SessionKey, Sessions};
+use crate::users::{PasswordVerifier, User, UserDirectory};
+
+pub struct Auth {
+    pub sessions: Sessions,
+    pub users: Arc<dyn UserDirectory>,
+    pub verifier: PasswordVerifier,
+    pub regulator: Regulator,
+    pub signer: Signer,
+    pub assertions: AssertionCache,
+    pub csrf: Csrf,
+    pub return_to: ReturnTo,
+    pub clock: SharedClock,
+}
+
+/// A signed-in request: the session and the user it belongs to.
+pub struct Identity {
+    pub key: SessionKey,
+    pub session: Arc<Session>,
+    pub user: Arc<User>,
+}
+
+impl Principal for Identity {
+    fn user(&self) -> &str {
+        &self.user.name
+    }
+
+    fn in_group(&self, group: &str) -> bool {
+        self.user.in_group(group)
+    }
+
+    fn level(&self) -> AuthLevel {
+        self.session.level
+    }
+
+    fn has_second_factor(&self) -> bool {
+        // Second factors arrive with two-step verification; until then nobody has one.
+        false
+    }
+}
+
+impl Auth {
+    pub fn jar(&self, tls: bool) -> CookieJar<'_> {
+        CookieJar {
+            tls,
+            domain: self.sessions.config().cookie_domain.as_deref(),
+        }
+    }
+
+    /// The session the request's cookie names, if it is live and its user still exists and is
+    /// enabled. A session whose user was removed or disabled is ended on sight.
+    pub fn identify(&self, headers: &HeaderMap, tls: bool) -> Option<Identity> {
+        let id = cookie::read(headers, self.jar(tls).session_name())?;
+        let (key, session) = self.sessions.lookup(id)?;
+        match self.users.get(&session.user) {
+            Some(user) if !user.disabled => Some(Identity { key, session, user }),
+            _ => {
+                tracing::info!(target: "stepgate::session", user = %session.user, "session ended: user removed or disabled");
+                self.sessions.destroy(&key);
+                self.assertions.forget_session(&key);
+                None
+            }
+        }
+    }
+}

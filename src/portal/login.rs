@@ -1,0 +1,280 @@
+//! Sign-in and sign-out.
+//!
+//! One generic failure for an unknown user, a wrong password, a disabled user and a user under a
+//! ban: the same status, body and cookies. Unknown and disabled users still cost one password
+//! hash (against a dummy), so timing does not tell them apart from a wrong password; a ban is
+//! answered without hashing, so a flood from a banned source costs nothing (its timing tells
+//! only that a ban is on, never whether the account exists).
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+
+use super::csrf;
+use super::{Pages, Reply};
+use crate::access::AuthLevel;
+use crate::auth::Auth;
+use crate::i18n::Lang;
+use crate::regulation::Verdict;
+use crate::routing::HostRouter;
+use crate::users::normalize_username;
+
+/// Base name of the cookie a sign-in form's CSRF token is bound to.
+pub const FORM_COOKIE: &str = "stepgate_csrf";
+
+/// A request to the portal, as the proxy layer read it.
+pub struct PortalRequest<'a> {
+    pub method: &'a Method,
+    /// The path after the portal prefix, e.g. `/login`.
+    pub sub: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    pub tls: bool,
+    pub client: IpAddr,
+    /// `scheme://host[:port]` of the request.
+    pub origin: String,
+}
+
+impl PortalRequest<'_> {
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query.and_then(|q| form_value(q.as_bytes(), name))
+    }
+}
+
+/// The first value of `name` in an `application/x-www-form-urlencoded` body or query.
+pub fn form_value(form: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(form)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+struct Texts {
+    title: &'static str,
+    username: &'static str,
+    password: &'static str,
+    submit: &'static str,
+    failed: &'static str,
+}
+
+fn texts(lang: Lang) -> Texts {
+    match lang {
+        Lang::En => Texts {
+            title: "Sign in",
+            username: "User name",
+            password: "Password",
+            submit: "Sign in",
+            failed: "The user name or password is incorrect, or sign-in is temporarily blocked. Try again later.",
+        },
+        Lang::Ko => Texts {
+            title: "로그인",
+            username: "아이디",
+            password: "비밀번호",
+            submit: "로그인",
+            failed: "아이디 또는 비밀번호가 올바르지 않거나 로그인이 일시적으로 제한되었습니다. 잠시 후 다시 시도해 주세요.",
+        },
+    }
+}
+
+pub struct LoginPage<'a> {
+    pub lang: Lang,
+    pub rd: &'a str,
+    pub username: &'a str,
+    pub error: bool,
+    pub csrf: &'a str,
+}
+
+impl Pages {
+    pub fn login(&self, p: &LoginPage<'_>) -> Result<String, minijinja::Error> {
+        let t = texts(p.lang);
+        let other = match p.lang {
+            Lang::En => Lang::Ko,
+            Lang::Ko => Lang::En,
+        };
+        let rd_q: String = url::form_urlencoded::byte_serialize(p.rd.as_bytes()).collect();
+        self.render(
+            "login.html",
+            minijinja::context! {
+                lang => p.lang.tag(),
+                title => t.title,
+                t => minijinja::context! { title => t.title, username => t.username, password => t.password, submit => t.submit, help => super::help_label(p.lang) },
+                error => p.error.then_some(t.failed),
+                rd => p.rd,
+                username => p.username,
+                csrf => p.csrf,
+                switch_url => format!("{}/login?rd={rd_q}&lang={}", self.config().prefix, other.tag()),
+                switch_lang => other.tag(),
+                switch_label => other.native_name(),
+            },
+        )
+    }
+}
+
+fn lang_of(pages: &Pages, req: &PortalRequest<'_>, form_lang: Option<String>) -> Lang {
+    form_lang
+        .or_else(|| req.param("lang"))
+        .and_then(|l| Lang::from_tag(&l))
+        .unwrap_or_else(|| {
+            pages.lang(
+                req.headers
+                    .get(http::header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        })
+}
+
+/// `GET /login`: the form, or straight on to `rd` when already signed in.
+pub fn show(auth: &Auth, pages: &Pages, router: &HostRouter, req: &PortalRequest<'_>) -> Reply {
+    let rd = req.param("rd").unwrap_or_default();
+    if auth.identify(req.headers, req.tls).is_some() {
+        return Reply::redirect(&auth.return_to.resolve(Some(&rd), &req.origin, router));
+    }
+    let lang = lang_of(pages, req, None);
+    form(auth, pages, req, lang, &rd, "", false, StatusCode::OK)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn form(
+    auth: &Auth,
+    pages: &Pages,
+    req: &PortalRequest<'_>,
+    lang: Lang,
+    rd: &str,
+    username: &str,
+    error: bool,
+    status: StatusCode,
+) -> Reply {
+    let jar = auth.jar(req.tls);
+    let cookie_name = jar.other_name(FORM_COOKIE);
+    // Reuse the browser's form binding when it has one, so two open tabs both work.
+    let existing =
+        crate::session::cookie::read(req.headers, &cookie_name).filter(|v| v.len() == 22);
+    let binding = existing.map_or_else(csrf::random_binding, str::to_owned);
+    let token = auth.csrf.token(binding.as_bytes());
+    let page = LoginPage {
+        lang,
+        rd,
+        username,
+        error,
+        csrf: &token,
+    };
+    let mut reply = match pages.login(&page) {
+        Ok(html) => Reply::new(status, "text/html; charset=utf-8", html),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in page failed to render");
+            return pages.error(StatusCode::INTERNAL_SERVER_ERROR, lang);
+        }
+    };
+    if existing.is_none() {
+        reply = reply.with_header("set-cookie", jar.set_other(FORM_COOKIE, &binding));
+    }
+    reply
+}
+
+/// `POST /login`.
+pub async fn submit(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+) -> Reply {
+    let body = &req.body[..];
+    let lang = lang_of(pages, req, form_value(body, "lang"));
+    let rd = form_value(body, "rd").unwrap_or_default();
+    let jar = auth.jar(req.tls);
+    let binding =
+        crate::session::cookie::read(req.headers, &jar.other_name(FORM_COOKIE)).unwrap_or("");
+    let token = form_value(body, "csrf").unwrap_or_default();
+    if binding.is_empty() || !auth.csrf.verify(binding.as_bytes(), &token) {
+        tracing::warn!(target: "stepgate::portal", client = %req.client, "sign-in refused: missing or invalid CSRF token");
+        return pages.error(StatusCode::FORBIDDEN, lang);
+    }
+    let raw_name = form_value(body, "username").unwrap_or_default();
+    let password = form_value(body, "password").unwrap_or_default();
+    let failed = |shown: &str| {
+        form(
+            auth,
+            pages,
+            req,
+            lang,
+            &rd,
+            shown,
+            true,
+            StatusCode::UNAUTHORIZED,
+        )
+    };
+
+    let Some(name) = normalize_username(&raw_name) else {
+        // Not a possible user name: the same answer as a wrong password, after the same work.
+        let _ = auth.verifier.verify(None, &password).await;
+        return failed(&raw_name);
+    };
+    if let Verdict::Banned { until_ms } = auth.regulator.check(&name, req.client) {
+        tracing::info!(target: "stepgate::regulation", user = %name, client = %req.client, until_ms, "sign-in refused during a ban");
+        return failed(&raw_name);
+    }
+    let user = auth.users.get(&name);
+    let ok = match auth.verifier.verify(user.as_deref(), &password).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // A fault, not a decision: fail closed with a page that says so.
+            tracing::error!(target: "stepgate::portal", error = %e, "password verification failed");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
+    };
+    let Some(user) = user.filter(|u| ok && !u.disabled) else {
+        let _ = auth.regulator.record_failure(&name, req.client);
+        tracing::info!(target: "stepgate::portal", user = %name, client = %req.client, "sign-in failed");
+        return failed(&raw_name);
+    };
+    auth.regulator.record_success(&user.name, req.client);
+    let previous = auth.identify(req.headers, req.tls).map(|i| i.key);
+    if let Some(old) = &previous {
+        auth.assertions.forget_session(old);
+    }
+    match auth.sessions.create(
+        &user.name,
+        AuthLevel::OneFactor,
+        vec!["pwd".to_owned()],
+        previous.as_ref(),
+    ) {
+        Ok((id, _)) => {
+            tracing::info!(target: "stepgate::portal", user = %user.name, client = %req.client, "signed in (password)");
+            let target = auth.return_to.resolve(Some(&rd), &req.origin, router);
+            let mut reply =
+                Reply::redirect(&target).with_header("set-cookie", jar.set_session(&id));
+            reply.status = StatusCode::SEE_OTHER;
+            reply
+        }
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not create a session");
+            pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
+        }
+    }
+}
+
+/// `POST /logout`: ends the session (server-side), clears the cookie and site data.
+pub fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+    let lang = lang_of(pages, req, None);
+    let jar = auth.jar(req.tls);
+    let sign_in = format!("{}/login", pages.config().prefix);
+    let Some(who) = auth.identify(req.headers, req.tls) else {
+        let mut r = Reply::redirect(&sign_in).with_header("set-cookie", jar.clear_session());
+        r.status = StatusCode::SEE_OTHER;
+        return r;
+    };
+    let token = form_value(&req.body, "csrf").unwrap_or_default();
+    if !auth.csrf.verify(&who.key, &token) {
+        tracing::warn!(target: "stepgate::portal", user = %who.user.name, "sign-out refused: missing or invalid CSRF token");
+        return pages.error(StatusCode::FORBIDDEN, lang);
+    }
+    auth.sessions.destroy(&who.key);
+    auth.assertions.forget_session(&who.key);
+    tracing::info!(target: "stepgate::portal", user = %who.user.name, "signed out");
+    let mut r = Reply::redirect(&sign_in)
+        .with_header("set-cookie", jar.clear_session())
+        .with_header("clear-site-data", "\"cookies\"");
+    r.status = StatusCode::SEE_OTHER;
+    r
+}

@@ -1,0 +1,59 @@
+//! The identity an upstream app receives: the contract's headers and the signed assertion.
+//! Client-sent copies were already removed by `hygiene`; these are set after pingora's own
+//! header policy ran, so no `Connection` token can remove them.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+
+use crate::assertion::{AssertionError, IdentityFacts};
+use crate::auth::{Auth, Identity};
+use crate::config::IdentityHeaders;
+
+/// The signed assertion for this session and app, reused until shortly before it expires.
+pub fn assertion(
+    auth: &Auth,
+    who: &Identity,
+    app_index: usize,
+    app_id: &str,
+) -> Result<Arc<str>, AssertionError> {
+    auth.assertions.get_or_sign(&who.key, app_index, || {
+        let facts = IdentityFacts {
+            user: who.user.name.clone(),
+            email: who.user.email.clone(),
+            groups: who.user.groups.clone(),
+            name: who.user.display_name.clone(),
+            auth_level: who.session.level_str(),
+            amr: who.session.amr.clone(),
+        };
+        auth.signer.sign(&facts, app_id)
+    })
+}
+
+/// Sets the identity headers. Values are UTF-8 (display names may be Korean); a value that
+/// cannot be a header value at all (a line break) is left out rather than mangled.
+pub fn inject(
+    req: &mut RequestHeader,
+    names: &IdentityHeaders,
+    who: &Identity,
+    assertion: &str,
+) -> pingora::Result<()> {
+    let user = &who.user;
+    let set =
+        |req: &mut RequestHeader, name: &http::HeaderName, value: &str| -> pingora::Result<()> {
+            match HeaderValue::from_bytes(value.as_bytes()) {
+                Ok(v) => req.insert_header(name.clone(), v).map(|_| ()),
+                Err(_) => Ok(()),
+            }
+        };
+    set(req, &names.user, &user.name)?;
+    if let Some(email) = &user.email {
+        set(req, &names.email, email)?;
+    }
+    set(req, &names.groups, &user.groups.join(","))?;
+    set(req, &names.name, &user.display_name)?;
+    set(req, &names.auth_level, who.session.level_str())?;
+    set(req, &names.auth_methods, &who.session.amr.join(","))?;
+    set(req, &names.assertion, assertion)
+}

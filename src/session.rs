@@ -1,0 +1,412 @@
+//! Server-side sessions: IDs of 256 random bits handed out in a cookie, state kept in a
+//! `DashMap` keyed by the SHA-256 of the ID (so neither memory dumps of the map nor the database
+//! hold a usable ID), and written through to a durable store so sessions survive a restart.
+//!
+//! Enforced on the server: idle timeout and absolute lifetime (an expired session is removed when
+//! seen and by the periodic purge), a new ID at every change of authentication level (the old
+//! one is destroyed), no ID the server did not issue is ever accepted (lookups only find IDs the
+//! map holds), a cap per user (the oldest session is ended) and a cap overall (new sign-ins are
+//! refused while the gateway holds that many).
+
+pub mod cookie;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use dashmap::DashMap;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::access::AuthLevel;
+use crate::clock::SharedClock;
+use store::{SessionRecord, SessionStore, StoreError};
+
+/// SHA-256 of a session ID: how sessions are looked up and stored.
+pub type SessionKey = [u8; 32];
+
+/// Length of an encoded ID: 32 random bytes in unpadded base64url.
+const ID_LEN: usize = 43;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub idle_timeout: Duration,
+    pub lifetime: Duration,
+    pub max_per_user: usize,
+    pub max_sessions: usize,
+    /// Parent domain for a single-sign-on cookie across subdomains (HTTPS only).
+    pub cookie_domain: Option<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout: Duration::from_secs(30 * 60),
+            lifetime: Duration::from_secs(12 * 3600),
+            max_per_user: 10,
+            max_sessions: 1_000_000,
+            cookie_domain: None,
+        }
+    }
+}
+
+/// One signed-in browser.
+#[derive(Debug)]
+pub struct Session {
+    pub user: String,
+    pub level: AuthLevel,
+    /// RFC 8176 `amr` values of the steps behind this session, e.g. `pwd`, `otp`.
+    pub amr: Vec<String>,
+    pub created_ms: u64,
+    /// When the last authentication step happened.
+    pub auth_ms: u64,
+    last_seen_ms: AtomicU64,
+    /// Seen since the last flush of `last_seen_ms` to the store.
+    dirty: AtomicBool,
+}
+
+impl Session {
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn level_str(&self) -> &'static str {
+        match self.level {
+            AuthLevel::OneFactor => "1fa",
+            AuthLevel::TwoFactor => "2fa",
+        }
+    }
+
+    fn record(&self) -> SessionRecord {
+        SessionRecord {
+            user: self.user.clone(),
+            level: self.level_str().to_owned(),
+            amr: self.amr.join(","),
+            created_ms: self.created_ms,
+            auth_ms: self.auth_ms,
+            last_seen_ms: self.last_seen_ms(),
+        }
+    }
+
+    fn from_record(r: SessionRecord) -> Option<Session> {
+        let level = match r.level.as_str() {
+            "1fa" => AuthLevel::OneFactor,
+            "2fa" => AuthLevel::TwoFactor,
+            _ => return None,
+        };
+        Some(Session {
+            user: r.user,
+            level,
+            amr: r
+                .amr
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            created_ms: r.created_ms,
+            auth_ms: r.auth_ms,
+            last_seen_ms: AtomicU64::new(r.last_seen_ms),
+            dirty: AtomicBool::new(false),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the gateway holds its maximum of {0} sessions")]
+    Full(usize),
+}
+
+/// All sessions of this gateway.
+pub struct Sessions {
+    map: DashMap<SessionKey, Arc<Session>>,
+    store: Arc<dyn SessionStore>,
+    clock: SharedClock,
+    cfg: SessionConfig,
+}
+
+/// The key of an ID (its SHA-256), or `None` when the value cannot be an ID this server issued.
+pub fn key_of(id: &str) -> Option<SessionKey> {
+    if id.len() != ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    Some(Sha256::digest(id.as_bytes()).into())
+}
+
+fn new_id() -> (String, SessionKey) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let id = URL_SAFE_NO_PAD.encode(bytes);
+    let key = Sha256::digest(id.as_bytes()).into();
+    (id, key)
+}
+
+impl Sessions {
+    /// Loads the sessions the store holds that have not expired.
+    pub fn open(
+        store: Arc<dyn SessionStore>,
+        cfg: SessionConfig,
+        clock: SharedClock,
+    ) -> Result<Sessions, StoreError> {
+        let sessions = Sessions {
+            map: DashMap::new(),
+            store,
+            clock,
+            cfg,
+        };
+        let now = sessions.clock.now_ms();
+        for (key, record) in sessions.store.load_all()? {
+            match Session::from_record(record) {
+                Some(s) if !sessions.expired(&s, now) => {
+                    sessions.map.insert(key, Arc::new(s));
+                }
+                _ => sessions.store.delete(&key)?,
+            }
+        }
+        Ok(sessions)
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    fn expired(&self, s: &Session, now: u64) -> bool {
+        now >= s
+            .created_ms
+            .saturating_add(self.cfg.lifetime.as_millis() as u64)
+            || now
+                >= s.last_seen_ms()
+                    .saturating_add(self.cfg.idle_timeout.as_millis() as u64)
+    }
+
+    /// The live session for a cookie value; touches it. Expired sessions are removed.
+    pub fn lookup(&self, id: &str) -> Option<(SessionKey, Arc<Session>)> {
+        let key = key_of(id)?;
+        let session = self.map.get(&key).map(|s| Arc::clone(s.value()))?;
+        let now = self.clock.now_ms();
+        if self.expired(&session, now) {
+            self.destroy(&key);
+            return None;
+        }
+        session.last_seen_ms.store(now, Ordering::Relaxed);
+        session.dirty.store(true, Ordering::Relaxed);
+        Some((key, session))
+    }
+
+    /// A new session after an authentication step. `replaces` (the previous session of this
+    /// browser, if any) is destroyed: a new ID at every change of authentication level.
+    pub fn create(
+        &self,
+        user: &str,
+        level: AuthLevel,
+        amr: Vec<String>,
+        replaces: Option<&SessionKey>,
+    ) -> Result<(String, Arc<Session>), SessionError> {
+        let now = self.clock.now_ms();
+        let created_ms = match replaces.and_then(|k| self.map.get(k).map(|s| s.created_ms)) {
+            // Stepping up keeps the absolute lifetime of the sign-in it continues.
+            Some(created) if level == AuthLevel::TwoFactor => created,
+            _ => now,
+        };
+        if let Some(old) = replaces {
+            self.destroy(old);
+        }
+        if self.map.len() >= self.cfg.max_sessions {
+            return Err(SessionError::Full(self.cfg.max_sessions));
+        }
+        self.enforce_user_cap(user);
+        let session = Arc::new(Session {
+            user: user.to_owned(),
+            level,
+            amr,
+            created_ms,
+            auth_ms: now,
+            last_seen_ms: AtomicU64::new(now),
+            dirty: AtomicBool::new(false),
+        });
+        let (id, key) = new_id();
+        self.store.put(&key, &session.record())?;
+        self.map.insert(key, Arc::clone(&session));
+        Ok((id, session))
+    }
+
+    /// Ends the oldest sessions of `user` so that one more fits under `max_per_user`.
+    fn enforce_user_cap(&self, user: &str) {
+        let mut mine: Vec<(SessionKey, u64)> = self
+            .map
+            .iter()
+            .filter(|e| e.value().user == user)
+            .map(|e| (*e.key(), e.value().created_ms))
+            .collect();
+        if mine.len() < self.cfg.max_per_user {
+            return;
+        }
+        mine.sort_by_key(|(_, created)| *created);
+        let excess = mine.len() + 1 - self.cfg.max_per_user;
+        for (key, _) in mine.into_iter().take(excess) {
+            tracing::info!(target: "stepgate::session", user, "oldest session ended: per-user session cap");
+            self.destroy(&key);
+        }
+    }
+
+    pub fn destroy(&self, key: &SessionKey) {
+        self.map.remove(key);
+        if let Err(e) = self.store.delete(key) {
+            tracing::error!(target: "stepgate::session", error = %e, "could not delete a session from the store");
+        }
+    }
+
+    /// Signs a user out everywhere.
+    pub fn destroy_user(&self, user: &str) -> usize {
+        let keys: Vec<SessionKey> = self
+            .map
+            .iter()
+            .filter(|e| e.value().user == user)
+            .map(|e| *e.key())
+            .collect();
+        for k in &keys {
+            self.destroy(k);
+        }
+        keys.len()
+    }
+
+    /// Removes expired sessions and writes recent activity to the store. Periodic.
+    pub fn housekeeping(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let expired: Vec<SessionKey> = self
+            .map
+            .iter()
+            .filter(|e| self.expired(e.value(), now))
+            .map(|e| *e.key())
+            .collect();
+        for k in &expired {
+            self.destroy(k);
+        }
+        let seen: Vec<(SessionKey, u64)> = self
+            .map
+            .iter()
+            .filter(|e| e.value().dirty.swap(false, Ordering::Relaxed))
+            .map(|e| (*e.key(), e.value().last_seen_ms()))
+            .collect();
+        if !seen.is_empty() {
+            self.store.touch(&seen)?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn sessions(dir: &std::path::Path, clock: Arc<ManualClock>) -> Sessions {
+        let store = Arc::new(store::SqliteStore::open(dir).unwrap());
+        Sessions::open(
+            store,
+            SessionConfig {
+                max_per_user: 2,
+                ..SessionConfig::default()
+            },
+            clock,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ids_are_random_and_only_issued_ones_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sessions(dir.path(), ManualClock::now());
+        let (a, _) = s
+            .create("alice", AuthLevel::OneFactor, vec!["pwd".into()], None)
+            .unwrap();
+        let (b, _) = s
+            .create("alice", AuthLevel::OneFactor, vec!["pwd".into()], None)
+            .unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), ID_LEN);
+        assert!(s.lookup(&a).is_some());
+        let (forged, _) = new_id();
+        assert!(s.lookup(&forged).is_none());
+        assert!(s.lookup("short").is_none());
+    }
+
+    #[test]
+    fn idle_and_absolute_expiry_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::now();
+        let s = sessions(dir.path(), clock.clone());
+        let (id, _) = s.create("bob", AuthLevel::OneFactor, vec![], None).unwrap();
+        clock.advance(Duration::from_secs(29 * 60));
+        assert!(s.lookup(&id).is_some(), "used within the idle timeout");
+        clock.advance(Duration::from_secs(31 * 60));
+        assert!(s.lookup(&id).is_none(), "idle for 31 minutes");
+        let (id, _) = s.create("bob", AuthLevel::OneFactor, vec![], None).unwrap();
+        for _ in 0..25 {
+            clock.advance(Duration::from_secs(29 * 60));
+            if s.lookup(&id).is_none() {
+                break;
+            }
+        }
+        assert!(s.lookup(&id).is_none(), "past the absolute lifetime");
+    }
+
+    #[test]
+    fn step_up_rotates_the_id_and_caps_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sessions(dir.path(), ManualClock::now());
+        let (old, _) = s
+            .create("carol", AuthLevel::OneFactor, vec!["pwd".into()], None)
+            .unwrap();
+        let old_key = key_of(&old).unwrap();
+        let (new, sess) = s
+            .create(
+                "carol",
+                AuthLevel::TwoFactor,
+                vec!["pwd".into(), "otp".into()],
+                Some(&old_key),
+            )
+            .unwrap();
+        assert_ne!(old, new);
+        assert!(s.lookup(&old).is_none());
+        assert_eq!(sess.level, AuthLevel::TwoFactor);
+        s.create("carol", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        s.create("carol", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        assert_eq!(s.len(), 2, "max_per_user = 2");
+    }
+
+    #[test]
+    fn sessions_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::now();
+        let id = {
+            let s = sessions(dir.path(), clock.clone());
+            s.create("dave", AuthLevel::OneFactor, vec!["pwd".into()], None)
+                .unwrap()
+                .0
+        };
+        let s = sessions(dir.path(), clock);
+        let (_, sess) = s.lookup(&id).expect("restored");
+        assert_eq!(sess.user, "dave");
+        assert_eq!(sess.amr, vec!["pwd".to_owned()]);
+    }
+}

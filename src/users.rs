@@ -1,0 +1,833 @@
+//! The user directory: who may sign in, their argon2id password hash, profile and groups.
+//!
+//! - [`UserDirectory`] is the capability the portal needs; [`FileDirectory`] implements it from a
+//!   TOML users file (`[users.NAME]` tables), reloaded when the file changes on disk.
+//! - [`validate_users`] checks that file and reports every problem at once with its line, in the
+//!   same `FILE:LINE: key: message` form as the gateway configuration.
+//! - [`PasswordVerifier`] runs argon2 off the proxy's hot path, on tokio's blocking pool, with
+//!   bounded concurrency (SECURITY.md 38), and spends the same work on unknown and disabled
+//!   accounts as on real ones (SECURITY.md 14).
+//!
+//! Names are matched after [`normalize_username`], so one person is one account and one failure
+//! counter however they type their name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use argon2::password_hash::PasswordVerifier as _;
+use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use toml::Spanned;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::config::{ConfigError, Problem};
+
+/// Longest accepted user name, in characters after normalisation.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Longest password that is hashed at all; longer ones fail without hashing (SECURITY.md 18:
+/// at least 64 characters must be allowed; the cap stops hashing megabytes per request).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Raw input longer than this is refused before normalising (NFKC can expand a character up to
+/// 18 times, and this runs on every sign-in attempt with untrusted input).
+const MAX_RAW_NAME_BYTES: usize = 4096;
+const LOG_TARGET: &str = "stepgate::users";
+/// Used only if hashing a fresh dummy at start-up fails; any argon2id hash with the default
+/// parameters will do, since a dummy check always ends in `false`.
+const FALLBACK_DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$pqL2ud8we/QSYV1jNed9KQ$a+BUztkXLv7fI9I4I1GMpo2p6Juo5PMBmFRQXjR1Bo4";
+
+/// A user as the directory knows them. `Debug` never prints the password hash.
+#[derive(Clone)]
+pub struct User {
+    /// Normalised with [`normalize_username`]: the account's identity everywhere.
+    pub name: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    /// E.164, e.g. `+821000000001`.
+    pub phone: Option<String>,
+    pub groups: Vec<String>,
+    pub disabled: bool,
+    password_hash: String,
+}
+
+impl User {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("display_name", &self.display_name)
+            .field("email", &self.email)
+            .field("phone", &self.phone)
+            .field("groups", &self.groups)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where users come from; LDAP or an upstream identity provider can implement this later.
+pub trait UserDirectory: Send + Sync {
+    /// `name` must already be normalised with [`normalize_username`].
+    fn get(&self, name: &str) -> Option<Arc<User>>;
+}
+
+/// Case, width, compatibility characters and surrounding whitespace do not make a new account:
+/// `"  ＡＬＩＣＥ "`, `"ALICE"` and `"alice"` are one account (and one failure counter).
+///
+/// NFKC, then `to_lowercase`, then NFKC again (lower-casing can un-normalise), then trim. Returns
+/// `None` for names that are empty, longer than [`MAX_NAME_CHARS`] characters, or contain control
+/// characters or invisible format characters (zero-width, bidi overrides, BOM), which would let
+/// two names look the same on screen.
+///
+/// This is Unicode lower-casing, not full case folding, and not locale-aware: `"ß"` stays `"ß"`
+/// (not `"ss"`), and the Turkish `"ı"` (dotless) and `"İ"` (becomes `"i̇"`, i plus a combining dot)
+/// stay distinct from `"i"`. That is the safe direction: it never merges two names an operator
+/// wrote as different, it only fails to merge some a user might think equal.
+pub fn normalize_username(raw: &str) -> Option<String> {
+    if raw.len() > MAX_RAW_NAME_BYTES {
+        return None;
+    }
+    let lowered = raw.nfkc().collect::<String>().to_lowercase();
+    let folded: String = lowered.nfkc().collect();
+    let name = folded.trim();
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && !name.chars().any(hidden_or_control);
+    valid.then(|| name.to_owned())
+}
+
+fn hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// True when `text` is TOML whose top level is a users file (a `users` table and no gateway
+/// `listener` or `app` keys); `stepgate check` uses this to pick the validator.
+pub fn looks_like_users_file(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| {
+        t.get("users").is_some_and(toml::Value::is_table)
+            && !t.contains_key("listener")
+            && !t.contains_key("app")
+    })
+}
+
+/// What the file changes were detected by. Two writes of the same length within the file
+/// system's timestamp resolution (nanoseconds on ext4, xfs, tmpfs) would look like one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> std::io::Result<Stamp> {
+    let meta = std::fs::metadata(path)?;
+    Ok(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
+fn read_error(path: &Path, e: &std::io::Error) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            line: 0,
+            key: "(file)".into(),
+            message: format!("cannot read the users file ({e})"),
+        }],
+    }
+}
+
+/// The users file, reloaded when it changes on disk. Readers see either the old or the new
+/// set of users, never a mix (`ArcSwap`).
+pub struct FileDirectory {
+    path: PathBuf,
+    users: ArcSwap<HashMap<String, Arc<User>>>,
+    /// The file as last read; `None` while it cannot be read. Locked for a whole reload, so
+    /// concurrent reloads do not read the file twice.
+    seen: Mutex<Option<Stamp>>,
+}
+
+impl FileDirectory {
+    pub fn load(path: &Path) -> Result<FileDirectory, ConfigError> {
+        // The stamp is taken before reading, so a write during the read is seen next time.
+        let seen = stamp(path).map_err(|e| read_error(path, &e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| read_error(path, &e))?;
+        let users = validate_users(path, &text)?;
+        Ok(FileDirectory {
+            path: path.to_path_buf(),
+            users: ArcSwap::from_pointee(users),
+            seen: Mutex::new(Some(seen)),
+        })
+    }
+
+    /// Re-reads the file when its mtime or length changed. On a bad or unreadable file it keeps
+    /// the old users, logs every problem and returns `Err`, once per change of the file (the
+    /// broken version counts as seen, so a poll loop does not repeat the same errors).
+    /// `Ok(true)`: the new users are live.
+    pub fn reload_if_changed(&self) -> Result<bool, ConfigError> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = match stamp(&self.path) {
+            Err(_) if seen.is_none() => return Ok(false),
+            Err(e) => {
+                *seen = None;
+                Err(read_error(&self.path, &e))
+            }
+            Ok(now) if *seen == Some(now) => return Ok(false),
+            Ok(now) => {
+                *seen = Some(now);
+                std::fs::read_to_string(&self.path)
+                    .map_err(|e| read_error(&self.path, &e))
+                    .and_then(|text| validate_users(&self.path, &text))
+            }
+        };
+        match result {
+            Ok(users) => {
+                tracing::info!(target: LOG_TARGET, file = %self.path.display(), users = users.len(), "users file reloaded");
+                self.users.store(Arc::new(users));
+                Ok(true)
+            }
+            Err(e) => {
+                for p in &e.problems {
+                    tracing::error!(target: LOG_TARGET, file = %e.file.display(), line = p.line,
+                        key = %p.key, "users file not reloaded, keeping the previous users: {}", p.message);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.load().is_empty()
+    }
+}
+
+impl UserDirectory for FileDirectory {
+    fn get(&self, name: &str) -> Option<Arc<User>> {
+        self.users.load().get(name).cloned()
+    }
+}
+
+/// A fault while checking a password; a wrong password is `Ok(false)`, not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the password check task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("password checks are shut down (semaphore closed)")]
+    Closed,
+    #[error("a stored password hash cannot be used: {0}")]
+    Hash(password_hash::Error),
+}
+
+/// Password verification off the proxy's hot path with bounded concurrency.
+///
+/// Memory is bounded by `max_concurrent` × the hashes' `m` cost (19 MiB each with the defaults
+/// of `stepgate hash-password`). Callers beyond the limit wait for a permit; how many may wait is
+/// bounded by the connection limits and the sign-in throttling in front of this.
+pub struct PasswordVerifier {
+    permits: Arc<Semaphore>,
+    /// Checked instead of the real hash for unknown and disabled users. It has the default
+    /// parameters of `stepgate hash-password`, so the timing matches users hashed with them;
+    /// a user whose hash has other costs takes a different time than an unknown name.
+    dummy_hash: Arc<str>,
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl PasswordVerifier {
+    pub fn new(max_concurrent: usize) -> PasswordVerifier {
+        // What the dummy hides is irrelevant: a match against it still answers `false`.
+        let salt = SaltString::generate(&mut rand::thread_rng());
+        let dummy_hash = match Argon2::default().hash_password(b"stepgate-dummy", &salt) {
+            Ok(hash) => hash.to_string(),
+            Err(_) => FALLBACK_DUMMY.to_owned(),
+        };
+        PasswordVerifier {
+            permits: Arc::new(Semaphore::new(
+                max_concurrent.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            dummy_hash: dummy_hash.into(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Hashes running right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// `true` only for an enabled user and their password. Runs on the blocking pool holding a
+    /// semaphore permit; the permit moves into the blocking task, so a caller that gives up
+    /// (client gone) does not free a slot while its hash still runs. For an unknown or disabled
+    /// user the password is checked against the dummy hash and the answer is `false`, so timing
+    /// does not tell them apart. Passwords over [`MAX_PASSWORD_BYTES`] are `false` without hashing
+    /// (that reveals only the length the caller sent). The final comparison inside argon2's
+    /// `password-hash` is constant-time.
+    pub async fn verify(&self, user: Option<&User>, password: &str) -> Result<bool, VerifyError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
+        let (hash, real) = match user {
+            Some(u) if !u.disabled => (u.password_hash.clone(), true),
+            _ => (self.dummy_hash.to_string(), false),
+        };
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| VerifyError::Closed)?;
+        let password = password.to_owned();
+        let (in_flight, peak) = (Arc::clone(&self.in_flight), Arc::clone(&self.peak));
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let matched = check_hash(&hash, password.as_bytes());
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            matched
+        })
+        .await??;
+        Ok(real && matched)
+    }
+}
+
+fn check_hash(hash: &str, password: &[u8]) -> Result<bool, VerifyError> {
+    let parsed = PasswordHash::new(hash).map_err(VerifyError::Hash)?;
+    match Argon2::default().verify_password(password, &parsed) {
+        Ok(()) => Ok(true),
+        Err(password_hash::Error::Password) => Ok(false),
+        Err(e) => Err(VerifyError::Hash(e)),
+    }
+}
+
+/// The serde mirror of the users file. Unknown keys are collected by `serde_ignored`, as in
+/// `config::validate`, so that all of them are reported at once.
+#[derive(Deserialize)]
+struct UsersFile {
+    #[serde(default)]
+    users: BTreeMap<String, UserEntry>,
+}
+
+#[derive(Deserialize)]
+struct UserEntry {
+    display_name: Option<Str>,
+    email: Option<Str>,
+    phone: Option<Str>,
+    #[serde(default)]
+    groups: Vec<Str>,
+    password: Option<Str>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// Validates users-file text: every problem at once, each with its line, or the users by
+/// normalised name. Values are echoed in messages except passwords, which may be plaintext
+/// pasted by mistake.
+pub fn validate_users(path: &Path, text: &str) -> Result<HashMap<String, Arc<User>>, ConfigError> {
+    let mut unknown = Vec::new();
+    let parsed: Result<UsersFile, _> =
+        serde_ignored::deserialize(toml::Deserializer::new(text), |p| {
+            let mut segments = Vec::new();
+            path_segments(&p, &mut segments);
+            unknown.push(segments);
+        });
+    let doc = toml_edit::ImDocument::parse(text.to_owned()).ok();
+    let mut v = Checker {
+        text,
+        doc,
+        problems: Vec::new(),
+    };
+    match parsed {
+        Ok(file) => v.users(file, unknown),
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            let key = v.doc.as_ref().and_then(|d| key_at(d.as_table(), offset));
+            let key = key.unwrap_or_else(|| "(syntax)".to_owned());
+            // serde quotes the value it rejected; a plaintext password must not reach the log.
+            let message = match key.ends_with("password") {
+                true => "must be a quoted argon2 PHC string (value not shown)".to_owned(),
+                false => e.message().trim().replace('\n', ", "),
+            };
+            v.push(v.line_of(offset), key, message);
+            None
+        }
+    }
+    .filter(|_| v.problems.is_empty())
+    .ok_or_else(|| {
+        v.problems.sort_by_key(|p| p.line);
+        let (file, problems) = (path.to_path_buf(), v.problems);
+        ConfigError { file, problems }
+    })
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    doc: Option<toml_edit::ImDocument<String>>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        before.matches('\n').count() + 1
+    }
+
+    fn push(&mut self, line: usize, key: impl Into<String>, message: impl Into<String>) {
+        let (key, message) = (key.into(), message.into());
+        self.problems.push(Problem { line, key, message });
+    }
+
+    /// The line of a key given by its path (`["users", "alice", "pasword"]`); 0 if not found.
+    fn line_at(&self, segments: &[String]) -> usize {
+        let (Some(doc), Some((last, parents))) = (&self.doc, segments.split_last()) else {
+            return 0;
+        };
+        let mut table: &dyn toml_edit::TableLike = doc.as_table();
+        for seg in parents {
+            table = match table.get(seg) {
+                Some(toml_edit::Item::Table(t)) => t,
+                Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))) => t,
+                _ => return 0,
+            };
+        }
+        let span = table.key(last).and_then(|k| k.span());
+        let span = span.or_else(|| table.get(last).and_then(|item| item.span()));
+        span.map_or(0, |s| self.line_of(s.start))
+    }
+
+    fn users(&mut self, file: UsersFile, unknown: Vec<Vec<String>>) -> Option<UserMap> {
+        for segments in unknown {
+            let leaf = segments.last().map_or("", String::as_str);
+            let message = format!("unknown key, remove it or check its spelling (found `{leaf}`)");
+            self.push(self.line_at(&segments), dotted(&segments), message);
+        }
+        let mut entries: Vec<_> = (file.users.into_iter())
+            .map(|(raw, e)| (self.line_at(&["users".to_owned(), raw.clone()]), raw, e))
+            .collect();
+        entries.sort_by_key(|(line, _, _)| *line);
+        let mut users = UserMap::new();
+        let mut first: HashMap<String, (String, usize)> = HashMap::new();
+        for (line, raw, entry) in entries {
+            let key = dotted(&["users".to_owned(), raw.clone()]);
+            let name = normalize_username(&raw);
+            if let Some((other, other_line)) = name.as_ref().and_then(|n| first.get(n)) {
+                let message = format!("`{raw}` is the same user as `{other}` on line {other_line} once case, width and compatibility characters are folded; remove one");
+                self.push(line, &key, message);
+            } else if let Some(name) = name {
+                first.insert(name, (raw.clone(), line));
+            }
+            if let Some(user) = self.user(&key, line, &raw, entry) {
+                users
+                    .entry(user.name.clone())
+                    .or_insert_with(|| Arc::new(user));
+            }
+        }
+        Some(users)
+    }
+
+    /// Checks one `[users.NAME]` table; `None` when there is no user to build.
+    fn user(&mut self, key: &str, line: usize, raw: &str, e: UserEntry) -> Option<User> {
+        let name = normalize_username(raw);
+        if name.is_none() {
+            let message = format!("not a usable user name: 1 to {MAX_NAME_CHARS} characters, no control or invisible characters (found {raw:?})");
+            self.push(line, key, message);
+        }
+        let display_name = self.field(format!("{key}.display_name"), &e.display_name, text_rule);
+        let email = self.field(format!("{key}.email"), &e.email, email_rule);
+        let phone = self.field(format!("{key}.phone"), &e.phone, e164_rule);
+        let mut groups: Vec<String> = Vec::new();
+        for (i, g) in e.groups.iter().enumerate() {
+            let (group, line) = (g.get_ref(), self.line_of(g.span().start));
+            let valid = group
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+            let message = if !valid || !(1..=64).contains(&group.len()) {
+                format!("must be 1 to 64 of a-z, 0-9, `_` and `-` (found {group:?})")
+            } else if groups.contains(group) {
+                format!("group {group:?} is listed twice")
+            } else {
+                groups.push(group.clone());
+                continue;
+            };
+            self.push(line, format!("{key}.groups[{i}]"), message);
+        }
+        let Some(password) = &e.password else {
+            let message =
+                "this key is required (found none); make one with `stepgate hash-password`";
+            self.push(line, format!("{key}.password"), message);
+            return None;
+        };
+        if let Err(why) = check_phc(password.get_ref()) {
+            let message = format!("not a usable argon2 PHC string such as \"$argon2id$v=19$m=19456,t=2,p=1$...\" ({why}; value not shown); make one with `stepgate hash-password`");
+            self.push(
+                self.line_of(password.span().start),
+                format!("{key}.password"),
+                message,
+            );
+        }
+        Some(User {
+            display_name: display_name.unwrap_or_else(|| raw.trim().to_owned()),
+            name: name?,
+            email,
+            phone,
+            groups,
+            disabled: e.disabled,
+            password_hash: password.get_ref().clone(),
+        })
+    }
+
+    /// An optional string checked by `rule`; the value (trimmed) is kept either way.
+    fn field(&mut self, key: String, value: &Option<Str>, rule: Rule) -> Option<String> {
+        let value = value.as_ref()?;
+        let found = value.get_ref();
+        if let Err(expected) = rule(found) {
+            let message = format!("must be {expected} (found {found:?})");
+            self.push(self.line_of(value.span().start), key, message);
+        }
+        Some(found.trim().to_owned())
+    }
+}
+
+type UserMap = HashMap<String, Arc<User>>;
+type Str = Spanned<String>;
+/// `Err` carries what was expected, for the message.
+type Rule = fn(&str) -> Result<(), &'static str>;
+
+fn rule(ok: bool, expected: &'static str) -> Result<(), &'static str> {
+    ok.then_some(()).ok_or(expected)
+}
+
+/// Free text for pages and headers (display names).
+fn text_rule(s: &str) -> Result<(), &'static str> {
+    let s = s.trim();
+    let ok = !s.is_empty() && s.chars().count() <= 256 && !s.chars().any(hidden_or_control);
+    rule(
+        ok,
+        "1 to 256 characters, no control or invisible characters",
+    )
+}
+
+/// Deliberately loose (`@` with something on both sides, no spaces); delivery proves the rest.
+fn email_rule(s: &str) -> Result<(), &'static str> {
+    let parts = s
+        .rsplit_once('@')
+        .filter(|(l, d)| !l.is_empty() && !d.is_empty());
+    let clean = !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    rule(
+        parts.is_some() && s.len() <= 254 && clean,
+        "an email address such as \"alice@example.com\"",
+    )
+}
+
+/// `+`, then 8 to 15 digits; country codes never start with 0.
+fn e164_rule(s: &str) -> Result<(), &'static str> {
+    let digits = s.strip_prefix('+').unwrap_or("");
+    let ok = (8..=15).contains(&digits.len()) && !digits.starts_with('0');
+    let expected = "an E.164 number: `+`, then 8 to 15 digits, e.g. \"+821000000001\"";
+    rule(ok && digits.bytes().all(|b| b.is_ascii_digit()), expected)
+}
+
+/// Checks that `phc` can be verified against: an Argon2 variant, a known version, valid
+/// parameters, a salt of at least 8 bytes and an output.
+fn check_phc(phc: &str) -> Result<(), String> {
+    let hash = PasswordHash::new(phc).map_err(|e| e.to_string())?;
+    argon2::Algorithm::try_from(hash.algorithm).map_err(|_| "not an argon2 algorithm")?;
+    if let Some(version) = hash.version {
+        argon2::Version::try_from(version).map_err(|e| e.to_string())?;
+    }
+    argon2::Params::try_from(&hash).map_err(|e| e.to_string())?;
+    let salt = hash.salt.ok_or("no salt")?;
+    let mut buf = [0u8; 64];
+    let salt_len = salt.decode_b64(&mut buf).map_err(|e| e.to_string())?.len();
+    if salt_len < argon2::MIN_SALT_LEN {
+        return Err(format!("a salt of {salt_len} bytes, 8 needed"));
+    }
+    hash.hash
+        .map(drop)
+        .ok_or_else(|| "no hash output".to_owned())
+}
+
+fn path_segments(p: &serde_ignored::Path<'_>, out: &mut Vec<String>) {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => {}
+        P::Map { parent, key } => {
+            path_segments(parent, out);
+            // `toml::Spanned<T>` reads its value through this private key; it is not the user's.
+            if key != "$__serde_spanned_private_value" {
+                out.push(key.clone());
+            }
+        }
+        // No user-file key sits inside an array, so `Seq` needs no index.
+        P::Seq { parent, .. } | P::Some { parent } => path_segments(parent, out),
+        P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => path_segments(parent, out),
+    }
+}
+
+/// `users.alice.email`, quoting segments that are not bare TOML keys (`users."a b"`).
+fn dotted(segments: &[String]) -> String {
+    let bare = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let quote = |s: &String| if bare(s) { s.clone() } else { format!("{s:?}") };
+    segments.iter().map(quote).collect::<Vec<_>>().join(".")
+}
+
+/// The dotted key whose value holds `offset` (serde's type errors carry only a span).
+fn key_at(table: &dyn toml_edit::TableLike, offset: usize) -> Option<String> {
+    table.iter().find_map(|(key, item)| {
+        let inner = item.as_table_like().and_then(|t| key_at(t, offset));
+        let here = item.span().filter(|s| s.contains(&offset));
+        inner
+            .map(|i| format!("{key}.{i}"))
+            .or(here.map(|_| key.to_owned()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cheap hash (m = 8 KiB) so tests stay fast; verification takes the cost from the hash.
+    fn cheap_hash(password: &str) -> String {
+        let params = argon2::Params::new(8, 1, 1, None).expect("params");
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::generate(&mut rand::thread_rng());
+        argon
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hash")
+            .to_string()
+    }
+
+    fn users_text(hash: &str) -> String {
+        format!(
+            "[users.alice]\ndisplay_name = \"Alice\"\nemail = \"alice@example.test\"\n\
+             phone = \"+821000000001\"\ngroups = [\"users\"]\npassword = \"{hash}\"\n\n\
+             [users.carol]\ngroups = [\"users\", \"admins\"]\npassword = \"{hash}\"\ndisabled = true\n"
+        )
+    }
+
+    fn users(password: &str) -> UserMap {
+        validate_users(Path::new("u.toml"), &users_text(&cheap_hash(password))).expect("valid")
+    }
+
+    fn problems(text: &str) -> String {
+        validate_users(Path::new("u.toml"), text)
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    #[test]
+    fn normalisation_folds_width_case_and_compatibility_characters() {
+        for raw in [
+            "ALICE",
+            "  ＡＬＩＣＥ ",
+            "ａｌｉｃｅ",
+            "\talice\n",
+            "\u{3000}alice",
+        ] {
+            assert_eq!(normalize_username(raw).as_deref(), Some("alice"), "{raw:?}");
+        }
+        assert_eq!(normalize_username("ﬁona").as_deref(), Some("fiona")); // ligature
+        assert_eq!(
+            normalize_username("Ａｌｉｃｅ Ｓｍｉｔｈ").as_deref(),
+            Some("alice smith")
+        );
+        // Lower-casing, not locale-aware folding: Turkish dotless/dotted i stay distinct from i.
+        assert_eq!(normalize_username("I").as_deref(), Some("i"));
+        assert_eq!(normalize_username("ı").as_deref(), Some("ı"));
+        assert_eq!(normalize_username("İ").as_deref(), Some("i\u{307}"));
+        let once = normalize_username(" ＢｏＢ ").expect("valid");
+        assert_eq!(normalize_username(&once), Some(once));
+        for raw in [
+            "",
+            "   ",
+            "ali\u{0}ce",
+            "ali\nce",
+            "\u{7}",
+            "ali\u{200B}ce",
+            "\u{202E}ecila",
+        ] {
+            assert_eq!(normalize_username(raw), None, "{raw:?}");
+        }
+        assert!(normalize_username(&"a".repeat(MAX_NAME_CHARS)).is_some());
+        assert_eq!(normalize_username(&"a".repeat(MAX_NAME_CHARS + 1)), None);
+        assert_eq!(
+            normalize_username(&" ".repeat(MAX_RAW_NAME_BYTES + 1)),
+            None
+        );
+    }
+
+    #[test]
+    fn good_files_give_users_by_normalised_name() {
+        let users = users("pw");
+        let (alice, carol) = (&users["alice"], &users["carol"]);
+        assert_eq!(
+            (alice.display_name.as_str(), alice.phone.as_deref()),
+            ("Alice", Some("+821000000001"))
+        );
+        assert!(alice.in_group("users") && !alice.in_group("admins") && !alice.disabled);
+        assert!(carol.disabled && carol.in_group("admins") && carol.email.is_none());
+        assert_eq!(carol.display_name, "carol");
+        let shown = format!("{alice:?}");
+        assert!(
+            shown.contains("alice") && !shown.contains("argon2"),
+            "Debug shows the hash: {shown}"
+        );
+
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart-users.toml");
+        let text = std::fs::read_to_string(&path).expect("quickstart users");
+        assert!(looks_like_users_file(&text));
+        let users = validate_users(&path, &text).expect("valid");
+        assert_eq!(users.len(), 3);
+        assert!(users["bob"].in_group("admins") && users["carol"].disabled);
+        assert!(!looks_like_users_file(
+            "[users]\n[[listener]]\naddress = \"127.0.0.1:1\"\n"
+        ));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let hash = cheap_hash("pw");
+        let text = format!(
+            "[users.alice]\npassword = \"{hash}\"\npasword = \"x\"\n\n[users.Bob]\n\
+             password = \"hunter2-plain\"\nemail = \"bob.example\"\nphone = \"+82 10\"\n\
+             groups = [\"Admins\", \"users\", \"users\"]\n\n[users.\"ａｌｉｃｅ\"]\n\
+             password = \"{hash}\"\n\n[users.dave]\n\n[users.DAVE]\npassword = \"{hash}\"\n"
+        );
+        let out = problems(&text);
+        let expected = [
+            "u.toml:3: users.alice.pasword: unknown key, remove it or check its spelling (found `pasword`)",
+            "u.toml:6: users.Bob.password: not a usable argon2 PHC string",
+            "u.toml:7: users.Bob.email: must be an email address",
+            "u.toml:8: users.Bob.phone: must be an E.164 number",
+            "u.toml:9: users.Bob.groups[0]: must be 1 to 64 of a-z",
+            "u.toml:9: users.Bob.groups[2]: group \"users\" is listed twice",
+            "u.toml:11: users.\"ａｌｉｃｅ\": `ａｌｉｃｅ` is the same user as `alice` on line 1",
+            "u.toml:14: users.dave.password: this key is required",
+            "u.toml:16: users.DAVE: `DAVE` is the same user as `dave` on line 14",
+        ];
+        for e in expected {
+            assert!(out.contains(e), "missing {e:?} in\n{out}");
+        }
+        assert_eq!(out.lines().count(), expected.len(), "{out}");
+        assert!(
+            !out.contains("hunter2"),
+            "a password value was echoed:\n{out}"
+        );
+    }
+
+    #[test]
+    fn type_errors_and_bad_hashes_name_the_key_and_hide_the_value() {
+        let out = problems("[users.alice]\ndisabled = \"no\"\n");
+        assert!(
+            out.starts_with("u.toml:2: users.alice.disabled: invalid type"),
+            "{out}"
+        );
+        let out = problems("[users.alice]\npassword = 12345678\n");
+        assert!(
+            out.starts_with("u.toml:2: users.alice.password: ") && !out.contains("1234"),
+            "{out}"
+        );
+        for bad in [
+            "plaintext",
+            "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA", // 4-byte salt
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0",              // no output
+        ] {
+            let out = problems(&format!("[users.a]\npassword = \"{bad}\"\n"));
+            let want = "u.toml:2: users.a.password: not a usable argon2";
+            assert!(out.starts_with(want) && !out.contains(bad), "{bad}: {out}");
+        }
+    }
+
+    #[test]
+    fn reload_picks_up_changes_and_keeps_users_on_a_broken_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let hash = cheap_hash("pw");
+        std::fs::write(&path, format!("[users.alice]\npassword = \"{hash}\"\n")).expect("write");
+        let d = FileDirectory::load(&path).expect("load");
+        assert_eq!((d.len(), d.get("bob").is_none()), (1, true));
+        assert!(!d.reload_if_changed().expect("unchanged"));
+        std::fs::write(&path, users_text(&hash).replace("carol", "bob")).expect("write");
+        assert!(d.reload_if_changed().expect("reload"));
+        assert!(d.get("bob").is_some_and(|b| b.disabled) && d.len() == 2);
+        std::fs::write(&path, "[users.alice]\npasword = \"typo\"\n").expect("write");
+        let err = d.reload_if_changed().expect_err("broken");
+        assert!(err.to_string().contains("users.alice.pasword"), "{err}");
+        assert_eq!(d.len(), 2, "a broken file keeps the old users");
+        assert!(
+            !d.reload_if_changed().expect("seen"),
+            "a broken version is reported once"
+        );
+        std::fs::remove_file(&path).expect("remove");
+        assert!(d.reload_if_changed().is_err() && d.len() == 2);
+        assert!(!d.reload_if_changed().expect("still missing"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verify_accepts_only_enabled_users_with_their_password() {
+        let users = users("right");
+        let v = PasswordVerifier::new(4);
+        let (alice, carol) = (&users["alice"], &users["carol"]);
+        let too_long = "r".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(v.verify(Some(alice), "right").await.expect("verify"));
+        for (user, password) in [(alice, "wrong"), (alice, &too_long), (carol, "right")] {
+            assert!(
+                !v.verify(Some(user), password).await.expect("verify"),
+                "{}",
+                user.name
+            );
+        }
+        assert!(
+            !v.verify(None, "right").await.expect("verify"),
+            "unknown user"
+        );
+        let long = "x".repeat(MAX_PASSWORD_BYTES);
+        let mut long_user = (**alice).clone();
+        long_user.password_hash = cheap_hash(&long);
+        assert!(v
+            .verify(Some(&long_user), &long)
+            .await
+            .expect("1024 bytes are allowed"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_semaphore_bounds_concurrent_hashes() {
+        let v = Arc::new(PasswordVerifier::new(1));
+        // Dummy checks use the default (slow) parameters, so unbounded hashes would overlap.
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let v = Arc::clone(&v);
+                tokio::spawn(async move { v.verify(None, "pw").await.expect("verify") })
+            })
+            .collect();
+        for t in tasks {
+            assert!(!t.await.expect("join"));
+        }
+        assert_eq!(
+            v.peak.load(Ordering::SeqCst),
+            1,
+            "more than one hash ran at once"
+        );
+        assert_eq!((v.in_flight(), v.permits.available_permits()), (0, 1));
+    }
+}
