@@ -366,3 +366,32 @@ fn the_sign_in_page_speaks_korean_and_english() {
         .body
         .contains("아이디 또는 비밀번호가 올바르지 않거나"));
 }
+
+#[test]
+fn the_users_file_is_reloaded_when_it_changes() {
+    let up = Upstream::start("app");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let original = std::fs::read_to_string(quickstart_users()).unwrap();
+    std::fs::write(&users, &original).unwrap();
+    let cfg = signin_config(up.addr, "").replace(&quickstart_users(), &users.display().to_string());
+    let gw = Gateway::start(&cfg);
+    let mut b = Browser::new(gw.addr);
+    assert_eq!(b.sign_in(ALICE.0, ALICE.1, "/").status, 303);
+
+    // Disable alice in the file: her session ends and she cannot sign in again, no restart.
+    std::fs::write(
+        &users,
+        original.replacen("[users.alice]", "[users.alice]\ndisabled = true", 1),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.get("/1fa/").status != 302 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(b.sign_in(ALICE.0, ALICE.1, "/").status, 401);
+}
