@@ -59,19 +59,22 @@ pub enum BuildError {
     },
 }
 
-/// Cookie names the gateway owns (never forwarded upstream).
+/// Cookie names the gateway owns (never forwarded upstream): every spelling of each, so that
+/// neither a prefix nor a domain cookie slips through.
 pub fn gateway_cookie_names() -> Vec<String> {
-    [
-        "stepgate_session",
-        "__Host-stepgate_session",
-        "stepgate_csrf",
-        "__Host-stepgate_csrf",
-        "stepgate_trust",
-        "__Host-stepgate_trust",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
+    use crate::session::cookie;
+    let mut names = vec![
+        cookie::PLAIN.to_owned(),
+        cookie::HOST.to_owned(),
+        cookie::SECURE.to_owned(),
+    ];
+    let form = crate::portal::login::FORM_COOKIE;
+    names.extend([
+        form.to_owned(),
+        format!("__Host-{form}"),
+        format!("__Secure-{form}"),
+    ]);
+    names
 }
 
 /// Builds the server and all its services from a validated config, on the system clock.

@@ -221,7 +221,7 @@ fn the_gateways_cookies_are_never_forwarded() {
     get(
         gw.addr,
         "/public/x",
-        &["Cookie: app=1; stepgate_session=secret; __Host-stepgate_session=s2; other=2"],
+        &["Cookie: app=1; stepgate_session=secret; __Host-stepgate_session=s2; __Secure-stepgate_session=s3; stepgate_csrf=c1; __Host-stepgate_csrf=c2; other=2"],
     );
     assert_eq!(up.last().all("cookie"), vec!["app=1; other=2"]);
     get(gw.addr, "/public/x", &["Cookie: stepgate_session=secret"]);

@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
 use ipnet::IpNet;
 use toml::Spanned;
+
+mod network;
 
 use super::file::{self, FileConfig, Str};
 use super::*;
@@ -112,7 +113,27 @@ impl Validator<'_> {
         let log = self.log(f.log);
         let portal = self.portal(f.portal);
         let identity_headers = self.identity_headers(f.identity.headers);
-        let users_file = f.users.file.map(|p| PathBuf::from(p.into_inner()));
+        let users_file = f.users.file.map(|p| {
+            // The users file is checked with the config, so `check` finds what `run` would.
+            let path = PathBuf::from(p.get_ref());
+            let problem = match std::fs::read_to_string(&path) {
+                Err(e) => Some(format!("cannot read the users file: {e}")),
+                Ok(text) => crate::users::validate_users(&path, &text).err().map(|e| {
+                    format!(
+                        "the users file has problems: {}",
+                        e.to_string().replace('\n', "; ")
+                    )
+                }),
+            };
+            if let Some(message) = problem {
+                self.problem(
+                    p.span(),
+                    "users.file",
+                    format!("{message} (found \"{}\")", p.get_ref()),
+                );
+            }
+            path
+        });
         let session = self.session(f.session);
         let regulation = self.regulation(f.regulation);
         let assertion = self.assertion(f.assertion);
@@ -271,24 +292,40 @@ impl Validator<'_> {
         let d = crate::assertion::AssertionConfig::default();
         let ttl = self.duration(&a.ttl, "assertion.ttl", d.ttl.as_secs());
         let ttl = match &a.ttl {
-            Some(t) if ttl > Duration::from_secs(300) => {
+            Some(t) if ttl > Duration::from_secs(300) || ttl.subsec_nanos() != 0 => {
                 self.problem(
                     t.span(),
                     "assertion.ttl",
-                    format!("must be at most 5m (found \"{}\")", t.get_ref()),
+                    format!(
+                        "must be whole seconds, at most 5m (found \"{}\")",
+                        t.get_ref()
+                    ),
                 );
                 d.ttl
             }
             _ => ttl,
         };
+        let mut rotate_after = self.duration(
+            &a.rotate_after,
+            "assertion.rotate_after",
+            d.rotate_after.as_secs(),
+        );
+        if let Some(r) = a
+            .rotate_after
+            .as_ref()
+            .filter(|_| rotate_after < Duration::from_secs(60))
+        {
+            self.problem(
+                r.span(),
+                "assertion.rotate_after",
+                format!("must be at least 1m (found \"{}\")", r.get_ref()),
+            );
+            rotate_after = d.rotate_after;
+        }
         crate::assertion::AssertionConfig {
             issuer: a.issuer.map_or(d.issuer, |i| i.into_inner()),
             ttl,
-            rotate_after: self.duration(
-                &a.rotate_after,
-                "assertion.rotate_after",
-                d.rotate_after.as_secs(),
-            ),
+            rotate_after,
         }
     }
 
@@ -482,360 +519,6 @@ impl Validator<'_> {
         headers
     }
 
-    fn listener(&mut self, i: usize, l: Spanned<file::ListenerFile>) -> Option<ListenerConfig> {
-        let span = l.span();
-        let l = l.into_inner();
-        let key = format!("listener[{i}]");
-        let address = self
-            .required(&l.address, span.clone(), &format!("{key}.address"))
-            .and_then(|a| self.socket_addr(a, &format!("{key}.address")));
-        let protocol = l.protocol.as_ref().map_or("http", |p| p.get_ref().as_str());
-        let kind = match protocol {
-            "http" | "redirect" if !l.certificate.is_empty() => {
-                self.problem(
-                    l.certificate[0].span(),
-                    format!("{key}.certificate"),
-                    format!("certificates only go with protocol = \"https\" (found protocol = \"{protocol}\")"),
-                );
-                None
-            }
-            "http" => Some(ListenerKind::Http),
-            "redirect" => {
-                let port = match &l.redirect_port {
-                    None => Some(443),
-                    Some(p) => match u16::try_from(*p.get_ref()) {
-                        Ok(port) if port > 0 => Some(port),
-                        _ => {
-                            self.problem(
-                                p.span(),
-                                format!("{key}.redirect_port"),
-                                format!("must be a port from 1 to 65535 (found {})", p.get_ref()),
-                            );
-                            None
-                        }
-                    },
-                };
-                port.map(|https_port| ListenerKind::Redirect { https_port })
-            }
-            "https" => {
-                if l.certificate.is_empty() {
-                    self.problem(
-                        span.clone(),
-                        format!("{key}.certificate"),
-                        "an https listener needs at least one [[listener.certificate]] (found none)",
-                    );
-                }
-                let certificates: Vec<_> = l
-                    .certificate
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(j, c)| {
-                        self.certificate(c.get_ref(), c.span(), &format!("{key}.certificate[{j}]"))
-                    })
-                    .collect();
-                Some(ListenerKind::Https {
-                    certificates,
-                    http2: l.http2.unwrap_or(true),
-                })
-            }
-            other => {
-                let p = l.protocol.as_ref().map_or(span.clone(), |p| p.span());
-                self.problem(
-                    p,
-                    format!("{key}.protocol"),
-                    format!("must be \"http\", \"https\" or \"redirect\" (found \"{other}\")"),
-                );
-                None
-            }
-        };
-        if l.http2.is_some() && protocol != "https" {
-            self.problem(
-                span.clone(),
-                format!("{key}.http2"),
-                format!("only goes with protocol = \"https\" (found protocol = \"{protocol}\")"),
-            );
-        }
-        if l.redirect_port.is_some() && protocol != "redirect" {
-            let p = l.redirect_port.as_ref().map_or(span.clone(), |p| p.span());
-            self.problem(
-                p,
-                format!("{key}.redirect_port"),
-                format!("only goes with protocol = \"redirect\" (found protocol = \"{protocol}\")"),
-            );
-        }
-        Some(ListenerConfig {
-            address: address?,
-            kind: kind?,
-        })
-    }
-
-    fn certificate(
-        &mut self,
-        c: &file::CertificateFile,
-        table: Range<usize>,
-        key: &str,
-    ) -> Option<Certificate> {
-        let cert_file = self.required(&c.cert_file, table.clone(), &format!("{key}.cert_file"));
-        let key_file = self.required(&c.key_file, table, &format!("{key}.key_file"));
-        let (cert_file, key_file) = (cert_file?, key_file?);
-        let loaded = crate::tls::load_certified_key(
-            Path::new(cert_file.get_ref()),
-            Path::new(key_file.get_ref()),
-        );
-        let (certified, names) = match loaded {
-            Ok(v) => v,
-            Err(e) => {
-                let span = match e {
-                    crate::tls::LoadError::Key(_) => key_file.span(),
-                    _ => cert_file.span(),
-                };
-                let (which, file) = if span == key_file.span() {
-                    ("key_file", key_file)
-                } else {
-                    ("cert_file", cert_file)
-                };
-                let message = format!("{e} (found \"{}\")", file.get_ref());
-                self.problem(span, format!("{key}.{which}"), message);
-                return None;
-            }
-        };
-        let hosts = match &c.hosts {
-            Some(hosts) => hosts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| self.host_pattern(h, &format!("{key}.hosts[{i}]")))
-                .collect(),
-            None => {
-                let hosts: Vec<_> = names
-                    .iter()
-                    .filter_map(|n| HostPattern::parse(n).ok())
-                    .collect();
-                if hosts.is_empty() {
-                    self.problem(
-                        cert_file.span(),
-                        format!("{key}.hosts"),
-                        "the certificate names no DNS host; list the hosts it serves in `hosts` (found no subjectAltName)",
-                    );
-                }
-                hosts
-            }
-        };
-        Some(Certificate {
-            cert_file: PathBuf::from(cert_file.get_ref()),
-            key: Arc::new(certified),
-            hosts,
-        })
-    }
-
-    fn apps(&mut self, apps: Vec<Spanned<file::AppFile>>) -> Vec<AppConfig> {
-        let mut ids = HashSet::new();
-        let mut hosts_seen: HashSet<String> = HashSet::new();
-        let mut out = Vec::new();
-        for (i, a) in apps.into_iter().enumerate() {
-            let span = a.span();
-            let a = a.into_inner();
-            let key = format!("app[{i}]");
-            let id_span = self
-                .required(&a.id, span.clone(), &format!("{key}.id"))
-                .map_or(span.clone(), |i| i.span());
-            let id = &a
-                .id
-                .as_ref()
-                .map(|i| i.get_ref().clone())
-                .unwrap_or_default();
-            if a.id.is_none() {
-                // Reported above; the rest of the app is still checked.
-            } else if id.is_empty()
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                self.problem(
-                    id_span.clone(),
-                    format!("{key}.id"),
-                    format!("must be letters, digits, -, _ or . (found \"{id}\")"),
-                );
-            } else if !ids.insert(id.clone()) {
-                self.problem(
-                    id_span.clone(),
-                    format!("{key}.id"),
-                    format!("another app already has this id (found \"{id}\")"),
-                );
-            }
-            if a.hosts.is_empty() {
-                self.problem(
-                    span.clone(),
-                    format!("{key}.hosts"),
-                    "an app needs at least one host (found none)",
-                );
-            }
-            let mut hosts = Vec::new();
-            for (j, h) in a.hosts.iter().enumerate() {
-                let hk = format!("{key}.hosts[{j}]");
-                if let Some(p) = self.host_pattern(h, &hk) {
-                    if !hosts_seen.insert(p.to_string()) {
-                        self.problem(
-                            h.span(),
-                            hk,
-                            format!(
-                                "another app already serves this host (found \"{}\")",
-                                h.get_ref()
-                            ),
-                        );
-                    }
-                    hosts.push(p);
-                }
-            }
-            let upstream = match (&a.builtin, a.upstreams.is_empty()) {
-                (Some(b), true) if b.get_ref() == "whoami" => {
-                    let extras = [
-                        ("connect_timeout", a.connect_timeout.is_some()),
-                        ("read_timeout", a.read_timeout.is_some()),
-                        ("tls", a.tls.is_some()),
-                        ("health_check", a.health_check.is_some()),
-                    ];
-                    for (extra, _) in extras.iter().filter(|(_, set)| *set) {
-                        self.problem(
-                            b.span(),
-                            format!("{key}.{extra}"),
-                            "only goes with `upstreams`, not with a built-in app (found both)",
-                        );
-                    }
-                    Some(UpstreamConfig::Whoami)
-                }
-                (Some(b), true) => {
-                    self.problem(
-                        b.span(),
-                        format!("{key}.builtin"),
-                        format!(
-                            "the only built-in app is \"whoami\" (found \"{}\")",
-                            b.get_ref()
-                        ),
-                    );
-                    None
-                }
-                (Some(b), false) => {
-                    self.problem(
-                        b.span(),
-                        format!("{key}.builtin"),
-                        "give either `builtin` or `upstreams`, not both (found both)",
-                    );
-                    None
-                }
-                (None, true) => {
-                    self.problem(
-                        span.clone(),
-                        format!("{key}.upstreams"),
-                        "an app needs `upstreams` or `builtin = \"whoami\"` (found neither)",
-                    );
-                    None
-                }
-                (None, false) => self.upstream_servers(&a, &key).map(UpstreamConfig::Servers),
-            };
-            if let Some(upstream) = upstream {
-                out.push(AppConfig {
-                    id: id.clone(),
-                    hosts,
-                    upstream,
-                });
-            }
-        }
-        out
-    }
-
-    fn upstream_servers(&mut self, a: &file::AppFile, key: &str) -> Option<UpstreamServers> {
-        let servers: Vec<_> = a
-            .upstreams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, u)| {
-                let parsed = parse_upstream(u.get_ref());
-                if parsed.is_none() {
-                    self.problem(
-                        u.span(),
-                        format!("{key}.upstreams[{i}]"),
-                        format!("must be host:port, http://host:port or https://host:port (found \"{}\")", u.get_ref()),
-                    );
-                }
-                parsed
-            })
-            .collect();
-        if a.tls.is_some() && servers.iter().any(|s| !s.tls) {
-            self.problem(
-                a.upstreams[0].span(),
-                format!("{key}.tls"),
-                "[app.tls] only applies to https:// upstreams (found an http upstream)",
-            );
-        }
-        let tls = match &a.tls {
-            None => UpstreamTls {
-                sni: None,
-                verify_cert: true,
-                verify_hostname: true,
-                ca_file: None,
-            },
-            Some(t) => UpstreamTls {
-                sni: t.sni.as_ref().and_then(|s| {
-                    let name = s.get_ref();
-                    if rustls::pki_types::ServerName::try_from(name.as_str()).is_ok() {
-                        Some(name.clone())
-                    } else {
-                        let message =
-                            format!("must be a DNS name or an IP address (found \"{name}\")");
-                        self.problem(s.span(), format!("{key}.tls.sni"), message);
-                        None
-                    }
-                }),
-                verify_cert: t.verify_cert.unwrap_or(true),
-                verify_hostname: t.verify_hostname.unwrap_or(true),
-                ca_file: t.ca_file.as_ref().and_then(|f| {
-                    let path = PathBuf::from(f.get_ref());
-                    match crate::tls::load_ca(&path) {
-                        Ok(_) => Some(path),
-                        Err(e) => {
-                            let message = format!("{e} (found \"{}\")", f.get_ref());
-                            self.problem(f.span(), format!("{key}.tls.ca_file"), message);
-                            None
-                        }
-                    }
-                }),
-            },
-        };
-        let health_check = a.health_check.as_ref().map(|h| {
-            let span = h.span();
-            let h = h.get_ref();
-            let path = h
-                .path
-                .as_ref()
-                .map_or_else(|| "/".to_owned(), |p| p.get_ref().clone());
-            if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-                self.problem(
-                    h.path.as_ref().map_or(span, |p| p.span()),
-                    format!("{key}.health_check.path"),
-                    format!("must be a path starting with / (found \"{path}\")"),
-                );
-            }
-            HealthCheck {
-                path,
-                host: h.host.as_ref().map(|s| s.get_ref().clone()),
-                interval: self.duration(&h.interval, &format!("{key}.health_check.interval"), 5),
-                timeout: self.duration(&h.timeout, &format!("{key}.health_check.timeout"), 2),
-            }
-        });
-        let s = UpstreamServers {
-            connect_timeout: self.duration(
-                &a.connect_timeout,
-                &format!("{key}.connect_timeout"),
-                5,
-            ),
-            read_timeout: self.duration(&a.read_timeout, &format!("{key}.read_timeout"), 60),
-            servers,
-            tls,
-            health_check,
-        };
-        (s.servers.len() == a.upstreams.len()).then_some(s)
-    }
-
     fn rule(&mut self, i: usize, r: Spanned<file::RuleFile>) -> Option<RuleSpec> {
         let span = r.span();
         let r = r.into_inner();
@@ -1012,37 +695,6 @@ fn is_reserved_header(name: &HeaderName) -> bool {
             | "trailer"
             | "keep-alive"
     )
-}
-
-fn parse_upstream(s: &str) -> Option<UpstreamServer> {
-    let with_scheme = if s.contains("://") {
-        s.to_owned()
-    } else {
-        format!("http://{s}")
-    };
-    let url = url::Url::parse(&with_scheme).ok()?;
-    let tls = match url.scheme() {
-        "http" => false,
-        "https" => true,
-        _ => return None,
-    };
-    if !url.username().is_empty()
-        || url.password().is_some()
-        || url.query().is_some()
-        || !matches!(url.path(), "" | "/")
-    {
-        return None;
-    }
-    let host = match url.host()? {
-        url::Host::Domain(d) => d.to_owned(),
-        url::Host::Ipv4(a) => a.to_string(),
-        url::Host::Ipv6(a) => format!("[{a}]"),
-    };
-    Some(UpstreamServer {
-        host,
-        port: url.port_or_known_default()?,
-        tls,
-    })
 }
 
 fn format_path(p: &serde_ignored::Path<'_>) -> String {

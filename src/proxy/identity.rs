@@ -32,7 +32,8 @@ pub fn assertion(
 }
 
 /// Sets the identity headers. Values are UTF-8 (display names may be Korean); a value that
-/// cannot be a header value at all (a line break) is left out rather than mangled.
+/// cannot be a header value at all (a line break) is left out rather than mangled, and so are
+/// `Remote-Email` and `Remote-Groups` when the user has no email or no groups.
 pub fn inject(
     req: &mut RequestHeader,
     names: &IdentityHeaders,
@@ -51,7 +52,9 @@ pub fn inject(
     if let Some(email) = &user.email {
         set(req, &names.email, email)?;
     }
-    set(req, &names.groups, &user.groups.join(","))?;
+    if !user.groups.is_empty() {
+        set(req, &names.groups, &user.groups.join(","))?;
+    }
     set(req, &names.name, &user.display_name)?;
     set(req, &names.auth_level, who.session.level_str())?;
     set(req, &names.auth_methods, &who.session.amr.join(","))?;
