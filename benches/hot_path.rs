@@ -6,7 +6,7 @@ use std::sync::Arc;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::Method;
 use stepgate::access::{AccessRules, AuthLevel, Policy, Request, RuleSpec};
-use stepgate::assertion::{AssertionCache, AssertionConfig, IdentityFacts, Signer};
+use stepgate::assertion::{AssertionCache, AssertionConfig, Signer};
 use stepgate::auth::Identity;
 use stepgate::config::IdentityHeaders;
 use stepgate::hygiene::host::normalize_host;
@@ -128,14 +128,7 @@ fn bench_identity(c: &mut Criterion) {
         Signer::open(dir.path(), AssertionConfig::default(), clock.clone()).expect("signer");
     let cache = AssertionCache::new(clock);
     let names = IdentityHeaders::default();
-    let facts = IdentityFacts {
-        user: who.user.name.clone(),
-        email: who.user.email.clone(),
-        groups: who.user.groups.clone(),
-        name: who.user.display_name.clone(),
-        auth_level: who.session.level_str(),
-        amr: who.session.amr.clone(),
-    };
+    let facts = who.facts();
     let base = pingora::http::RequestHeader::build("GET", b"/app/page", None).expect("request");
     c.bench_function("identity_headers_reused_assertion", |b| {
         b.iter(|| {

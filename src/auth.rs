@@ -33,6 +33,29 @@ pub struct Identity {
     pub user: Arc<User>,
 }
 
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user.name)
+            .field("level", &self.session.level)
+            .finish()
+    }
+}
+
+impl Identity {
+    /// The facts the signed assertion carries for this session.
+    pub fn facts(&self) -> crate::assertion::IdentityFacts {
+        crate::assertion::IdentityFacts {
+            user: self.user.name.clone(),
+            email: self.user.email.clone(),
+            groups: self.user.groups.clone(),
+            name: self.user.display_name.clone(),
+            auth_level: self.session.level_str(),
+            amr: self.session.amr.clone(),
+        }
+    }
+}
+
 impl Principal for Identity {
     fn user(&self) -> &str {
         &self.user.name

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 
-use crate::assertion::{AssertionError, IdentityFacts};
+use crate::assertion::AssertionError;
 use crate::auth::{Auth, Identity};
 use crate::config::IdentityHeaders;
 
@@ -19,15 +19,7 @@ pub fn assertion(
     app_id: &str,
 ) -> Result<Arc<str>, AssertionError> {
     auth.assertions.get_or_sign(&who.key, app_index, || {
-        let facts = IdentityFacts {
-            user: who.user.name.clone(),
-            email: who.user.email.clone(),
-            groups: who.user.groups.clone(),
-            name: who.user.display_name.clone(),
-            auth_level: who.session.level_str(),
-            amr: who.session.amr.clone(),
-        };
-        auth.signer.sign(&facts, app_id)
+        auth.signer.sign(&who.facts(), app_id)
     })
 }
 

@@ -31,15 +31,6 @@ pub struct Route {
     pub retries: u8,
 }
 
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("user", &self.user.name)
-            .field("level", &self.session.level)
-            .finish()
-    }
-}
-
 #[must_use]
 pub enum Outcome {
     Proxy(Route),
@@ -109,7 +100,7 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
             sub: sub.to_owned(),
             tls,
             client,
-            origin: format!("{scheme}://{}", host.authority()),
+            origin: format!("{scheme}://{}", seen.authority),
         };
     }
 
@@ -122,8 +113,10 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
     let req = session.req_header_mut();
     state.hygiene.clean(req);
     let client = state.hygiene.client_ip(req, peer);
-    if req.raw_path() != target.to_uri_string().as_bytes() {
-        match http::Uri::try_from(target.to_uri_string()) {
+    // Built once; the request is rewritten only when normalisation changed the target.
+    let forwarded = target.to_uri_string();
+    if req.raw_path() != forwarded.as_bytes() {
+        match http::Uri::try_from(forwarded) {
             Ok(uri) => req.set_uri(uri),
             Err(_) => return refuse(state, session, StatusCode::BAD_REQUEST, "bad_request"),
         }
@@ -139,7 +132,7 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
         },
         identity.as_ref().map(|i| i as &dyn Principal),
     );
-    let authority = host.authority();
+    let authority = seen.authority.clone();
     match decision {
         Decision::Allow => Outcome::Proxy(Route {
             app,
