@@ -123,6 +123,7 @@ fn bench_identity(c: &mut Criterion) {
         key,
         session,
         user: users.get("bob").expect("bob"),
+        second_factor: true,
     };
     let signer =
         Signer::open(dir.path(), AssertionConfig::default(), clock.clone()).expect("signer");

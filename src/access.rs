@@ -100,6 +100,11 @@ pub trait Principal {
     fn level(&self) -> AuthLevel;
     /// Whether the user has a second factor set up (decides between challenge and guide).
     fn has_second_factor(&self) -> bool;
+    /// Whether the user chose "later" on the setup guide for this session, within the grace the
+    /// operator allows: two-factor routes then let this one-factor session through.
+    fn second_factor_deferred(&self) -> bool {
+        false
+    }
 }
 
 /// What to do with a request, all things considered.
@@ -227,6 +232,8 @@ impl AccessRules {
             (Policy::TwoFactor, Some(who)) if who.level() < AuthLevel::TwoFactor => {
                 if who.has_second_factor() {
                     Decision::SecondFactor
+                } else if who.second_factor_deferred() {
+                    Decision::Allow
                 } else {
                     Decision::Guide
                 }
@@ -321,6 +328,50 @@ mod tests {
         );
         assert_eq!(
             rules.decide(&req("h", "/deny/", &get), Some(&bob)),
+            Decision::Deny
+        );
+    }
+
+    struct Later;
+    impl Principal for Later {
+        fn user(&self) -> &str {
+            "dave"
+        }
+        fn in_group(&self, _: &str) -> bool {
+            false
+        }
+        fn level(&self) -> AuthLevel {
+            AuthLevel::OneFactor
+        }
+        fn has_second_factor(&self) -> bool {
+            false
+        }
+        fn second_factor_deferred(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_deferred_session_passes_two_factor_routes_but_not_subject_rules_or_deny() {
+        let mut admin = rule(Some("^/admin/"), Policy::TwoFactor);
+        admin.subjects = vec![Subject::Group("admins".into())];
+        let rules = AccessRules::compile(vec![
+            admin,
+            rule(Some("^/deny/"), Policy::Deny),
+            rule(Some("^/"), Policy::TwoFactor),
+        ])
+        .unwrap();
+        let get = Method::GET;
+        assert_eq!(
+            rules.decide(&req("h", "/", &get), Some(&Later)),
+            Decision::Allow
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/admin/", &get), Some(&Later)),
+            Decision::Deny
+        );
+        assert_eq!(
+            rules.decide(&req("h", "/deny/", &get), Some(&Later)),
             Decision::Deny
         );
     }

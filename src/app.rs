@@ -17,9 +17,12 @@ use crate::assertion::{AssertionCache, Signer};
 use crate::auth::Auth;
 use crate::clock::SharedClock;
 use crate::config::{Config, ListenerKind, UpstreamConfig};
+use crate::factor::Factors;
 use crate::hygiene::HeaderHygiene;
+use crate::notify::Notifiers;
 use crate::portal::csrf::Csrf;
 use crate::portal::return_to::ReturnTo;
+use crate::portal::setup::Enrolments;
 use crate::portal::Pages;
 use crate::proxy::upstream::{PoolParts, Upstream, UpstreamError};
 use crate::proxy::{AppRuntime, Gateway, State};
@@ -40,6 +43,10 @@ pub enum BuildError {
     Store(#[from] crate::session::store::StoreError),
     #[error("identity assertion keys: {0}")]
     Assertion(#[from] crate::assertion::AssertionError),
+    #[error("second factors: {0}")]
+    Factors(#[from] crate::factor::FactorError),
+    #[error("notifications: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("CSRF key in the data directory: {0}")]
     Csrf(std::io::Error),
     #[error("cannot create the data directory {path}: {cause}")]
@@ -117,6 +124,14 @@ fn build_auth(
             cfg.portal.default_redirect.clone(),
             cfg.portal.allowed_redirect_hosts.clone(),
         ),
+        factors: Factors::open(
+            data,
+            cfg.two_factor.secret_key_file.as_deref(),
+            clock.clone(),
+        )?,
+        notifiers: Notifiers::build(&cfg.notify, data)?,
+        two_factor: cfg.two_factor.clone(),
+        enrolments: Enrolments::default(),
         clock,
     };
     Ok((auth, directory))
@@ -309,6 +324,7 @@ impl Housekeeping {
         }
         auth.regulator.cleanup();
         auth.assertions.purge_expired();
+        auth.enrolments.housekeeping(auth.clock.now_ms());
         match auth.signer.rotate_if_due() {
             Ok(true) => {
                 tracing::info!(kid = %auth.signer.current_kid(), "assertion signing key rotated")

@@ -7,8 +7,12 @@ use http::HeaderMap;
 use crate::access::{AuthLevel, Principal};
 use crate::assertion::{AssertionCache, Signer};
 use crate::clock::SharedClock;
+use crate::config::TwoFactorConfig;
+use crate::factor::Factors;
+use crate::notify::Notifiers;
 use crate::portal::csrf::Csrf;
 use crate::portal::return_to::ReturnTo;
+use crate::portal::setup::Enrolments;
 use crate::regulation::Regulator;
 use crate::session::cookie::{self, CookieJar};
 use crate::session::{Session, SessionKey, Sessions};
@@ -24,6 +28,11 @@ pub struct Auth {
     pub csrf: Csrf,
     pub return_to: ReturnTo,
     pub clock: SharedClock,
+    pub factors: Factors,
+    pub notifiers: Notifiers,
+    pub two_factor: TwoFactorConfig,
+    /// Two-step setups in progress, by session.
+    pub enrolments: Enrolments,
 }
 
 /// A signed-in request: the session and the user it belongs to.
@@ -31,6 +40,10 @@ pub struct Identity {
     pub key: SessionKey,
     pub session: Arc<Session>,
     pub user: Arc<User>,
+    /// Whether the user has a second factor. Looked up only for one-factor sessions (a
+    /// two-factor session never needs it to be decided); a store fault counts as "has one", so
+    /// the request goes to the challenge, which fails closed, never past it.
+    pub second_factor: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -70,8 +83,11 @@ impl Principal for Identity {
     }
 
     fn has_second_factor(&self) -> bool {
-        // Second factors arrive with two-step verification; until then nobody has one.
-        false
+        self.second_factor
+    }
+
+    fn second_factor_deferred(&self) -> bool {
+        self.session.deferred
     }
 }
 
@@ -89,7 +105,19 @@ impl Auth {
         let id = cookie::read(headers, self.jar(tls).session_name())?;
         let (key, session) = self.sessions.lookup(id)?;
         match self.users.get(&session.user) {
-            Some(user) if !user.disabled => Some(Identity { key, session, user }),
+            Some(user) if !user.disabled => {
+                let second_factor = session.level == AuthLevel::OneFactor
+                    && self.factors.enrolled(&user.name).unwrap_or_else(|e| {
+                        tracing::error!(target: "stepgate::factor", user = %user.name, error = %e, "could not read the user's second factors");
+                        true
+                    });
+                Some(Identity {
+                    key,
+                    session,
+                    user,
+                    second_factor,
+                })
+            }
             _ => {
                 tracing::info!(target: "stepgate::session", user = %session.user, "session ended: user removed or disabled");
                 self.sessions.destroy(&key);

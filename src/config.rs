@@ -34,6 +34,8 @@ pub struct Config {
     pub session: crate::session::SessionConfig,
     pub regulation: crate::regulation::RegulationConfig,
     pub assertion: crate::assertion::AssertionConfig,
+    pub two_factor: TwoFactorConfig,
+    pub notify: crate::notify::NotifyConfig,
     pub listeners: Vec<ListenerConfig>,
     pub apps: Vec<AppConfig>,
     pub rules: Vec<RuleSpec>,
@@ -83,6 +85,43 @@ pub struct PortalConfig {
 }
 
 /// Names of the identity headers sent to upstream apps (and stripped from clients).
+/// When two-step verification becomes mandatory, and the grace users get after that.
+#[derive(Debug, Clone)]
+pub struct TwoFactorConfig {
+    /// From this instant (ms since the epoch) the guide counts "later" choices against the
+    /// grace; before it, "later" is always offered. `None`: mandatory already.
+    pub required_from: Option<u64>,
+    /// The date as the operator wrote it (`YYYY-MM-DD`), for the guide page.
+    pub required_from_label: Option<String>,
+    /// After the date, how many times each user may choose "later".
+    pub grace_skips: Option<u32>,
+    /// After this instant "later" is never offered.
+    pub grace_until: Option<u64>,
+    /// The name authenticator apps show for the account.
+    pub issuer: String,
+    /// Key that encrypts second-factor secrets at rest (default `<data dir>/keys/factor.key`).
+    pub secret_key_file: Option<PathBuf>,
+    /// How long an emailed one-time code is valid (at most 10 minutes).
+    pub code_ttl: Duration,
+    /// Default validity of an operator-issued enrolment token.
+    pub enrolment_token_ttl: Duration,
+}
+
+impl Default for TwoFactorConfig {
+    fn default() -> Self {
+        TwoFactorConfig {
+            required_from: None,
+            required_from_label: None,
+            grace_skips: None,
+            grace_until: None,
+            issuer: "stepgate".into(),
+            secret_key_file: None,
+            code_ttl: Duration::from_secs(600),
+            enrolment_token_ttl: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     pub user: HeaderName,

@@ -39,6 +39,38 @@ enum Command {
     },
     /// Read one password from stdin and print its argon2id hash.
     HashPassword,
+    /// Operator commands on the gateway's data directory (safe while it runs).
+    Admin {
+        #[arg(long)]
+        config: PathBuf,
+        /// Replaces the file's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Issue a single-use token that lets USER start two-step setup without an emailed code
+    /// (for users without a reachable registered email). Replaces an earlier token.
+    EnrolmentToken {
+        user: String,
+        /// How long the token is valid (default: two_factor.enrolment_token_ttl).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// Remove USER's authenticator app, recovery codes and tokens (a lost phone). The user sets
+    /// up again at the next sign-in. Takes effect in a running gateway within 10 seconds.
+    Reset2fa {
+        user: String,
+        /// Also forget the emergency contact email.
+        #[arg(long)]
+        forget_contact: bool,
+    },
+    /// Show USER's two-step verification state.
+    Status { user: String },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +83,85 @@ fn main() -> ExitCode {
         } => run(config, listen, data_dir),
         Command::Check { config } => check(config),
         Command::HashPassword => hash_password(),
+        Command::Admin {
+            config,
+            data_dir,
+            action,
+        } => admin(config, data_dir, action),
+    }
+}
+
+fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitCode {
+    let mut cfg = match Config::load(&path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = data_dir {
+        cfg.server.data_dir = dir;
+    }
+    let (AdminAction::EnrolmentToken { user, .. }
+    | AdminAction::Reset2fa { user, .. }
+    | AdminAction::Status { user }) = &action;
+    // The user must exist, so that a typo does not silently act on nobody.
+    let known = cfg.users_file.as_ref().and_then(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        let users = stepgate::users::validate_users(f, &text).ok()?;
+        let name = stepgate::users::normalize_username(user)?;
+        users.contains_key(&name).then_some(name)
+    });
+    let Some(user) = known else {
+        eprintln!("stepgate: no user \"{user}\" in the users file");
+        return ExitCode::FAILURE;
+    };
+    let factors = match stepgate::factor::Factors::open(
+        &cfg.server.data_dir,
+        cfg.two_factor.secret_key_file.as_deref(),
+        stepgate::clock::system(),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("stepgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        AdminAction::EnrolmentToken { ttl, .. } => {
+            let ttl = ttl.unwrap_or(cfg.two_factor.enrolment_token_ttl);
+            factors.issue_enrolment_token(&user, ttl).map(|token| {
+                println!("{token}");
+                eprintln!(
+                    "enrolment token for {user}, valid for {}: give it to the user over a channel you trust; they enter it at the first step of two-step setup",
+                    humantime::format_duration(ttl)
+                );
+            })
+        }
+        AdminAction::Reset2fa { forget_contact, .. } => {
+            factors.reset(&user, !forget_contact).map(|()| {
+                println!("two-step verification of {user} removed; they set it up again at their next sign-in");
+            })
+        }
+        AdminAction::Status { .. } => factors.summary(&user).map(|s| {
+            println!("user: {user}");
+            println!(
+                "authenticator app: {}",
+                if s.totp.is_some() { "on" } else { "off" }
+            );
+            println!("recovery codes left: {}", s.recovery_remaining);
+            println!(
+                "emergency contact email: {}",
+                s.emergency_email.as_deref().unwrap_or("(none)")
+            );
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stepgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

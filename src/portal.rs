@@ -3,18 +3,24 @@
 //! binary; every response carries `Cache-Control: no-store` and a strict Content-Security-Policy
 //! that allows nothing from other sites.
 
+pub mod account;
+pub mod challenge;
 pub mod csrf;
+pub mod guide;
 pub mod login;
 pub mod return_to;
+pub mod setup;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use minijinja::{context, Environment};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Identity};
 use crate::config::PortalConfig;
 use crate::i18n::Lang;
+use crate::notify::{compose, Channel, MessageKind};
 use crate::routing::HostRouter;
+use crate::users::User;
 use login::PortalRequest;
 
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
@@ -115,6 +121,67 @@ pub(crate) fn help_label(lang: Lang) -> &'static str {
     }
 }
 
+/// A signed-in form post that passed its CSRF check.
+pub(crate) struct SignedInPost {
+    pub who: Identity,
+    pub lang: Lang,
+    pub rd: String,
+}
+
+/// What every signed-in portal page needs besides its own fields.
+pub(crate) struct PageContext<'a> {
+    pub title: &'a str,
+    pub rd: &'a str,
+    pub csrf: &'a str,
+    /// The page's path below the prefix, for the language switch (`None`: no switch).
+    pub switch: Option<&'a str>,
+}
+
+/// Sends a security notice to the user's registered email and to their emergency contact email
+/// when it differs. Best effort: the step it reports has already happened, so a failure to send
+/// is logged (with the cause) and does not undo it.
+pub(crate) async fn tell(
+    auth: &Auth,
+    pages: &Pages,
+    user: &User,
+    kind: MessageKind<'_>,
+    lang: Lang,
+) {
+    let emergency = auth.factors.emergency_email(&user.name).unwrap_or_else(|e| {
+        tracing::error!(target: "stepgate::notify", error = %e, "could not read the emergency contact email");
+        None
+    });
+    let mut to: Vec<&str> = user.email.iter().map(String::as_str).collect();
+    if let Some(e) = emergency.as_deref().filter(|e| !to.contains(e)) {
+        to.push(e);
+    }
+    for address in to {
+        let msg = compose(
+            &kind,
+            lang.tag(),
+            Channel::Email,
+            address,
+            &pages.cfg.service_name,
+            &user.display_name,
+            None,
+        );
+        if let Err(e) = auth.notifiers.send(&msg).await {
+            tracing::error!(target: "stepgate::notify", user = %user.name, error = %e, "security notice not delivered");
+        }
+    }
+}
+
+/// `a***@example.test`: enough for the user to recognise the address, not to harvest it.
+pub(crate) fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_owned(),
+    }
+}
+
 /// Renders the portal's pages.
 pub struct Pages {
     env: Environment<'static>,
@@ -140,11 +207,22 @@ impl Pages {
             .expect("error.html template is valid");
         env.add_template("login.html", include_str!("portal/templates/login.html"))
             .expect("login.html template is valid");
-        env.add_template(
-            "account.html",
-            include_str!("portal/templates/account.html"),
-        )
-        .expect("account.html template is valid");
+        for (name, source) in [
+            (
+                "account.html",
+                include_str!("portal/templates/account.html"),
+            ),
+            ("guide.html", include_str!("portal/templates/guide.html")),
+            ("setup.html", include_str!("portal/templates/setup.html")),
+            (
+                "challenge.html",
+                include_str!("portal/templates/challenge.html"),
+            ),
+            ("codes.html", include_str!("portal/templates/codes.html")),
+        ] {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name} is invalid: {e}"));
+        }
         Pages { env, cfg }
     }
 
@@ -207,50 +285,88 @@ impl Pages {
             .render(context! { ..ctx, ..common })
     }
 
-    fn account(&self, auth: &Auth, req: &PortalRequest<'_>, lang: Lang) -> Reply {
-        let Some(who) = auth.identify(req.headers, req.tls) else {
-            let rd = format!("{}{}/account", req.origin, self.cfg.prefix);
-            let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-            return Reply::redirect(&format!("{}/login?rd={rd}", self.cfg.prefix));
+    /// A page of the signed-in portal (guide, setup, challenge, account), with the fields they
+    /// all use. A template that fails to render is logged and answered with the branded 500.
+    pub(crate) fn page(
+        &self,
+        template: &str,
+        status: StatusCode,
+        lang: Lang,
+        page: PageContext<'_>,
+        ctx: minijinja::Value,
+    ) -> Reply {
+        let other = match lang {
+            Lang::En => Lang::Ko,
+            Lang::Ko => Lang::En,
         };
-        let (title, user, name, email, level, logout) = match lang {
-            Lang::En => (
-                "Account security",
-                "User name",
-                "Name",
-                "Email",
-                "Sign-in level",
-                "Sign out",
-            ),
-            Lang::Ko => (
-                "계정 보안",
-                "아이디",
-                "이름",
-                "이메일",
-                "인증 단계",
-                "로그아웃",
-            ),
+        let rd_q: String = url::form_urlencoded::byte_serialize(page.rd.as_bytes()).collect();
+        let common = context! {
+            lang => lang.tag(),
+            ko => lang == Lang::Ko,
+            title => page.title,
+            rd => page.rd,
+            csrf => page.csrf,
+            t => context! { help => help_label(lang) },
+            switch_url => page.switch.map(|sub| format!("{}{sub}?rd={rd_q}&lang={}", self.cfg.prefix, other.tag())),
+            switch_lang => other.tag(),
+            switch_label => other.native_name(),
         };
-        let html = self.render(
-            "account.html",
-            context! {
-                lang => lang.tag(),
-                title => title,
-                t => context! { title, user, name, email, level, logout, help => help_label(lang) },
-                user => &who.user.name,
-                name => &who.user.display_name,
-                email => &who.user.email,
-                level => who.session.level_str(),
-                csrf => auth.csrf.token(&who.key),
-            },
-        );
-        match html {
-            Ok(html) => Reply::new(StatusCode::OK, "text/html; charset=utf-8", html),
+        match self.render(template, context! { ..ctx, ..common }) {
+            Ok(html) => Reply::new(status, "text/html; charset=utf-8", html),
             Err(e) => {
-                tracing::error!(error = %e, "account page failed to render");
+                tracing::error!(error = %e, template, "portal page failed to render");
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, lang)
             }
         }
+    }
+
+    /// The signed-in identity, or a redirect to the sign-in page that comes back to `sub`.
+    pub(crate) fn signed_in(
+        &self,
+        auth: &Auth,
+        req: &PortalRequest<'_>,
+        sub: &str,
+    ) -> Result<Identity, Reply> {
+        if let Some(who) = auth.identify(req.headers, req.tls) {
+            return Ok(who);
+        }
+        let mut back = format!("{}{}{sub}", req.origin, self.cfg.prefix);
+        if let Some(rd) = req.param("rd").filter(|r| !r.is_empty()) {
+            back.push_str("?rd=");
+            back.extend(url::form_urlencoded::byte_serialize(rd.as_bytes()));
+        }
+        let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        let mut r = Reply::redirect(&format!("{}/login?rd={back}", self.cfg.prefix));
+        if *req.method == Method::POST {
+            r.status = StatusCode::SEE_OTHER;
+        }
+        Err(r)
+    }
+
+    /// The start of every signed-in form post: its language and `rd`, the identity (or a redirect
+    /// to sign in), and a verified session-bound CSRF token (or a 403).
+    pub(crate) fn signed_in_post(
+        &self,
+        auth: &Auth,
+        req: &PortalRequest<'_>,
+        sub: &str,
+    ) -> Result<SignedInPost, Reply> {
+        let body = &req.body[..];
+        let lang = login::lang_of(self, req, login::form_value(body, "lang"));
+        let rd = login::form_value(body, "rd").unwrap_or_default();
+        let who = self.signed_in(auth, req, sub)?;
+        let token = login::form_value(body, "csrf").unwrap_or_default();
+        if !auth.csrf.verify(&who.key, &token) {
+            tracing::warn!(target: "stepgate::portal", user = %who.user.name, page = sub, "form refused: missing or invalid CSRF token");
+            return Err(self.error(StatusCode::FORBIDDEN, lang));
+        }
+        Ok(SignedInPost { who, lang, rd })
+    }
+
+    /// A portal URL with `rd` carried along.
+    pub(crate) fn url_with_rd(&self, sub: &str, rd: &str) -> String {
+        let rd_q: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        format!("{}{sub}?rd={rd_q}", self.cfg.prefix)
     }
 
     /// Serves a request under the portal prefix.
@@ -265,6 +381,7 @@ impl Pages {
             return self.error(StatusCode::TOO_MANY_REQUESTS, lang);
         }
         let get = *req.method == Method::GET || *req.method == Method::HEAD;
+        let post = *req.method == Method::POST;
         match (req.sub, get) {
             ("/health", true) => self.health(),
             ("/assets/style.css", true) => self.stylesheet(),
@@ -282,8 +399,27 @@ impl Pages {
                 login::submit(auth, self, router, req).await
             }
             ("/logout", false) if *req.method == Method::POST => login::logout(auth, self, req),
-            ("/account", true) => self.account(auth, req, lang),
-            ("/login" | "/logout", _) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),
+            ("/guide", true) => guide::show(auth, self, router, req).await,
+            ("/guide", false) if post => guide::later(auth, self, router, req).await,
+            ("/setup", true) => setup::show(auth, self, router, req).await,
+            ("/setup", false) if post => setup::submit(auth, self, router, req).await,
+            ("/2fa", true) => challenge::show(auth, self, router, req),
+            ("/2fa", false) if post => challenge::submit(auth, self, router, req).await,
+            ("/account", true) => account::show(auth, self, req, None),
+            ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
+                account::change(auth, self, req).await
+            }
+            (
+                "/login"
+                | "/logout"
+                | "/guide"
+                | "/setup"
+                | "/2fa"
+                | "/account"
+                | "/account/recovery-codes"
+                | "/account/remove-authenticator",
+                _,
+            ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),
             _ => self.error(StatusCode::NOT_FOUND, lang),
         }
     }

@@ -298,6 +298,16 @@ fn addr_key(addr: IpAddr) -> IpAddr {
 }
 
 /// At most the first `MAX_USER_KEY_BYTES` bytes, cut on a character boundary.
+/// The key one-time codes (second factor, setup codes) are limited under: the user's name in a
+/// namespace of its own. A correct password clears the password counters of its (user,
+/// address), so if codes shared them, signing in again would buy an attacker who holds the
+/// password fresh guesses at the second factor. User names cannot hold control characters, so
+/// this key never collides with a real name, and the per-user throttle's known addresses for it
+/// are learned only from a passed second factor.
+pub fn code_key(user: &str) -> String {
+    format!("otp\u{1f}{user}")
+}
+
 fn user_key(user: &str) -> &str {
     let mut end = user.len().min(MAX_USER_KEY_BYTES);
     while !user.is_char_boundary(end) {

@@ -63,6 +63,9 @@ pub struct Session {
     pub created_ms: u64,
     /// When the last authentication step happened.
     pub auth_ms: u64,
+    /// The user chose "later" on the two-step setup guide: two-factor routes let this one-factor
+    /// session through (the app still sees `1fa`). Only ever set on a new session.
+    pub deferred: bool,
     last_seen_ms: AtomicU64,
     /// Seen since the last flush of `last_seen_ms` to the store.
     dirty: AtomicBool,
@@ -88,6 +91,7 @@ impl Session {
             created_ms: self.created_ms,
             auth_ms: self.auth_ms,
             last_seen_ms: self.last_seen_ms(),
+            deferred: self.deferred,
         }
     }
 
@@ -108,6 +112,7 @@ impl Session {
                 .collect(),
             created_ms: r.created_ms,
             auth_ms: r.auth_ms,
+            deferred: r.deferred,
             last_seen_ms: AtomicU64::new(r.last_seen_ms),
             dirty: AtomicBool::new(false),
         })
@@ -211,10 +216,44 @@ impl Sessions {
         amr: Vec<String>,
         replaces: Option<&SessionKey>,
     ) -> Result<(String, Arc<Session>), SessionError> {
+        self.create_inner(user, level, amr, replaces, false)
+    }
+
+    /// A new one-factor session for `old`'s user that two-factor routes let through, after the
+    /// user chose "later" on the setup guide. The old session is destroyed (a new ID); the
+    /// absolute lifetime of the sign-in carries over.
+    pub fn defer_second_factor(
+        &self,
+        old: &SessionKey,
+    ) -> Result<Option<(String, Arc<Session>)>, SessionError> {
+        let Some(current) = self.map.get(old).map(|s| Arc::clone(s.value())) else {
+            return Ok(None);
+        };
+        if current.level != AuthLevel::OneFactor {
+            return Ok(None);
+        }
+        self.create_inner(
+            &current.user,
+            AuthLevel::OneFactor,
+            current.amr.clone(),
+            Some(old),
+            true,
+        )
+        .map(Some)
+    }
+
+    fn create_inner(
+        &self,
+        user: &str,
+        level: AuthLevel,
+        amr: Vec<String>,
+        replaces: Option<&SessionKey>,
+        deferred: bool,
+    ) -> Result<(String, Arc<Session>), SessionError> {
         let now = self.clock.now_ms();
         let created_ms = match replaces.and_then(|k| self.map.get(k).map(|s| s.created_ms)) {
-            // Stepping up keeps the absolute lifetime of the sign-in it continues.
-            Some(created) if level == AuthLevel::TwoFactor => created,
+            // Stepping up (or deferring) keeps the absolute lifetime of the sign-in it continues.
+            Some(created) if level == AuthLevel::TwoFactor || deferred => created,
             _ => now,
         };
         if let Some(old) = replaces {
@@ -230,6 +269,7 @@ impl Sessions {
             amr,
             created_ms,
             auth_ms: now,
+            deferred,
             last_seen_ms: AtomicU64::new(now),
             dirty: AtomicBool::new(false),
         });
@@ -271,6 +311,20 @@ impl Sessions {
             .map
             .iter()
             .filter(|e| e.value().user == user)
+            .map(|e| *e.key())
+            .collect();
+        for k in &keys {
+            self.destroy(k);
+        }
+        keys.len()
+    }
+
+    /// Ends every session of `user` but `keep` (after a second-factor change).
+    pub fn destroy_others(&self, user: &str, keep: &SessionKey) -> usize {
+        let keys: Vec<SessionKey> = self
+            .map
+            .iter()
+            .filter(|e| e.value().user == user && e.key() != keep)
             .map(|e| *e.key())
             .collect();
         for k in &keys {

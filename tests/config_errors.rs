@@ -368,3 +368,53 @@ fn hash_password_prints_an_argon2id_hash_that_verifies() {
     assert!(argon2.verify_password(b"secret\n", &parsed).is_err());
     assert!(argon2.verify_password(b"other", &parsed).is_err());
 }
+
+#[test]
+fn two_factor_and_notify_problems_are_reported_with_their_lines() {
+    let text = r#"[two_factor]
+required_from = "next monday"
+grace_skips = -1
+code_ttl = "20m"
+issuer = "a:b"
+
+[notify]
+email = "pigeon"
+sms = "smtp"
+
+[notify.smtp]
+host = "smtp.example.test"
+tls = "none"
+from = "not an address"
+
+[notify.webhook]
+url = "ftp://x"
+retries = 11
+
+[[listener]]
+address = "127.0.0.1:8080"
+
+[[app]]
+id = "whoami"
+hosts = ["localhost"]
+builtin = "whoami"
+
+[[rule]]
+policy = "bypass"
+"#;
+    let (_dir, run) = check_text(text);
+    assert_fails_with(
+        &run,
+        &[
+            r#"stepgate.toml:2: two_factor.required_from: must be a date such as "2026-12-01" or an RFC 3339 time such as "2026-12-01T09:00:00+09:00" (found "next monday")"#,
+            "stepgate.toml:3: two_factor.grace_skips: must be from 0 to 1000 (found -1)",
+            r#"stepgate.toml:4: two_factor.code_ttl: must be at most 10m (found "20m")"#,
+            r#"stepgate.toml:5: two_factor.issuer: must be a non-empty name without ':' (found "a:b")"#,
+            r#"stepgate.toml:8: notify.email: must be one of "outbox", "smtp", "webhook" (found "pigeon")"#,
+            r#"stepgate.toml:9: notify.sms: must be one of "outbox", "webhook" (found "smtp")"#,
+            r#"stepgate.toml:13: notify.smtp.tls: "none" is allowed only for a loopback host; use "starttls" or "implicit" (found host "smtp.example.test")"#,
+            r#"stepgate.toml:14: notify.smtp.from: must be an address such as "Acme <no-reply@acme.test>" (found "not an address")"#,
+            r#"stepgate.toml:17: notify.webhook.url: must be an absolute http(s) URL (found "ftp://x")"#,
+            "stepgate.toml:18: notify.webhook.retries: must be from 0 to 10 (found 11)",
+        ],
+    );
+}

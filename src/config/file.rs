@@ -30,6 +30,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub assertion: AssertionFile,
     #[serde(default)]
+    pub two_factor: TwoFactorFile,
+    #[serde(default)]
+    pub notify: NotifyFile,
+    #[serde(default)]
     pub listener: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
     pub app: Vec<Spanned<AppFile>>,
@@ -174,4 +178,47 @@ pub struct RuleFile {
     #[serde(default)]
     pub subjects: Vec<Str>,
     pub policy: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TwoFactorFile {
+    pub required_from: Option<Str>,
+    pub grace_skips: Option<Spanned<i64>>,
+    pub grace_until: Option<Str>,
+    pub issuer: Option<Str>,
+    pub secret_key_file: Option<Str>,
+    pub code_ttl: Option<Str>,
+    pub enrolment_token_ttl: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NotifyFile {
+    pub email: Option<Str>,
+    pub sms: Option<Str>,
+    pub smtp: Option<Spanned<SmtpFile>>,
+    pub webhook: Option<Spanned<WebhookFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SmtpFile {
+    pub host: Option<Str>,
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<Str>,
+    pub username: Option<Str>,
+    pub password_file: Option<Str>,
+    pub from: Option<Str>,
+    pub timeout: Option<Str>,
+    pub ca_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WebhookFile {
+    pub url: Option<Str>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, Str>,
+    pub body_template: Option<Str>,
+    pub timeout: Option<Str>,
+    pub retries: Option<Spanned<i64>>,
+    pub backoff: Option<Str>,
+    pub ca_file: Option<Str>,
 }

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 mod network;
+mod two_factor;
 
 use super::file::{self, FileConfig, Str};
 use super::*;
@@ -137,6 +138,8 @@ impl Validator<'_> {
         let session = self.session(f.session);
         let regulation = self.regulation(f.regulation);
         let assertion = self.assertion(f.assertion);
+        let two_factor = self.two_factor(f.two_factor, &portal);
+        let notify = self.notify(f.notify);
         let no_listener = f.listener.is_empty();
         let listeners = f
             .listener
@@ -179,6 +182,8 @@ impl Validator<'_> {
             session,
             regulation,
             assertion,
+            two_factor,
+            notify,
             listeners,
             apps,
             rules,

@@ -111,7 +111,7 @@ impl Pages {
     }
 }
 
-fn lang_of(pages: &Pages, req: &PortalRequest<'_>, form_lang: Option<String>) -> Lang {
+pub(crate) fn lang_of(pages: &Pages, req: &PortalRequest<'_>, form_lang: Option<String>) -> Lang {
     form_lang
         .or_else(|| req.param("lang"))
         .and_then(|l| Lang::from_tag(&l))

@@ -19,6 +19,8 @@ pub struct SessionRecord {
     pub created_ms: u64,
     pub auth_ms: u64,
     pub last_seen_ms: u64,
+    /// The user chose "later" on the setup guide for this session (see `two_factor` grace).
+    pub deferred: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,15 @@ impl SqliteStore {
             );
             CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);",
         )?;
+        // Added with two-step verification; databases made before it gain the column.
+        let has_deferred = conn
+            .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'deferred'")?
+            .exists([])?;
+        if !has_deferred {
+            conn.execute_batch(
+                "ALTER TABLE sessions ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -83,6 +94,7 @@ fn record(row: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<SessionRec
         created_ms: row.get::<_, i64>(offset + 3)? as u64,
         auth_ms: row.get::<_, i64>(offset + 4)? as u64,
         last_seen_ms: row.get::<_, i64>(offset + 5)? as u64,
+        deferred: row.get::<_, i64>(offset + 6)? != 0,
     })
 }
 
@@ -90,7 +102,7 @@ impl SessionStore for SqliteStore {
     fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT key, user, level, amr, created_ms, auth_ms, last_seen_ms FROM sessions",
+            "SELECT key, user, level, amr, created_ms, auth_ms, last_seen_ms, deferred FROM sessions",
         )?;
         let rows = stmt.query_map([], |row| {
             let key: Vec<u8> = row.get(0)?;
@@ -108,8 +120,8 @@ impl SessionStore for SqliteStore {
 
     fn put(&self, key: &SessionKey, r: &SessionRecord) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "INSERT OR REPLACE INTO sessions (key, user, level, amr, created_ms, auth_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![&key[..], r.user, r.level, r.amr, r.created_ms as i64, r.auth_ms as i64, r.last_seen_ms as i64],
+            "INSERT OR REPLACE INTO sessions (key, user, level, amr, created_ms, auth_ms, last_seen_ms, deferred) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![&key[..], r.user, r.level, r.amr, r.created_ms as i64, r.auth_ms as i64, r.last_seen_ms as i64, i64::from(r.deferred)],
         )?;
         Ok(())
     }
@@ -137,7 +149,7 @@ impl SessionStore for SqliteStore {
         let conn = self.conn()?;
         Ok(conn
             .query_row(
-                "SELECT user, level, amr, created_ms, auth_ms, last_seen_ms FROM sessions WHERE key = ?1",
+                "SELECT user, level, amr, created_ms, auth_ms, last_seen_ms, deferred FROM sessions WHERE key = ?1",
                 params![&key[..]],
                 |row| record(row, 0),
             )

@@ -650,3 +650,47 @@ pub fn signin_config(upstream: SocketAddr, extra: &str) -> String {
         &format!("{extra}\n{RULES}"),
     )
 }
+
+/// The messages the file notifier wrote, oldest first.
+pub fn outbox(data_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data_dir.join("outbox.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("outbox lines are JSON"))
+        .collect()
+}
+
+/// The path and query of a `Location` (absolute or relative), for the next request.
+pub fn location_target(resp: &Response) -> String {
+    let loc = resp.header("location").expect("a Location header");
+    match url::Url::parse(loc) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        },
+        Err(_) => loc.to_owned(),
+    }
+}
+
+/// An RFC 6238 code (SHA-1, 30 s, 6 digits) for a base32 key as shown to the user, computed
+/// here independently of the gateway's own implementation.
+pub fn totp_code(base32_key: &str, unix_secs: u64) -> String {
+    let key: String = base32_key.chars().filter(|c| !c.is_whitespace()).collect();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(key.as_bytes())
+        .expect("the key is base32");
+    let counter = (unix_secs / 30).to_be_bytes();
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &secret),
+        &counter,
+    );
+    let mac = tag.as_ref();
+    let offset = (mac[19] & 0x0f) as usize;
+    let bin = u32::from_be_bytes([
+        mac[offset] & 0x7f,
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]);
+    format!("{:06}", bin % 1_000_000)
+}
