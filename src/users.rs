@@ -230,17 +230,37 @@ pub enum VerifyError {
     Join(#[from] tokio::task::JoinError),
     #[error("password checks are shut down (semaphore closed)")]
     Closed,
+    #[error("too many password checks are waiting ({0}); refused without hashing")]
+    Busy(usize),
     #[error("a stored password hash cannot be used: {0}")]
     Hash(password_hash::Error),
+}
+
+/// How many password checks may wait per hashing slot before more are refused.
+pub const WAITING_PER_PERMIT: usize = 16;
+
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Password verification off the proxy's hot path with bounded concurrency.
 ///
 /// Memory is bounded by `max_concurrent` × the hashes' `m` cost (19 MiB each with the defaults
-/// of `stepgate hash-password`). Callers beyond the limit wait for a permit; how many may wait is
-/// bounded by the connection limits and the sign-in throttling in front of this.
+/// of `stepgate hash-password`). Callers beyond the limit wait for a permit, at most
+/// [`WAITING_PER_PERMIT`] per permit; beyond that a check is refused at once with
+/// [`VerifyError::Busy`] (the sign-in page answers 503), so a sign-in flood from sources the
+/// per-address and per-user limits do not catch cannot pile up waiting requests, and their
+/// memory and connections, without bound. What is refused is a busy server, not an account: the
+/// answer does not depend on the user name.
 pub struct PasswordVerifier {
     permits: Arc<Semaphore>,
+    /// Callers waiting for a permit, and how many may.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
     /// Checked instead of the real hash for unknown and disabled users. It has the default
     /// parameters of `stepgate hash-password`, so the timing matches users hashed with them;
     /// a user whose hash has other costs takes a different time than an unknown name.
@@ -257,10 +277,11 @@ impl PasswordVerifier {
             Ok(hash) => hash.to_string(),
             Err(_) => FALLBACK_DUMMY.to_owned(),
         };
+        let permits = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
         PasswordVerifier {
-            permits: Arc::new(Semaphore::new(
-                max_concurrent.clamp(1, Semaphore::MAX_PERMITS),
-            )),
+            permits: Arc::new(Semaphore::new(permits)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: permits.saturating_mul(WAITING_PER_PERMIT),
             dummy_hash: dummy_hash.into(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
@@ -287,10 +308,22 @@ impl PasswordVerifier {
             Some(u) if !u.disabled => (u.password_hash.clone(), true),
             _ => (self.dummy_hash.to_string(), false),
         };
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| VerifyError::Closed)?;
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(VerifyError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+                // Decremented however the wait ends, the caller's cancellation included.
+                let _queued = Queued(&self.waiting);
+                if waiting >= self.max_waiting {
+                    return Err(VerifyError::Busy(waiting));
+                }
+                Arc::clone(&self.permits)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| VerifyError::Closed)?
+            }
+        };
         let password = password.to_owned();
         let (in_flight, peak) = (Arc::clone(&self.in_flight), Arc::clone(&self.peak));
         let matched = tokio::task::spawn_blocking(move || {

@@ -526,3 +526,64 @@ fn a_notifier_that_is_down_loses_no_progress_and_lets_nobody_past() {
     );
     assert!(proved.body.contains("name=\"email\""), "{}", proved.body);
 }
+
+#[test]
+fn account_changes_need_a_current_code_and_removal_ends_other_sessions() {
+    let (_up, gw, clock) = start("");
+    let mut b = Browser::new(gw.addr);
+    let key = full_enrolment(&mut b, &gw, &clock, ALICE);
+    // A second browser at 2fa, which removal must sign out.
+    let mut other = Browser::new(gw.addr);
+    other.sign_in(ALICE.0, ALICE.1, "/");
+    clock.advance(Duration::from_secs(30));
+    let c = other.get("/_stepgate/2fa?rd=%2Fapp");
+    assert_eq!(
+        other
+            .submit(&c, "/2fa", &[("code", &totp_code(&key, clock.now_secs()))])
+            .status,
+        303
+    );
+    assert_eq!(other.get("/app").status, 200);
+
+    let account = b.get("/_stepgate/account");
+    assert_eq!(account.status, 200);
+    assert!(
+        account.body.contains("Recovery codes left"),
+        "{}",
+        account.body
+    );
+    let refused = b.submit(&account, "/account/recovery-codes", &[("code", "000000")]);
+    assert_eq!(refused.status, 401, "a wrong code changes nothing");
+    clock.advance(Duration::from_secs(30));
+    let fresh = b.submit(
+        &account,
+        "/account/recovery-codes",
+        &[("code", &totp_code(&key, clock.now_secs()))],
+    );
+    assert_eq!(fresh.status, 200, "{fresh:?}");
+    assert_eq!(recovery_codes_on(&fresh).len(), 10);
+
+    clock.advance(Duration::from_secs(30));
+    let before = mail_to(&gw, "alice@example.test").len();
+    let removed = b.submit(
+        &account,
+        "/account/remove-authenticator",
+        &[("code", &totp_code(&key, clock.now_secs()))],
+    );
+    assert_eq!(removed.status, 303, "{removed:?}");
+    assert!(
+        mail_to(&gw, "alice@example.test").len() > before,
+        "removal is reported"
+    );
+    assert_eq!(other.get("/app").status, 302, "the other session was ended");
+    let page = b.get("/_stepgate/account");
+    assert!(page.body.contains("not set up"), "{}", page.body);
+    // In Korean, too.
+    b.extra.push("Accept-Language: ko-KR,ko;q=0.9".into());
+    let ko = b.get("/_stepgate/account");
+    assert!(
+        ko.body.contains("2단계 인증이 설정되어 있지 않습니다"),
+        "{}",
+        ko.body
+    );
+}

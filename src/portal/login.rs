@@ -217,6 +217,12 @@ pub async fn submit(
     let user = auth.users.get(&name);
     let ok = match auth.verifier.verify(user.as_deref(), &password).await {
         Ok(ok) => ok,
+        Err(crate::users::VerifyError::Busy(waiting)) => {
+            // Load shedding, not a fault: under a flood this happens per post, so it is not
+            // logged at a level that would make the log part of the cost.
+            tracing::debug!(target: "stepgate::portal", waiting, "sign-in refused: password checks busy");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
         Err(e) => {
             // A fault, not a decision: fail closed with a page that says so.
             tracing::error!(target: "stepgate::portal", error = %e, "password verification failed");

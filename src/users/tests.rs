@@ -226,3 +226,32 @@ async fn the_semaphore_bounds_concurrent_hashes() {
     );
     assert_eq!((v.in_flight(), v.permits.available_permits()), (0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_checks_are_bounded_and_the_excess_is_refused_without_hashing() {
+    let v = Arc::new(PasswordVerifier::new(1));
+    // Hold the only permit so that every check has to wait.
+    let held = Arc::clone(&v.permits).acquire_owned().await.unwrap();
+    let waiters: Vec<_> = (0..WAITING_PER_PERMIT)
+        .map(|_| {
+            let v = Arc::clone(&v);
+            tokio::spawn(async move { v.verify(None, "pw").await })
+        })
+        .collect();
+    while v.waiting.load(Ordering::SeqCst) < WAITING_PER_PERMIT {
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        v.verify(None, "pw").await,
+        Err(VerifyError::Busy(_))
+    ));
+    drop(held);
+    for w in waiters {
+        assert!(!w
+            .await
+            .unwrap()
+            .expect("a waiting check runs once a slot frees"));
+    }
+    assert_eq!(v.waiting.load(Ordering::SeqCst), 0);
+    assert!(!v.verify(None, "pw").await.expect("room again"));
+}
