@@ -130,6 +130,9 @@ pub enum SessionError {
 /// All sessions of this gateway.
 pub struct Sessions {
     map: DashMap<SessionKey, Arc<Session>>,
+    /// Each user's sessions, so that the per-user cap and "sign out everywhere" look at one
+    /// user's sessions instead of scanning them all.
+    by_user: DashMap<String, Vec<SessionKey>>,
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     cfg: SessionConfig,
@@ -164,6 +167,7 @@ impl Sessions {
     ) -> Result<Sessions, StoreError> {
         let sessions = Sessions {
             map: DashMap::new(),
+            by_user: DashMap::new(),
             store,
             clock,
             cfg,
@@ -172,6 +176,7 @@ impl Sessions {
         for (key, record) in sessions.store.load_all()? {
             match Session::from_record(record) {
                 Some(s) if !sessions.expired(&s, now) => {
+                    sessions.index(&s.user, key);
                     sessions.map.insert(key, Arc::new(s));
                 }
                 _ => sessions.store.delete(&key)?,
@@ -275,17 +280,29 @@ impl Sessions {
         });
         let (id, key) = new_id();
         self.store.put(&key, &session.record())?;
+        self.index(user, key);
         self.map.insert(key, Arc::clone(&session));
         Ok((id, session))
+    }
+
+    fn index(&self, user: &str, key: SessionKey) {
+        self.by_user.entry(user.to_owned()).or_default().push(key);
+    }
+
+    /// The keys of `user`'s sessions.
+    fn keys_of(&self, user: &str) -> Vec<SessionKey> {
+        self.by_user
+            .get(user)
+            .map(|k| k.clone())
+            .unwrap_or_default()
     }
 
     /// Ends the oldest sessions of `user` so that one more fits under `max_per_user`.
     fn enforce_user_cap(&self, user: &str) {
         let mut mine: Vec<(SessionKey, u64)> = self
-            .map
-            .iter()
-            .filter(|e| e.value().user == user)
-            .map(|e| (*e.key(), e.value().created_ms))
+            .keys_of(user)
+            .into_iter()
+            .filter_map(|k| self.map.get(&k).map(|s| (k, s.created_ms)))
             .collect();
         if mine.len() < self.cfg.max_per_user {
             return;
@@ -299,7 +316,16 @@ impl Sessions {
     }
 
     pub fn destroy(&self, key: &SessionKey) {
-        self.map.remove(key);
+        if let Some((_, session)) = self.map.remove(key) {
+            if let dashmap::mapref::entry::Entry::Occupied(mut keys) =
+                self.by_user.entry(session.user.clone())
+            {
+                keys.get_mut().retain(|k| k != key);
+                if keys.get().is_empty() {
+                    keys.remove();
+                }
+            }
+        }
         if let Err(e) = self.store.delete(key) {
             tracing::error!(target: "stepgate::session", error = %e, "could not delete a session from the store");
         }
@@ -307,12 +333,7 @@ impl Sessions {
 
     /// Signs a user out everywhere.
     pub fn destroy_user(&self, user: &str) -> usize {
-        let keys: Vec<SessionKey> = self
-            .map
-            .iter()
-            .filter(|e| e.value().user == user)
-            .map(|e| *e.key())
-            .collect();
+        let keys = self.keys_of(user);
         for k in &keys {
             self.destroy(k);
         }
@@ -322,10 +343,9 @@ impl Sessions {
     /// Ends every session of `user` but `keep` (after a second-factor change).
     pub fn destroy_others(&self, user: &str, keep: &SessionKey) -> usize {
         let keys: Vec<SessionKey> = self
-            .map
-            .iter()
-            .filter(|e| e.value().user == user && e.key() != keep)
-            .map(|e| *e.key())
+            .keys_of(user)
+            .into_iter()
+            .filter(|k| k != keep)
             .collect();
         for k in &keys {
             self.destroy(k);
@@ -446,6 +466,32 @@ mod tests {
         s.create("carol", AuthLevel::OneFactor, vec![], None)
             .unwrap();
         assert_eq!(s.len(), 2, "max_per_user = 2");
+    }
+
+    #[test]
+    fn the_per_user_index_follows_creates_and_destroys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sessions(dir.path(), ManualClock::now());
+        let (a, _) = s
+            .create("erin", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        s.create("erin", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        s.create("erin", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        assert_eq!(s.keys_of("erin").len(), 2, "the cap ended the oldest");
+        assert!(s.lookup(&a).is_none(), "and it was the oldest");
+        let (f, _) = s
+            .create("frank", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        let keep = key_of(&f).unwrap();
+        s.create("frank", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        assert_eq!(s.destroy_others("frank", &keep), 1);
+        assert!(s.lookup(&f).is_some());
+        assert_eq!(s.destroy_user("erin"), 2);
+        assert!(s.keys_of("erin").is_empty() && !s.by_user.contains_key("erin"));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
