@@ -1,9 +1,12 @@
-//! Criterion benchmarks of per-request pieces: target and host normalisation, and rule matching
-//! with 10 and 1,000 rules. Run with `cargo bench --bench hot_path`.
+//! Criterion benchmarks of per-request pieces: target and host normalisation, rule matching
+//! with 10 and 1,000 rules, session lookup, identity headers, and the failure limiter's check
+//! from several threads at once. Run with `cargo bench --bench hot_path`.
 
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::Method;
 use stepgate::access::{AccessRules, AuthLevel, Policy, Request, RuleSpec};
 use stepgate::assertion::{AssertionCache, AssertionConfig, Signer};
@@ -11,6 +14,7 @@ use stepgate::auth::Identity;
 use stepgate::config::IdentityHeaders;
 use stepgate::hygiene::host::normalize_host;
 use stepgate::hygiene::target::normalize_target;
+use stepgate::regulation::{RegulationConfig, Regulator};
 use stepgate::session::store::SqliteStore;
 use stepgate::session::{cookie, SessionConfig, Sessions};
 use stepgate::users::{FileDirectory, UserDirectory};
@@ -151,11 +155,171 @@ fn bench_identity(c: &mut Criterion) {
     });
 }
 
+/// Keys the contention benchmarks pre-fill the limiter with (one failure each).
+const PREFILLED: usize = 100_000;
+
+/// Which (user, address) each thread asks about.
+#[derive(Debug, Clone, Copy)]
+enum Keys {
+    /// Each thread cycles through its own slice of the pre-filled keys: entries spread over the
+    /// maps' shards, read-locked by one thread at a time for the most part.
+    Distinct,
+    /// Every thread asks about one pre-filled (user, address): the same shard of each table.
+    Same,
+    /// Keys with no entry (the common case: most sign-ins follow no failure). A miss also reads
+    /// each table's length, which takes every shard's read lock in turn.
+    Untracked,
+    /// The reference: `Distinct`'s keys, but each thread asks its own limiter (pre-filled the
+    /// same way), so nothing is shared. What this machine's cores give without contention;
+    /// compare the other rows with it rather than with a perfect 1/threads.
+    Private,
+}
+
+fn keys(range: std::ops::Range<usize>) -> Vec<(String, IpAddr)> {
+    range
+        .map(|i| {
+            let addr = Ipv4Addr::from(0x0A00_0000u32 + i as u32);
+            (format!("user{i}"), IpAddr::V4(addr))
+        })
+        .collect()
+}
+
+/// Runs `op` `iters` times on each of `threads` threads at once, cycling through that thread's
+/// keys (`op` gets the thread's index), and returns the wall time from the moment all threads
+/// are released (a barrier, so thread start-up is not timed) to the moment the last one
+/// finishes.
+///
+/// Criterion divides the returned time by `iters`, so the figure it reports is the wall time
+/// per operation *as each thread sees it* while `threads` threads run together: flat across
+/// thread counts means perfect scaling, growing means contention (or, past the machine's cores,
+/// time-slicing). The group's `Throughput::Elements(threads)` makes criterion also report the
+/// aggregate rate, `threads` operations per reported time.
+fn concurrent<F>(threads: usize, iters: u64, key_sets: &[Vec<(String, IpAddr)>], op: F) -> Duration
+where
+    F: Fn(usize, &str, IpAddr) + Sync,
+{
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = key_sets[..threads]
+            .iter()
+            .enumerate()
+            .map(|(thread, mine)| {
+                let (barrier, op) = (&barrier, &op);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for (user, addr) in mine.iter().cycle().take(iters as usize) {
+                        op(thread, user, *addr);
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread"))
+            .collect()
+    });
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("one thread at least");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("one thread at least");
+    last - first
+}
+
+/// A limiter with one failure recorded for each of the first `PREFILLED` keys. The system
+/// clock, as in the gateway.
+fn prefilled() -> Regulator {
+    let limiter = Regulator::new(RegulationConfig::default(), stepgate::clock::system());
+    for (user, addr) in keys(0..PREFILLED) {
+        let _ = limiter.record_failure(&user, addr);
+    }
+    limiter
+}
+
+/// `Regulator::check` (and a failed sign-in: `check` then `record_failure`) from 1, 2 and 4
+/// threads on one limiter pre-filled with 100,000 keys, and the same on private limiters for
+/// reference. With more threads than cores the figures include time-slicing.
+fn bench_regulation(c: &mut Criterion) {
+    let thread_counts = [1usize, 2, 4];
+    let max_threads = thread_counts.iter().copied().max().unwrap_or(1);
+    let limiter = prefilled();
+    let private: Vec<Regulator> = (0..max_threads).map(|_| prefilled()).collect();
+    let per_thread = PREFILLED / max_threads;
+    let sets = |which: Keys| -> Vec<Vec<(String, IpAddr)>> {
+        (0..max_threads)
+            .map(|t| match which {
+                Keys::Distinct | Keys::Private => keys(t * per_thread..(t + 1) * per_thread),
+                Keys::Same => keys(7..8),
+                Keys::Untracked => {
+                    let from = PREFILLED * 2 + t * per_thread;
+                    keys(from..from + per_thread)
+                }
+            })
+            .collect()
+    };
+
+    let mut group = c.benchmark_group("regulation_check");
+    for which in [Keys::Private, Keys::Distinct, Keys::Same, Keys::Untracked] {
+        let key_sets = sets(which);
+        let limiter_of = |thread: usize| match which {
+            Keys::Private => &private[thread],
+            _ => &limiter,
+        };
+        for &threads in &thread_counts {
+            group.throughput(Throughput::Elements(threads as u64));
+            let id = BenchmarkId::new(format!("{which:?}").to_lowercase(), threads);
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    concurrent(threads, iters, &key_sets, |thread, user, addr| {
+                        let limiter = limiter_of(thread);
+                        let _ = black_box(limiter.check(black_box(user), black_box(addr)));
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+
+    // A failed sign-in as the portal does it. `Same` bans the pair after five failures (and
+    // keeps it banned: failures during a ban count but do not lengthen it); the ban changes no
+    // work done here, only the verdict.
+    let mut group = c.benchmark_group("regulation_failed_sign_in");
+    for which in [Keys::Private, Keys::Distinct, Keys::Same] {
+        let key_sets = sets(which);
+        let limiter_of = |thread: usize| match which {
+            Keys::Private => &private[thread],
+            _ => &limiter,
+        };
+        for &threads in &thread_counts {
+            group.throughput(Throughput::Elements(threads as u64));
+            let id = BenchmarkId::new(format!("{which:?}").to_lowercase(), threads);
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    concurrent(threads, iters, &key_sets, |thread, user, addr| {
+                        let limiter = limiter_of(thread);
+                        let _ = black_box(limiter.check(black_box(user), black_box(addr)));
+                        let _ = black_box(limiter.record_failure(black_box(user), black_box(addr)));
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_rules,
     bench_normalise,
     bench_session,
-    bench_identity
+    bench_identity,
+    bench_regulation
 );
 criterion_main!(benches);

@@ -328,6 +328,7 @@ impl PasswordVerifier {
         let (in_flight, peak) = (Arc::clone(&self.in_flight), Arc::clone(&self.peak));
         let matched = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            run_below_proxy_priority();
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let matched = check_hash(&hash, password.as_bytes());
@@ -336,6 +337,31 @@ impl PasswordVerifier {
         })
         .await??;
         Ok(real && matched)
+    }
+}
+
+/// Lowers the calling (blocking-pool) thread's CPU priority to nice 10, once per thread.
+///
+/// A password hash is ~20 ms of one core. On a small machine under a sign-in flood, hashing at
+/// the proxy's priority would take a core's worth of time slices from proxied requests; at nice
+/// 10 the scheduler gives a runnable proxy thread about nine times the share, so hashing uses
+/// what the proxy leaves and sign-ins slow down (or are shed, see [`WAITING_PER_PERMIT`])
+/// before proxied traffic does. Linux only (elsewhere a no-op); on Linux nice is per thread.
+fn run_below_proxy_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        LOWERED.with(|lowered| {
+            if !lowered.replace(true) {
+                // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+                let rc = unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10)
+                };
+                if rc != 0 {
+                    tracing::debug!("could not lower the hashing thread's priority");
+                }
+            }
+        });
     }
 }
 

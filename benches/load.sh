@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Load benchmark: stepgate against nginx, in one run, on this machine.
+#
+#   bash benches/load.sh                 # defaults below; about 6 minutes
+#   ROUNDS=3 DURATION=5s bash benches/load.sh
+#
+# Cases (same upstream, same connections, same worker count for nginx and stepgate):
+#   upstream                  nginx serving a small fixed response, measured directly: the ceiling
+#   nginx_proxy               nginx as a plain reverse proxy to it (no authentication)
+#   nginx_auth_request        nginx with auth_request to a minimal in-nginx auth location
+#   stepgate_bypass           stepgate on a bypass route
+#   stepgate_2fa_session      stepgate with a signed-in two-factor session (identity headers and
+#                             the signed assertion injected)
+#   stepgate_signin_redirect  stepgate answering an anonymous browser with the sign-in redirect
+#   stepgate_2fa_session_steady
+#                             the two-factor session at a fixed PROBE_RATE (not saturating),
+#                             latency counted from when each request was due
+#   stepgate_2fa_session_under_signin_flood
+#                             the same while FLOOD_RATE wrong-password posts a second arrive,
+#                             each from another address and user name (the worst case: no ban
+#                             stops it); its p99 is compared with the steady case's
+# wrk measures at saturation, where latency only mirrors throughput, so the flood comparison
+# uses the fixed-rate probe of examples/loadgen.rs instead.
+# Rounds alternate the order of the cases so drift hits all alike; figures are medians of the
+# rounds. Prints a table and writes target/bench/load.json.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8s}
+CONNECTIONS=${CONNECTIONS:-32}
+WORKERS=${WORKERS:-1}        # nginx worker_processes and stepgate server.threads
+WRK_THREADS=${WRK_THREADS:-1}
+FLOOD_RATE=${FLOOD_RATE:-1000}
+PROBE_RATE=${PROBE_RATE:-2000}
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT="$ROOT/target/bench"
+WORK="$OUT/load"
+mkdir -p "$OUT"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "building (release)"
+cargo build --release --quiet --bin stepgate --example loadgen
+STEPGATE="$ROOT/target/release/stepgate"
+LOADGEN="$ROOT/target/release/examples/loadgen"
+
+# A free loopback port: one nothing answers on.
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+UP=$(free_port)
+NG=$(free_port)
+SG=$(free_port)
+USER_LINE=""
+[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+
+nginx_conf() { # name, server block
+    cat >"$WORK/$1.conf" <<EOF
+$USER_LINE
+worker_processes $WORKERS;
+daemon off;
+pid $WORK/$1.pid;
+error_log $WORK/$1.error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/$1-body;
+    proxy_temp_path $WORK/$1-proxy;
+    fastcgi_temp_path $WORK/$1-fcgi;
+    uwsgi_temp_path $WORK/$1-uwsgi;
+    scgi_temp_path $WORK/$1-scgi;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$UP; keepalive 128; }
+    $2
+}
+EOF
+}
+
+nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
+nginx_conf proxy "server { listen 127.0.0.1:$NG;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    location /auth/ { auth_request /_auth; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    location = /_auth { internal; return 204; }
+}"
+
+"$NGINX" -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
+PIDS+=($!)
+"$NGINX" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.out" 2>&1 &
+PIDS+=($!)
+
+cat >"$WORK/stepgate.toml" <<EOF
+[server]
+data_dir = "$WORK/data"
+threads = $WORKERS
+grace_period = "1s"
+shutdown_timeout = "1s"
+# The flood case sends each post "from" another address through X-Forwarded-For.
+trusted_proxies = ["127.0.0.1"]
+
+[log]
+level = "warn"
+access_log = false
+
+[users]
+file = "$ROOT/config/quickstart-users.toml"
+
+[regulation]
+form_posts_per_minute = 100000
+
+[[listener]]
+address = "127.0.0.1:$SG"
+
+[[app]]
+id = "app"
+hosts = ["127.0.0.1"]
+upstreams = ["http://127.0.0.1:$UP"]
+
+[[rule]]
+path = "^/public/"
+policy = "bypass"
+
+[[rule]]
+policy = "two_factor"
+EOF
+"$STEPGATE" check --config "$WORK/stepgate.toml" >/dev/null
+"$STEPGATE" run --config "$WORK/stepgate.toml" >"$WORK/stepgate.out" 2>&1 &
+PIDS+=($!)
+wait_port "$UP"; wait_port "$NG"; wait_port "$SG"
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$SG/_stepgate/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+echo "signing alice in with two-step verification"
+COOKIE=$("$LOADGEN" session "http://127.0.0.1:$SG" "$WORK/data")
+check() { # expected status, curl args...
+    local want=$1; shift
+    local got
+    got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+    [ "$got" = "$want" ] || { echo "sanity check failed: $* -> $got, expected $want" >&2; exit 1; }
+}
+check 200 "http://127.0.0.1:$UP/x"
+check 200 "http://127.0.0.1:$NG/x"
+check 200 "http://127.0.0.1:$NG/auth/x"
+check 200 "http://127.0.0.1:$SG/public/x"
+check 200 -H "Cookie: $COOKIE" "http://127.0.0.1:$SG/app/x"
+check 302 -H "Accept: text/html" "http://127.0.0.1:$SG/app/x"
+
+CASES=(upstream nginx_proxy nginx_auth_request stepgate_bypass stepgate_2fa_session stepgate_signin_redirect stepgate_2fa_session_steady stepgate_2fa_session_under_signin_flood)
+
+# wrk for one case; appends "case rps p50_ms p99_ms" to $WORK/results.
+run_case() {
+    local case=$1 args=()
+    case $case in
+        upstream) args=("http://127.0.0.1:$UP/x") ;;
+        nginx_proxy) args=("http://127.0.0.1:$NG/x") ;;
+        nginx_auth_request) args=("http://127.0.0.1:$NG/auth/x") ;;
+        stepgate_bypass) args=("http://127.0.0.1:$SG/public/x") ;;
+        stepgate_2fa_session | stepgate_2fa_session_under_signin_flood)
+            args=(-H "Cookie: $COOKIE" "http://127.0.0.1:$SG/app/x") ;;
+        stepgate_signin_redirect) args=(-H "Accept: text/html" "http://127.0.0.1:$SG/app/x") ;;
+    esac
+    local secs=${DURATION%s}
+    if [ "$case" = stepgate_2fa_session_steady ] || [ "$case" = stepgate_2fa_session_under_signin_flood ]; then
+        local flood_pid=""
+        if [ "$case" = stepgate_2fa_session_under_signin_flood ]; then
+            "$LOADGEN" flood "http://127.0.0.1:$SG" "$FLOOD_RATE" $((secs + 2)) >>"$WORK/flood.log" 2>&1 &
+            flood_pid=$!
+            sleep 1
+        fi
+        echo "$case $("$LOADGEN" probe "http://127.0.0.1:$SG/app/x" "$COOKIE" "$PROBE_RATE" "$secs")" >>"$WORK/results"
+        if [ -n "$flood_pid" ]; then wait "$flood_pid"; fi
+        return
+    fi
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${args[@]}" >"$WORK/wrk.out" 2>&1
+    awk -v c="$case" '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000;
+            return v + 0;
+        }
+        /Requests\/sec:/ { rps = $2 }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
+        /Non-2xx or 3xx/ { bad = $5 }
+        END { printf "%s %s %s %s %s\n", c, rps, p50, p99, (bad == "" ? 0 : bad) }
+    ' "$WORK/wrk.out" >>"$WORK/results"
+}
+
+: >"$WORK/results"
+for round in $(seq 1 "$ROUNDS"); do
+    n=${#CASES[@]}
+    order=()
+    for i in $(seq 0 $((n - 1))); do order+=("${CASES[$(((i + round - 1) % n))]}"); done
+    # Every other round runs backwards as well as rotated.
+    if [ $((round % 2)) -eq 0 ]; then
+        rev=()
+        for ((i = n - 1; i >= 0; i--)); do rev+=("${order[$i]}"); done
+        order=("${rev[@]}")
+    fi
+    echo "round $round/$ROUNDS: ${order[*]}"
+    for c in "${order[@]}"; do run_case "$c"; done
+done
+
+echo
+echo "load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+echo "rounds $ROUNDS x $DURATION, $CONNECTIONS connections, $WRK_THREADS wrk thread(s), $WORKERS worker(s) for nginx and stepgate, flood $FLOOD_RATE posts/s, probe $PROBE_RATE req/s"
+awk -v out="$OUT/load.json" -v order="${CASES[*]}" -v probe="$PROBE_RATE" '
+    function median(list,   a, n, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4; bad[$1] += $5 }
+    END {
+        n = split(order, cases, " ")
+        base = median(rps["nginx_proxy"])
+        printf "%-40s %10s %9s %9s %9s\n", "case", "req/s", "p50 ms", "p99 ms", "vs nginx"
+        printf "[\n" > out
+        for (i = 1; i <= n; i++) {
+            c = cases[i]; r = median(rps[c]); a = median(p50[c]); b = median(p99[c])
+            ratio = (base > 0) ? r / base : 0
+            printf "%-40s %10.0f %9.2f %9.2f %9.2f%s\n", c, r, a, b, ratio, (bad[c] > 0 ? "  (" bad[c] " non-2xx/3xx)" : "")
+            printf "  {\"case\": \"%s\", \"rps\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"ratio_vs_nginx_proxy\": %.3f}%s\n", c, r, a, b, ratio, (i < n ? "," : "") >> out
+        }
+        printf "]\n" >> out
+        s2 = median(rps["stepgate_2fa_session"]); sb = median(rps["stepgate_bypass"]); na = median(rps["nginx_auth_request"])
+        idle = median(p99["stepgate_2fa_session_steady"]); fl = median(p99["stepgate_2fa_session_under_signin_flood"])
+        printf "\n2fa session / bypass: %.2f (target >= 0.95)\n", s2 / sb
+        printf "2fa session / nginx auth_request: %.2f (target >= 1.2)\n", s2 / na
+        printf "bypass / nginx proxy: %.2f\n", sb / base
+        printf "p99 at %s req/s under a sign-in flood / without: %.2f (target <= 1.5)\n", probe, fl / idle
+    }
+' "$WORK/results"
+echo
+echo "flood posts (per flood run):"
+cat "$WORK/flood.log"
+echo "wrote $OUT/load.json"
