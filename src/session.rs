@@ -317,13 +317,14 @@ impl Sessions {
 
     pub fn destroy(&self, key: &SessionKey) {
         if let Some((_, session)) = self.map.remove(key) {
-            if let dashmap::mapref::entry::Entry::Occupied(mut keys) =
-                self.by_user.entry(session.user.clone())
-            {
-                keys.get_mut().retain(|k| k != key);
-                if keys.get().is_empty() {
-                    keys.remove();
-                }
+            let user = session.user.as_str();
+            let emptied = self.by_user.get_mut(user).is_some_and(|mut keys| {
+                keys.retain(|k| k != key);
+                keys.is_empty()
+            });
+            if emptied {
+                // Only if still empty: a create for the user may have raced in meanwhile.
+                self.by_user.remove_if(user, |_, keys| keys.is_empty());
             }
         }
         if let Err(e) = self.store.delete(key) {

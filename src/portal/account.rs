@@ -128,64 +128,48 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     };
     let user = &who.user.name;
     let tr = |en: &'static str, ko: &'static str| if lang == Lang::Ko { ko } else { en };
-    if who.session.level != AuthLevel::TwoFactor {
-        return render(
+    let refuse = |en: &'static str, ko: &'static str, status: StatusCode| {
+        render(
             auth,
             pages,
             req,
             &who,
             lang,
-            Some((
-                true,
-                tr(
-                    "Verify with your second factor first.",
-                    "먼저 2단계 인증을 완료하세요.",
-                ),
-                StatusCode::FORBIDDEN,
-            )),
+            Some((true, tr(en, ko), status)),
+        )
+    };
+    if who.session.level != AuthLevel::TwoFactor {
+        return refuse(
+            "Verify with your second factor first.",
+            "먼저 2단계 인증을 완료하세요.",
+            StatusCode::FORBIDDEN,
         );
     }
     if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
-        return render(
-            auth,
-            pages,
-            req,
-            &who,
-            lang,
-            Some((
-                true,
-                tr(
-                    "Too many attempts. Wait a while and try again.",
-                    "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-                ),
-                StatusCode::TOO_MANY_REQUESTS,
-            )),
+        return refuse(
+            "Too many attempts. Wait a while and try again.",
+            "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+            StatusCode::TOO_MANY_REQUESTS,
         );
     }
     let code = form_value(body, "code").unwrap_or_default();
     match auth.factors.verify_totp(user, &code) {
         Ok(TotpVerdict::Accepted) => auth.regulator.record_success(&code_key(user), req.client),
         Ok(TotpVerdict::NotEnrolled) => {
-            return render(
-                auth,
-                pages,
-                req,
-                &who,
-                lang,
-                Some((
-                    true,
-                    tr(
-                        "Two-step verification is not set up.",
-                        "2단계 인증이 설정되어 있지 않습니다.",
-                    ),
-                    StatusCode::CONFLICT,
-                )),
+            return refuse(
+                "Two-step verification is not set up.",
+                "2단계 인증이 설정되어 있지 않습니다.",
+                StatusCode::CONFLICT,
             );
         }
         Ok(verdict) => {
             let _ = auth.regulator.record_failure(&code_key(user), req.client);
             tracing::info!(target: "stepgate::portal", %user, ?verdict, "account change refused: code did not check out");
-            return render(auth, pages, req, &who, lang, Some((true, tr("The code is incorrect, or was already used. Wait for a new code and try again.", "코드가 올바르지 않거나 이미 사용되었습니다. 새 코드가 표시되면 다시 시도하세요."), StatusCode::UNAUTHORIZED)));
+            return refuse(
+                "The code is incorrect, or was already used. Wait for a new code and try again.",
+                "코드가 올바르지 않거나 이미 사용되었습니다. 새 코드가 표시되면 다시 시도하세요.",
+                StatusCode::UNAUTHORIZED,
+            );
         }
         Err(e) => {
             tracing::error!(target: "stepgate::portal", error = %e, "account change: could not check the code");

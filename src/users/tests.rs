@@ -255,3 +255,23 @@ async fn waiting_checks_are_bounded_and_the_excess_is_refused_without_hashing() 
     assert_eq!(v.waiting.load(Ordering::SeqCst), 0);
     assert!(!v.verify(None, "pw").await.expect("room again"));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn hashing_threads_run_below_the_proxys_priority() {
+    let nice = std::thread::spawn(|| {
+        run_below_proxy_priority();
+        run_below_proxy_priority(); // once per thread: a second call changes nothing
+                                    // SAFETY: reads the calling thread's own priority.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    })
+    .join()
+    .unwrap();
+    // SAFETY: as above, for this thread, which was never lowered.
+    let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    assert_eq!(
+        nice,
+        (here + 10).min(19),
+        "the hashing thread is at nice +10"
+    );
+}
