@@ -66,7 +66,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use dashmap::DashMap;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
@@ -74,6 +73,9 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 use crate::clock::SharedClock;
+use counted::CountedMap;
+
+mod counted;
 
 const USER_WINDOW_MS: u64 = 60 * 60 * 1000; // ASVS 2.2.1 says "per hour"
 const KNOWN_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
@@ -137,7 +139,7 @@ pub struct Regulator {
     pairs: Ledger<(Box<str>, IpAddr)>,
     addrs: Ledger<IpAddr>,
     users: Ledger<Box<str>>,
-    known: DashMap<Box<str>, Vec<KnownAddr>>,
+    known: CountedMap<Box<str>, Vec<KnownAddr>>,
     known_full_logged: AtomicBool,
     /// `None` when `form_posts_per_minute` is 0: every post is refused.
     form_posts: Option<FormLimiter>,
@@ -149,7 +151,7 @@ impl Regulator {
         let window_ms = millis(cfg.window).max(1);
         let form_posts = NonZeroU32::new(cfg.form_posts_per_minute).map(|n| {
             let store = FormPostStore {
-                map: DashMap::new(),
+                map: CountedMap::default(),
                 overflow: InMemoryState::default(),
                 max_keys: cfg.max_keys,
             };
@@ -164,7 +166,7 @@ impl Regulator {
             pairs: Ledger::new("user+address", cfg.max_failures, window_ms),
             addrs: Ledger::new("address", cfg.max_failures_per_address, window_ms),
             users: Ledger::new("user", cfg.max_failures_per_user, USER_WINDOW_MS),
-            known: DashMap::new(),
+            known: CountedMap::default(),
             known_full_logged: AtomicBool::new(false),
             form_posts,
             clock,
@@ -222,7 +224,7 @@ impl Regulator {
         if self.known.len() >= self.max_keys {
             return log_full_once(&self.known_full_logged, "known addresses", self.max_keys);
         }
-        let mut list = self.known.entry(Box::from(user)).or_default();
+        let mut list = self.known.get_or_default(Box::from(user));
         remember(&mut list, key, now);
     }
 
@@ -242,11 +244,10 @@ impl Regulator {
         self.pairs.cleanup(now, &self.backoff);
         self.addrs.cleanup(now, &self.backoff);
         self.users.cleanup(now, &self.backoff);
-        self.known.retain(|_, list| {
+        self.known.retain_and_shrink(|_, list| {
             list.retain(|k| k.fresh(now));
             !list.is_empty()
         });
-        self.known.shrink_to_fit();
         self.known_full_logged.store(false, Ordering::Relaxed);
         if let Some(limiter) = &self.form_posts {
             limiter.retain_recent();
@@ -414,14 +415,14 @@ struct Ledger<K> {
     scope: &'static str,
     limit: u32,
     window_ms: u64,
-    map: DashMap<K, Strikes>,
+    map: CountedMap<K, Strikes>,
     overflow: Mutex<Strikes>,
     overflow_logged: AtomicBool,
 }
 
 impl<K: Hash + Eq> Ledger<K> {
     fn new(scope: &'static str, limit: u32, window_ms: u64) -> Ledger<K> {
-        let (map, overflow) = (DashMap::new(), Mutex::default());
+        let (map, overflow) = (CountedMap::default(), Mutex::default());
         Ledger {
             scope,
             limit,
@@ -455,13 +456,13 @@ impl<K: Hash + Eq> Ledger<K> {
             return self.overflow().fail(now, limit, window_ms, b);
         }
         // A default entry's window starts at 0, so its first failure starts a fresh one.
-        let mut s = self.map.entry(key).or_default();
+        let mut s = self.map.get_or_default(key);
         s.fail(now, limit, window_ms, b)
     }
 
     fn cleanup(&self, now: u64, b: &Backoff) {
-        self.map.retain(|_, s| !s.expired(now, self.window_ms, b));
-        self.map.shrink_to_fit();
+        self.map
+            .retain_and_shrink(|_, s| !s.expired(now, self.window_ms, b));
         let mut overflow = self.overflow();
         if overflow.expired(now, self.window_ms, b) {
             *overflow = Strikes::default();
@@ -487,7 +488,7 @@ type FormLimiter = RateLimiter<IpAddr, FormPostStore, GovernorClock, NoOpMiddlew
 
 /// A bounded keyed state store for governor: addresses beyond `max_keys` share one GCRA state.
 struct FormPostStore {
-    map: DashMap<IpAddr, InMemoryState>,
+    map: CountedMap<IpAddr, InMemoryState>,
     overflow: InMemoryState,
     max_keys: usize,
 }
@@ -506,8 +507,7 @@ impl StateStore for FormPostStore {
             return self.overflow.measure_and_replace(&NotKeyed::NonKey, f);
         }
         self.map
-            .entry(*key)
-            .or_default()
+            .get_or_default(*key)
             .measure_and_replace(&NotKeyed::NonKey, f)
     }
 }
@@ -520,11 +520,11 @@ impl ShrinkableKeyedStateStore<IpAddr> for FormPostStore {
             read.err().flatten()
         };
         self.map
-            .retain(|_, s| arrival(s).is_some_and(|t| t > drop_below));
+            .retain_and_shrink(|_, s| arrival(s).is_some_and(|t| t > drop_below));
     }
 
     fn shrink_to_fit(&self) {
-        self.map.shrink_to_fit();
+        // retain_recent already gave the freed capacity back.
     }
 
     fn len(&self) -> usize {
@@ -532,7 +532,7 @@ impl ShrinkableKeyedStateStore<IpAddr> for FormPostStore {
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 }
 
