@@ -427,19 +427,21 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 /// The session's ID hash.
 pub type SessionKey = [u8; 32];
 
-/// Reuse of signed assertions, so signing is not on every request's hot path.
+/// Reuse of signed assertions, so signing is not on every request's hot path. `V` is what is
+/// kept per (session, app): the token, or (in the proxy) the ready header values built with it.
 ///
-/// Entries live until `purge_expired` or `forget_session`, so the map is bounded by live sessions
-/// times apps. Two concurrent misses for one key both sign; the later insert wins, harmlessly.
-pub struct AssertionCache {
-    entries: DashMap<(SessionKey, usize), (Arc<str>, u64)>,
+/// Entries live until `purge_expired`, `forget_session` or `clear`, so the map is bounded by live
+/// sessions times apps. Two concurrent misses for one key both sign; the later insert wins,
+/// harmlessly.
+pub struct AssertionCache<V = Arc<str>> {
+    entries: DashMap<(SessionKey, usize), (V, u64)>,
     clock: SharedClock,
     /// The highest app index cached (an index into the configured apps), so `forget_session`
     /// looks keys up instead of scanning.
     max_app: AtomicUsize,
 }
 
-impl AssertionCache {
+impl<V: Clone> AssertionCache<V> {
     pub fn new(clock: SharedClock) -> Self {
         let (entries, max_app) = (DashMap::new(), AtomicUsize::new(0));
         AssertionCache {
@@ -449,24 +451,24 @@ impl AssertionCache {
         }
     }
 
-    /// The cached token for (session, app) if it still has more than 60 s to live, else `sign()` a
-    /// new one and cache it. No map lock is held while `sign` runs.
+    /// The cached value for (session, app) if its token still has more than 60 s to live, else
+    /// `sign()` a new one (value and token expiry) and cache it. No map lock is held while `sign`
+    /// runs.
     pub fn get_or_sign(
         &self,
         session: &SessionKey,
         app: usize,
-        sign: impl FnOnce() -> Result<(String, u64)>,
-    ) -> Result<Arc<str>> {
+        sign: impl FnOnce() -> Result<(V, u64)>,
+    ) -> Result<V> {
         let key = (*session, app);
         let fresh_until = self.clock.now_secs().saturating_add(REUSE_MARGIN_SECS);
         if let Some(hit) = self.entries.get(&key).filter(|hit| hit.1 > fresh_until) {
-            return Ok(Arc::clone(&hit.0));
+            return Ok(hit.0.clone());
         }
-        let (token, exp) = sign()?;
-        let token: Arc<str> = Arc::from(token);
+        let (value, exp) = sign()?;
         self.max_app.fetch_max(app, Ordering::Relaxed);
-        self.entries.insert(key, (Arc::clone(&token), exp));
-        Ok(token)
+        self.entries.insert(key, (value.clone(), exp));
+        Ok(value)
     }
 
     /// Drops every cached token of a session (on logout or session ID rotation).
@@ -484,6 +486,11 @@ impl AssertionCache {
     pub fn purge_expired(&self) {
         let now = self.clock.now_secs();
         self.entries.retain(|_, (_, exp)| *exp > now);
+    }
+
+    /// Drops everything: the facts behind the cached values changed (the users file was reloaded).
+    pub fn clear(&self) {
+        self.entries.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -734,11 +741,14 @@ mod tests {
     #[test]
     fn cache_reuses_a_token_until_sixty_seconds_before_exp() {
         let (_dir, manual, clock) = setup();
-        let cache = AssertionCache::new(clock.clone());
+        let cache: AssertionCache = AssertionCache::new(clock.clone());
         let calls = std::cell::Cell::new(0);
         let sign = || {
             calls.set(calls.get() + 1);
-            Ok((format!("token-{}", calls.get()), clock.now_secs() + 300))
+            Ok((
+                Arc::from(format!("token-{}", calls.get())),
+                clock.now_secs() + 300,
+            ))
         };
         let (alice, bob) = ([1u8; 32], [2u8; 32]);
 
@@ -761,6 +771,9 @@ mod tests {
             .unwrap();
         cache.forget_session(&alice); // past MAX_APP_LOOKUPS: the scanning path
         assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert!(cache.is_empty());
+        cache.get_or_sign(&bob, 0, sign).unwrap();
 
         let failing = || Err(AssertionError::Random("testing"));
         assert!(cache.get_or_sign(&[3u8; 32], 0, failing).is_err());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::access::{AuthLevel, Principal};
-use crate::assertion::{AssertionCache, Signer};
+use crate::assertion::Signer;
 use crate::clock::SharedClock;
 use crate::config::TwoFactorConfig;
 use crate::factor::Factors;
@@ -24,7 +24,7 @@ pub struct Auth {
     pub verifier: PasswordVerifier,
     pub regulator: Regulator,
     pub signer: Signer,
-    pub assertions: AssertionCache,
+    pub assertions: crate::proxy::identity::IdentityCache,
     pub csrf: Csrf,
     pub return_to: ReturnTo,
     pub clock: SharedClock,

@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stepgate::config::Config;
 
+/// glibc's allocator cost about a quarter of the proxy's user time per request (pingora
+/// allocates and frees buffers and header maps on every request); mimalloc's per-thread free
+/// lists make that a fraction. Measured with `benches/load.sh`; see README, Performance.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "stepgate",

@@ -60,7 +60,6 @@ pub struct Ctx {
     seen: route::Seen,
     /// What was decided, for the access line.
     decision: &'static str,
-    user: Option<String>,
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
 }
@@ -104,7 +103,6 @@ impl ProxyHttp for Gateway {
         match route::route(&self.state, session, &mut ctx.seen) {
             route::Outcome::Proxy(r) => {
                 ctx.decision = r.decision.as_str();
-                ctx.user = r.identity.as_ref().map(|i| i.user.name.clone());
                 ctx.route = Some(r);
                 Ok(false)
             }
@@ -197,16 +195,23 @@ impl ProxyHttp for Gateway {
             .hygiene
             .set_forwarded(upstream, route.peer, route.tls, &route.authority)?;
         if let Some(who) = &route.identity {
-            let app = &self.state.apps[route.app];
-            let assertion = identity::assertion(&self.state.auth, who, route.app, &app.id)
-                .map_err(|e| {
-                    Error::because(
-                        ErrorType::HTTPStatus(500),
-                        "cannot sign the identity assertion",
-                        e,
-                    )
-                })?;
-            identity::inject(upstream, &self.state.identity_headers, who, &assertion)?;
+            let (auth, app) = (&self.state.auth, &self.state.apps[route.app]);
+            let names = &self.state.identity_headers;
+            identity::prepared(
+                &auth.assertions,
+                &auth.signer,
+                names,
+                who,
+                (route.app, &app.id),
+            )
+            .map_err(|e| {
+                Error::because(
+                    ErrorType::HTTPStatus(500),
+                    "cannot sign the identity assertion",
+                    e,
+                )
+            })?
+            .inject(upstream)?;
         }
         Ok(())
     }
@@ -273,7 +278,11 @@ impl ProxyHttp for Gateway {
             host,
             path,
             decision = ctx.decision,
-            user = ctx.user.as_deref().unwrap_or("-"),
+            user = ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.identity.as_ref())
+                .map_or("-", |i| i.user.name.as_str()),
             status,
             client = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),

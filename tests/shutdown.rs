@@ -95,3 +95,55 @@ fn fast_stop_ends_the_gateway_and_frees_the_port() {
         "after a fast stop, the port no longer accepts"
     );
 }
+
+/// The binary runs one single-threaded runtime per worker (`app::Runtime::PerThread`), which
+/// in-process test gateways cannot use (pingora#981). Here the real binary, with two workers,
+/// serves many connections at once, each placed on one of them, then stops on SIGTERM.
+#[test]
+fn the_binary_serves_from_every_worker_and_stops_on_sigterm() {
+    let upstream = Upstream::start("per-thread");
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let toml = common::config_with(&["127.0.0.1"], &[upstream.addr], common::RULES)
+        .replace("{port}", &port.to_string())
+        .replace("{data}", &dir.path().join("data").display().to_string());
+    assert!(toml.contains("threads = 2"));
+    let config = dir.path().join("stepgate.toml");
+    std::fs::write(&config, toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    common::wait_ready(addr);
+
+    // 16 connections at once: a worker that could not run its connections would leave about
+    // half of them unanswered (`raw` gives up after 5 s).
+    let clients: Vec<_> = (0..16)
+        .map(|_| std::thread::spawn(move || common::get(addr, "/public/x", &[])))
+        .collect();
+    for c in clients {
+        let resp = c.join().unwrap();
+        assert_eq!(common::status(&resp), 200, "{resp}");
+    }
+    assert_eq!(upstream.requests().len(), 16);
+
+    // SAFETY: kill only sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(refused_within_deadline(addr));
+}

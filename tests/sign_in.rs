@@ -5,6 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
 use common::*;
 use stepgate::clock::ManualClock;
 
@@ -378,6 +381,30 @@ fn the_users_file_is_reloaded_when_it_changes() {
     let gw = Gateway::start(&cfg);
     let mut b = Browser::new(gw.addr);
     assert_eq!(b.sign_in(ALICE.0, ALICE.1, "/").status, 303);
+    assert_eq!(b.get("/1fa/").status, 200);
+    assert_eq!(up.last().header("remote-email"), Some("alice@example.test"));
+
+    // A new email reaches the app in the header and in the assertion alike: the identity kept
+    // per session is dropped when the file is reloaded.
+    std::fs::write(
+        &users,
+        original.replacen("alice@example.test", "alice@new.test", 1),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(b.get("/1fa/").status, 200);
+        if up.last().header("remote-email") == Some("alice@new.test") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "email not updated");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let token = up.last().header("x-stepgate-assertion").unwrap().to_owned();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["email"], "alice@new.test");
 
     // Disable alice in the file: her session ends and she cannot sign in again, no restart.
     std::fs::write(

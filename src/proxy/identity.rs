@@ -1,54 +1,77 @@
 //! The identity an upstream app receives: the contract's headers and the signed assertion.
 //! Client-sent copies were already removed by `hygiene`; these are set after pingora's own
 //! header policy ran, so no `Connection` token can remove them.
+//!
+//! The header values of one (session, app) are built once, when its assertion is signed, and
+//! kept with it in [`IdentityCache`]: a request then only clones reference-counted values. A
+//! session's user, level and methods never change under its ID (a step up makes a new session),
+//! and a users-file reload clears the cache, so a kept value is never stale.
 
 use std::sync::Arc;
 
-use http::HeaderValue;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::assertion::AssertionError;
-use crate::auth::{Auth, Identity};
+use crate::assertion::{AssertionCache, AssertionError, Signer};
+use crate::auth::Identity;
 use crate::config::IdentityHeaders;
 
-/// The signed assertion for this session and app, reused until shortly before it expires.
-pub fn assertion(
-    auth: &Auth,
-    who: &Identity,
-    app_index: usize,
-    app_id: &str,
-) -> Result<Arc<str>, AssertionError> {
-    auth.assertions.get_or_sign(&who.key, app_index, || {
-        auth.signer.sign(&who.facts(), app_id)
-    })
+/// The identity headers of one (session, app), ready to set. Names are kept as `Bytes`, the
+/// form pingora stores a header's wire spelling in, so setting one copies nothing.
+#[derive(Debug)]
+pub struct Prepared {
+    headers: Vec<(Bytes, HeaderValue)>,
 }
 
-/// Sets the identity headers. Values are UTF-8 (display names may be Korean); a value that
-/// cannot be a header value at all (a line break) is left out rather than mangled, and so are
-/// `Remote-Email` and `Remote-Groups` when the user has no email or no groups.
-pub fn inject(
-    req: &mut RequestHeader,
+pub type IdentityCache = AssertionCache<Arc<Prepared>>;
+
+impl Prepared {
+    /// Values are UTF-8 (display names may be Korean); a value that cannot be a header value at
+    /// all (a line break) is left out rather than mangled, and so are `Remote-Email` and
+    /// `Remote-Groups` when the user has no email or no groups.
+    pub fn build(names: &IdentityHeaders, who: &Identity, assertion: &str) -> Prepared {
+        let user = &who.user;
+        let groups = (!user.groups.is_empty()).then(|| user.groups.join(","));
+        let values: [(&HeaderName, Option<&str>); 7] = [
+            (&names.user, Some(&user.name)),
+            (&names.email, user.email.as_deref()),
+            (&names.groups, groups.as_deref()),
+            (&names.name, Some(&user.display_name)),
+            (&names.auth_level, Some(who.session.level_str())),
+            (&names.auth_methods, Some(&who.session.amr.join(","))),
+            (&names.assertion, Some(assertion)),
+        ];
+        let headers = values
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = HeaderValue::from_bytes(value?.as_bytes()).ok()?;
+                Some((Bytes::copy_from_slice(name.as_str().as_bytes()), value))
+            })
+            .collect();
+        Prepared { headers }
+    }
+
+    /// Sets the headers on the upstream request.
+    pub fn inject(&self, req: &mut RequestHeader) -> pingora::Result<()> {
+        for (name, value) in &self.headers {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// The prepared identity for this session and app, reused until shortly before its assertion
+/// expires; signed and built on a miss.
+pub fn prepared(
+    cache: &IdentityCache,
+    signer: &Signer,
     names: &IdentityHeaders,
     who: &Identity,
-    assertion: &str,
-) -> pingora::Result<()> {
-    let user = &who.user;
-    let set =
-        |req: &mut RequestHeader, name: &http::HeaderName, value: &str| -> pingora::Result<()> {
-            match HeaderValue::from_bytes(value.as_bytes()) {
-                Ok(v) => req.insert_header(name.clone(), v).map(|_| ()),
-                Err(_) => Ok(()),
-            }
-        };
-    set(req, &names.user, &user.name)?;
-    if let Some(email) = &user.email {
-        set(req, &names.email, email)?;
-    }
-    if !user.groups.is_empty() {
-        set(req, &names.groups, &user.groups.join(","))?;
-    }
-    set(req, &names.name, &user.display_name)?;
-    set(req, &names.auth_level, who.session.level_str())?;
-    set(req, &names.auth_methods, &who.session.amr.join(","))?;
-    set(req, &names.assertion, assertion)
+    app: (usize, &str),
+) -> Result<Arc<Prepared>, AssertionError> {
+    cache.get_or_sign(&who.key, app.0, || {
+        let (token, exp) = signer.sign(&who.facts(), app.1)?;
+        Ok((Arc::new(Prepared::build(names, who, &token)), exp))
+    })
 }
