@@ -168,7 +168,7 @@ enum Keys {
     /// Every thread asks about one pre-filled (user, address): the same shard of each table.
     Same,
     /// Keys with no entry (the common case: most sign-ins follow no failure). A miss also reads
-    /// each table's length, which takes every shard's read lock in turn.
+    /// each table's size (an atomic, not a lock on every shard).
     Untracked,
     /// The reference: `Distinct`'s keys, but each thread asks its own limiter (pre-filled the
     /// same way), so nothing is shared. What this machine's cores give without contention;
