@@ -528,7 +528,7 @@ fn limiter_part(n: usize, report: &mut Report) -> Value {
             }
         });
         let rate = done_rx.recv().expect("worker fills");
-        let out = limiter_cleanup(&r, &clock, n, rate, base, report);
+        let out = limiter_cleanup(r, &clock, n, rate, base, report);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         out
     })
