@@ -433,7 +433,7 @@ pub type SessionKey = [u8; 32];
 /// Entries live until `purge_expired`, `forget_session` or `clear`, so the map is bounded by live
 /// sessions times apps. Two concurrent misses for one key both sign; the later insert wins,
 /// harmlessly.
-pub struct AssertionCache<V = Arc<str>> {
+pub struct AssertionCache<V> {
     entries: DashMap<(SessionKey, usize), (V, u64)>,
     clock: SharedClock,
     /// The highest app index cached (an index into the configured apps), so `forget_session`
@@ -741,7 +741,7 @@ mod tests {
     #[test]
     fn cache_reuses_a_token_until_sixty_seconds_before_exp() {
         let (_dir, manual, clock) = setup();
-        let cache: AssertionCache = AssertionCache::new(clock.clone());
+        let cache: AssertionCache<Arc<str>> = AssertionCache::new(clock.clone());
         let calls = std::cell::Cell::new(0);
         let sign = || {
             calls.set(calls.get() + 1);
