@@ -8,6 +8,8 @@
 #   upstream                  nginx serving a small fixed response, measured directly: the ceiling
 #   nginx_proxy               nginx as a plain reverse proxy to it (no authentication)
 #   nginx_auth_request        nginx with auth_request to a minimal in-nginx auth location
+#   pingora_floor             pingora with nothing of stepgate in it (examples/pingora_floor.rs):
+#                             what pingora itself costs; bypass minus this is stepgate's own code
 #   stepgate_bypass           stepgate on a bypass route
 #   stepgate_2fa_session      stepgate with a signed-in two-factor session (identity headers and
 #                             the signed assertion injected)
@@ -32,6 +34,7 @@ WORKERS=${WORKERS:-1}        # nginx worker_processes and stepgate server.thread
 WRK_THREADS=${WRK_THREADS:-1}
 FLOOD_RATE=${FLOOD_RATE:-1000}
 PROBE_RATE=${PROBE_RATE:-2000}
+PIN=${PIN:-1}                # 0: let the scheduler place every process
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -53,10 +56,25 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
+# The proxy under test (nginx proxy, pingora floor, stepgate) gets WORKERS CPUs of its own; wrk,
+# the upstream and loadgen share the rest. Unpinned, the scheduler sometimes puts the proxy and
+# the load on one CPU, and a round's throughput then varies by a factor of two or more. Off when
+# there are no more CPUs than WORKERS.
+NCPU=$(nproc)
+ON_PROXY=()
+ON_LOAD=()
+PINNING="unpinned"
+if [ "$PIN" = 1 ] && [ "$NCPU" -gt "$WORKERS" ] && command -v taskset >/dev/null; then
+    ON_PROXY=(taskset -c "$((NCPU - WORKERS))-$((NCPU - 1))")
+    ON_LOAD=(taskset -c "0-$((NCPU - WORKERS - 1))")
+    PINNING="proxies on CPUs $((NCPU - WORKERS))-$((NCPU - 1)), load and upstream on CPUs 0-$((NCPU - WORKERS - 1))"
+fi
+
 echo "building (release)"
-cargo build --release --quiet --bin stepgate --example loadgen
+cargo build --release --quiet --bin stepgate --example loadgen --example pingora_floor
 STEPGATE="$ROOT/target/release/stepgate"
 LOADGEN="$ROOT/target/release/examples/loadgen"
+FLOOR="$ROOT/target/release/examples/pingora_floor"
 
 # A free loopback port: one nothing answers on.
 free_port() {
@@ -89,6 +107,7 @@ trap cleanup EXIT
 UP=$(free_port)
 NG=$(free_port)
 SG=$(free_port)
+PF=$(free_port)
 USER_LINE=""
 [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
 
@@ -121,9 +140,9 @@ nginx_conf proxy "server { listen 127.0.0.1:$NG;
     location = /_auth { internal; return 204; }
 }"
 
-"$NGINX" -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
+"${ON_LOAD[@]}" "$NGINX" -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
 PIDS+=($!)
-"$NGINX" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.out" 2>&1 &
+"${ON_PROXY[@]}" "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.out" 2>&1 &
 PIDS+=($!)
 
 cat >"$WORK/stepgate.toml" <<EOF
@@ -161,9 +180,11 @@ policy = "bypass"
 policy = "two_factor"
 EOF
 "$STEPGATE" check --config "$WORK/stepgate.toml" >/dev/null
-"$STEPGATE" run --config "$WORK/stepgate.toml" >"$WORK/stepgate.out" 2>&1 &
+"${ON_PROXY[@]}" "$STEPGATE" run --config "$WORK/stepgate.toml" >"$WORK/stepgate.out" 2>&1 &
 PIDS+=($!)
-wait_port "$UP"; wait_port "$NG"; wait_port "$SG"
+"${ON_PROXY[@]}" "$FLOOR" "127.0.0.1:$PF" "127.0.0.1:$UP" "$WORKERS" >"$WORK/floor.out" 2>&1 &
+PIDS+=($!)
+wait_port "$UP"; wait_port "$NG"; wait_port "$SG"; wait_port "$PF"
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$SG/_stepgate/health" >/dev/null 2>&1 && break
     sleep 0.1
@@ -180,11 +201,12 @@ check() { # expected status, curl args...
 check 200 "http://127.0.0.1:$UP/x"
 check 200 "http://127.0.0.1:$NG/x"
 check 200 "http://127.0.0.1:$NG/auth/x"
+check 200 "http://127.0.0.1:$PF/x"
 check 200 "http://127.0.0.1:$SG/public/x"
 check 200 -H "Cookie: $COOKIE" "http://127.0.0.1:$SG/app/x"
 check 302 -H "Accept: text/html" "http://127.0.0.1:$SG/app/x"
 
-CASES=(upstream nginx_proxy nginx_auth_request stepgate_bypass stepgate_2fa_session stepgate_signin_redirect stepgate_2fa_session_steady stepgate_2fa_session_under_signin_flood)
+CASES=(upstream nginx_proxy nginx_auth_request pingora_floor stepgate_bypass stepgate_2fa_session stepgate_signin_redirect stepgate_2fa_session_steady stepgate_2fa_session_under_signin_flood)
 
 # wrk for one case; appends "case rps p50_ms p99_ms" to $WORK/results.
 run_case() {
@@ -193,6 +215,7 @@ run_case() {
         upstream) args=("http://127.0.0.1:$UP/x") ;;
         nginx_proxy) args=("http://127.0.0.1:$NG/x") ;;
         nginx_auth_request) args=("http://127.0.0.1:$NG/auth/x") ;;
+        pingora_floor) args=("http://127.0.0.1:$PF/x") ;;
         stepgate_bypass) args=("http://127.0.0.1:$SG/public/x") ;;
         stepgate_2fa_session | stepgate_2fa_session_under_signin_flood)
             args=(-H "Cookie: $COOKIE" "http://127.0.0.1:$SG/app/x") ;;
@@ -202,15 +225,15 @@ run_case() {
     if [ "$case" = stepgate_2fa_session_steady ] || [ "$case" = stepgate_2fa_session_under_signin_flood ]; then
         local flood_pid=""
         if [ "$case" = stepgate_2fa_session_under_signin_flood ]; then
-            "$LOADGEN" flood "http://127.0.0.1:$SG" "$FLOOD_RATE" $((secs + 2)) >>"$WORK/flood.log" 2>&1 &
+            "${ON_LOAD[@]}" "$LOADGEN" flood "http://127.0.0.1:$SG" "$FLOOD_RATE" $((secs + 2)) >>"$WORK/flood.log" 2>&1 &
             flood_pid=$!
             sleep 1
         fi
-        echo "$case $("$LOADGEN" probe "http://127.0.0.1:$SG/app/x" "$COOKIE" "$PROBE_RATE" "$secs")" >>"$WORK/results"
+        echo "$case $("${ON_LOAD[@]}" "$LOADGEN" probe "http://127.0.0.1:$SG/app/x" "$COOKIE" "$PROBE_RATE" "$secs")" >>"$WORK/results"
         if [ -n "$flood_pid" ]; then wait "$flood_pid"; fi
         return
     fi
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${args[@]}" >"$WORK/wrk.out" 2>&1
+    "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${args[@]}" >"$WORK/wrk.out" 2>&1
     awk -v c="$case" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
@@ -243,7 +266,7 @@ done
 
 echo
 echo "load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-echo "rounds $ROUNDS x $DURATION, $CONNECTIONS connections, $WRK_THREADS wrk thread(s), $WORKERS worker(s) for nginx and stepgate, flood $FLOOD_RATE posts/s, probe $PROBE_RATE req/s"
+echo "rounds $ROUNDS x $DURATION, $CONNECTIONS connections, $WRK_THREADS wrk thread(s), $WORKERS worker(s) for nginx and stepgate, flood $FLOOD_RATE posts/s, probe $PROBE_RATE req/s, $PINNING"
 awk -v out="$OUT/load.json" -v order="${CASES[*]}" -v probe="$PROBE_RATE" '
     function median(list,   a, n, i, j, t) {
         n = split(list, a, " ")
@@ -267,7 +290,8 @@ awk -v out="$OUT/load.json" -v order="${CASES[*]}" -v probe="$PROBE_RATE" '
         idle = median(p99["stepgate_2fa_session_steady"]); fl = median(p99["stepgate_2fa_session_under_signin_flood"])
         printf "\n2fa session / bypass: %.2f (target >= 0.95)\n", s2 / sb
         printf "2fa session / nginx auth_request: %.2f (target >= 1.2)\n", s2 / na
-        printf "bypass / nginx proxy: %.2f\n", sb / base
+        pf = median(rps["pingora_floor"])
+        printf "bypass / nginx proxy: %.2f; pingora alone / nginx proxy: %.2f; bypass / pingora alone: %.2f\n", sb / base, pf / base, sb / pf
         printf "p99 at %s req/s under a sign-in flood / without: %.2f (target <= 1.5)\n", probe, fl / idle
     }
 ' "$WORK/results"
