@@ -13,18 +13,18 @@ pub mod target;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, COOKIE};
-use http::HeaderValue;
+use http::header::{CONNECTION, COOKIE, FORWARDED, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
 use crate::config::IdentityHeaders;
 
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-const FORWARDED: &str = "forwarded";
-const X_REAL_IP: &str = "x-real-ip";
+// Statics, not consts: `from_static` then runs once, at compile time, and a clone is a copy.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Refuses HTTP/1 framing a front end and a back end could read differently (RFC 9112 §6):
 /// `Content-Length` with `Transfer-Encoding`, several or malformed `Content-Length`s, and any
@@ -89,14 +89,14 @@ impl HeaderHygiene {
             .collect();
         let mut protected = identity.clone();
         for h in [
-            X_FORWARDED_FOR,
-            X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            FORWARDED,
-            X_REAL_IP,
-            "host",
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &FORWARDED,
+            &X_REAL_IP,
+            &HOST,
         ] {
-            protected.insert(h.to_owned());
+            protected.insert(h.as_str().to_owned());
         }
         HeaderHygiene {
             identity,
@@ -118,7 +118,7 @@ impl HeaderHygiene {
         }
         let mut chain: Vec<IpAddr> = req
             .headers
-            .get_all(X_FORWARDED_FOR)
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -212,41 +212,42 @@ impl HeaderHygiene {
         }
     }
 
-    /// Sets `X-Forwarded-For/-Proto/-Host` on the upstream request. A client's own values are
-    /// kept (and extended) only when the peer is a trusted proxy.
+    /// Sets `X-Forwarded-For/-Proto/-Host` on the upstream request's headers. A client's own
+    /// values are kept (and extended) only when the peer is a trusted proxy.
     pub fn set_forwarded(
         &self,
-        req: &mut RequestHeader,
+        headers: &mut HeaderMap,
         peer: IpAddr,
         tls: bool,
         authority: &str,
     ) -> pingora::Result<()> {
-        let proto = if tls { "https" } else { "http" };
+        use crate::proxy::forward::{set, set_str};
+        let (xff, xfp, xfh) = (&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST);
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
         if self.is_trusted(peer) {
-            let prior: Vec<String> = req
-                .headers
-                .get_all(X_FORWARDED_FOR)
+            let prior: Vec<&str> = headers
+                .get_all(xff)
                 .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                .filter_map(|v| v.to_str().ok())
                 .collect();
-            let xff = if prior.is_empty() {
+            let chain = if prior.is_empty() {
                 peer.to_string()
             } else {
                 format!("{}, {peer}", prior.join(", "))
             };
-            req.insert_header(X_FORWARDED_FOR, xff)?;
-            if !req.headers.contains_key(X_FORWARDED_PROTO) {
-                req.insert_header(X_FORWARDED_PROTO, proto)?;
+            set_str(headers, xff.clone(), &chain)?;
+            if !headers.contains_key(xfp) {
+                set(headers, xfp.clone(), proto)?;
             }
-            if !req.headers.contains_key(X_FORWARDED_HOST) {
-                req.insert_header(X_FORWARDED_HOST, authority)?;
+            if !headers.contains_key(xfh) {
+                set_str(headers, xfh.clone(), authority)?;
             }
         } else {
-            req.remove_header(FORWARDED);
-            req.remove_header(X_REAL_IP);
-            req.insert_header(X_FORWARDED_FOR, peer.to_string())?;
-            req.insert_header(X_FORWARDED_PROTO, proto)?;
-            req.insert_header(X_FORWARDED_HOST, authority)?;
+            headers.remove(&FORWARDED);
+            headers.remove(&X_REAL_IP);
+            set_str(headers, xff.clone(), &peer.to_string())?;
+            set(headers, xfp.clone(), proto)?;
+            set_str(headers, xfh.clone(), authority)?;
         }
         Ok(())
     }
@@ -320,10 +321,13 @@ mod tests {
         let h = hygiene(&[]);
         let peer: IpAddr = "10.0.0.9".parse().unwrap();
         assert_eq!(h.client_ip(&r, peer), peer);
-        h.set_forwarded(&mut r, peer, false, "app.test").unwrap();
-        assert_eq!(r.headers.get(X_FORWARDED_FOR).unwrap(), "10.0.0.9");
-        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "http");
-        assert_eq!(r.headers.get(X_FORWARDED_HOST).unwrap(), "app.test");
+        crate::proxy::forward::edit_headers(&mut r, 3, |hd| {
+            h.set_forwarded(hd, peer, false, "app.test")
+        })
+        .unwrap();
+        assert_eq!(r.headers.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.9");
+        assert_eq!(r.headers.get(&X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(r.headers.get(&X_FORWARDED_HOST).unwrap(), "app.test");
         assert!(r.headers.get(FORWARDED).is_none());
     }
 
@@ -339,11 +343,14 @@ mod tests {
             h.client_ip(&r, peer),
             "203.0.113.7".parse::<IpAddr>().unwrap()
         );
-        h.set_forwarded(&mut r, peer, false, "app.test").unwrap();
+        crate::proxy::forward::edit_headers(&mut r, 3, |hd| {
+            h.set_forwarded(hd, peer, false, "app.test")
+        })
+        .unwrap();
         assert_eq!(
-            r.headers.get(X_FORWARDED_FOR).unwrap(),
+            r.headers.get(&X_FORWARDED_FOR).unwrap(),
             "203.0.113.7, 10.0.0.2, 10.0.0.1"
         );
-        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
+        assert_eq!(r.headers.get(&X_FORWARDED_PROTO).unwrap(), "https");
     }
 }

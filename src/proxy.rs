@@ -3,6 +3,7 @@
 //! `proxy::respond`; `upstream_peer` -> `proxy::upstream`; `upstream_request_filter` sets the
 //! forwarding headers; `logging` writes the access line.
 
+pub mod forward;
 pub mod identity;
 pub mod respond;
 pub mod route;
@@ -93,7 +94,8 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            started: Some(Instant::now()),
+            // Timings only feed the access line: no clock reads when it is off.
+            started: self.state.access_log.then(Instant::now),
             decision: "-",
             ..Ctx::default()
         }
@@ -154,7 +156,9 @@ impl ProxyHttp for Gateway {
             // request_filter always routes before this phase; fail closed if it did not.
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route for request");
         };
-        ctx.upstream_started = Some(Instant::now());
+        if ctx.started.is_some() {
+            ctx.upstream_started = Some(Instant::now());
+        }
         match &self.state.apps[route.app].upstream {
             Upstream::Whoami(addr) => Ok(Box::new(HttpPeer::new(*addr, false, String::new()))),
             Upstream::Pool(pool) => pool
@@ -190,30 +194,30 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route.as_ref() else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route for request");
         };
-        upstream.insert_header(http::header::HOST, route.authority.as_str())?;
-        self.state
-            .hygiene
-            .set_forwarded(upstream, route.peer, route.tls, &route.authority)?;
-        if let Some(who) = &route.identity {
-            let (auth, app) = (&self.state.auth, &self.state.apps[route.app]);
-            let names = &self.state.identity_headers;
-            identity::prepared(
-                &auth.assertions,
-                &auth.signer,
-                names,
-                who,
-                (route.app, &app.id),
-            )
-            .map_err(|e| {
-                Error::because(
-                    ErrorType::HTTPStatus(500),
-                    "cannot sign the identity assertion",
-                    e,
-                )
-            })?
-            .inject(upstream)?;
-        }
-        Ok(())
+        let identity = match &route.identity {
+            None => None,
+            Some(who) => {
+                let (auth, app) = (&self.state.auth, &self.state.apps[route.app]);
+                let names = &self.state.identity_headers;
+                let app = (route.app, app.id.as_str());
+                let prepared = identity::prepared(&auth.assertions, &auth.signer, names, who, app);
+                Some(prepared.map_err(|e| {
+                    Error::because(
+                        ErrorType::HTTPStatus(500),
+                        "cannot sign the identity assertion",
+                        e,
+                    )
+                })?)
+            }
+        };
+        // Host, the three X-Forwarded-* and the identity headers.
+        let adding = 4 + identity.as_ref().map_or(0, |ready| ready.count());
+        forward::edit_headers(upstream, adding, |headers| {
+            forward::set_host(headers, &route.authority)?;
+            let hygiene = &self.state.hygiene;
+            hygiene.set_forwarded(headers, route.peer, route.tls, &route.authority)?;
+            identity.map_or(Ok(()), |ready| ready.inject(headers))
+        })
     }
 
     async fn upstream_response_filter(

@@ -9,19 +9,17 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::assertion::{AssertionCache, AssertionError, Signer};
 use crate::auth::Identity;
 use crate::config::IdentityHeaders;
 
-/// The identity headers of one (session, app), ready to set. Names are kept as `Bytes`, the
-/// form pingora stores a header's wire spelling in, so setting one copies nothing.
+/// The identity headers of one (session, app), ready to set: setting one clones two
+/// reference-counted values.
 #[derive(Debug)]
 pub struct Prepared {
-    headers: Vec<(Bytes, HeaderValue)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 pub type IdentityCache = AssertionCache<Arc<Prepared>>;
@@ -46,16 +44,21 @@ impl Prepared {
             .into_iter()
             .filter_map(|(name, value)| {
                 let value = HeaderValue::from_bytes(value?.as_bytes()).ok()?;
-                Some((Bytes::copy_from_slice(name.as_str().as_bytes()), value))
+                Some((name.clone(), value))
             })
             .collect();
         Prepared { headers }
     }
 
-    /// Sets the headers on the upstream request.
-    pub fn inject(&self, req: &mut RequestHeader) -> pingora::Result<()> {
+    /// How many headers [`Self::inject`] sets.
+    pub fn count(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// Sets the headers on the upstream request's headers (see `proxy::forward`).
+    pub fn inject(&self, headers: &mut HeaderMap) -> pingora::Result<()> {
         for (name, value) in &self.headers {
-            req.insert_header(name.clone(), value.clone())?;
+            super::forward::set(headers, name.clone(), value.clone())?;
         }
         Ok(())
     }
