@@ -24,16 +24,9 @@ WORK="$OUT/instructions"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}"
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
+install_missing valgrind nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "building (release)"
@@ -41,17 +34,6 @@ cargo build --release --quiet --bin stepgate --example loadgen --example pingora
 STEPGATE="$ROOT/target/release/stepgate"
 LOADGEN="$ROOT/target/release/examples/loadgen"
 FLOOR="$ROOT/target/release/examples/pingora_floor"
-
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-}
 
 wait_http() { # url: waits until it answers (valgrind starts slowly)
     for _ in $(seq 1 600); do
@@ -62,67 +44,13 @@ wait_http() { # url: waits until it answers (valgrind starts slowly)
     return 1
 }
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
 UP=$(free_port)
 PORT=$(free_port)
-USER_LINE=""
-[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-cat >"$WORK/upstream.conf" <<EOF
-$USER_LINE
-worker_processes 1;
-daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/body;
-    proxy_temp_path $WORK/proxy;
-    fastcgi_temp_path $WORK/fcgi;
-    uwsgi_temp_path $WORK/uwsgi;
-    scgi_temp_path $WORK/scgi;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 'hello from the upstream\n'; } }
-}
-EOF
+nginx_conf upstream 1 "$UP" "$(upstream_server "$UP")"
 "$NGINX" -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
 PIDS+=($!)
 
-cat >"$WORK/stepgate.toml" <<EOF
-[server]
-data_dir = "$WORK/data"
-threads = 1
-grace_period = "1s"
-shutdown_timeout = "1s"
-
-[log]
-level = "warn"
-access_log = false
-
-[users]
-file = "$ROOT/config/quickstart-users.toml"
-
-[[listener]]
-address = "127.0.0.1:$PORT"
-
-[[app]]
-id = "app"
-hosts = ["127.0.0.1"]
-upstreams = ["http://127.0.0.1:$UP"]
-
-[[rule]]
-path = "^/public/"
-policy = "bypass"
-
-[[rule]]
-policy = "two_factor"
-EOF
+stepgate_conf "$PORT" "$UP" 1
 
 # The same URL n times: curl sends them one after another on one connection.
 urls() { for _ in $(seq 1 "$2"); do printf '%s\n' "$1"; done; }

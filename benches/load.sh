@@ -44,16 +44,9 @@ mkdir -p "$OUT"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}"
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
+install_missing wrk nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # The proxy under test (nginx proxy, pingora floor, stepgate) gets WORKERS CPUs of its own; wrk,
@@ -76,18 +69,6 @@ STEPGATE="$ROOT/target/release/stepgate"
 LOADGEN="$ROOT/target/release/examples/loadgen"
 FLOOR="$ROOT/target/release/examples/pingora_floor"
 
-# A free loopback port: one nothing answers on.
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-}
-
 wait_port() {
     for _ in $(seq 1 200); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -97,44 +78,12 @@ wait_port() {
     return 1
 }
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
 UP=$(free_port)
 NG=$(free_port)
 SG=$(free_port)
 PF=$(free_port)
-USER_LINE=""
-[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
-
-nginx_conf() { # name, server block
-    cat >"$WORK/$1.conf" <<EOF
-$USER_LINE
-worker_processes $WORKERS;
-daemon off;
-pid $WORK/$1.pid;
-error_log $WORK/$1.error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/$1-body;
-    proxy_temp_path $WORK/$1-proxy;
-    fastcgi_temp_path $WORK/$1-fcgi;
-    uwsgi_temp_path $WORK/$1-uwsgi;
-    scgi_temp_path $WORK/$1-scgi;
-    keepalive_requests 1000000;
-    upstream app { server 127.0.0.1:$UP; keepalive 128; }
-    $2
-}
-EOF
-}
-
-nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
-nginx_conf proxy "server { listen 127.0.0.1:$NG;
+nginx_conf upstream "$WORKERS" "$UP" "$(upstream_server "$UP")"
+nginx_conf proxy "$WORKERS" "$UP" "server { listen 127.0.0.1:$NG;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
     location /auth/ { auth_request /_auth; proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
     location = /_auth { internal; return 204; }
@@ -145,40 +94,7 @@ PIDS+=($!)
 "${ON_PROXY[@]}" "$NGINX" -p "$WORK" -c "$WORK/proxy.conf" >"$WORK/proxy.out" 2>&1 &
 PIDS+=($!)
 
-cat >"$WORK/stepgate.toml" <<EOF
-[server]
-data_dir = "$WORK/data"
-threads = $WORKERS
-grace_period = "1s"
-shutdown_timeout = "1s"
-# The flood case sends each post "from" another address through X-Forwarded-For.
-trusted_proxies = ["127.0.0.1"]
-
-[log]
-level = "warn"
-access_log = false
-
-[users]
-file = "$ROOT/config/quickstart-users.toml"
-
-[regulation]
-form_posts_per_minute = 100000
-
-[[listener]]
-address = "127.0.0.1:$SG"
-
-[[app]]
-id = "app"
-hosts = ["127.0.0.1"]
-upstreams = ["http://127.0.0.1:$UP"]
-
-[[rule]]
-path = "^/public/"
-policy = "bypass"
-
-[[rule]]
-policy = "two_factor"
-EOF
+stepgate_conf "$SG" "$UP" "$WORKERS"
 "$STEPGATE" check --config "$WORK/stepgate.toml" >/dev/null
 "${ON_PROXY[@]}" "$STEPGATE" run --config "$WORK/stepgate.toml" >"$WORK/stepgate.out" 2>&1 &
 PIDS+=($!)
