@@ -14,7 +14,7 @@ use stepgate::auth::Identity;
 use stepgate::config::IdentityHeaders;
 use stepgate::hygiene::host::normalize_host;
 use stepgate::hygiene::target::normalize_target;
-use stepgate::proxy::identity::{self, IdentityCache};
+use stepgate::identity::{self, IdentityCache};
 use stepgate::regulation::{RegulationConfig, Regulator};
 use stepgate::session::store::SqliteStore;
 use stepgate::session::{cookie, SessionConfig, Sessions};

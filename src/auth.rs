@@ -24,7 +24,7 @@ pub struct Auth {
     pub verifier: PasswordVerifier,
     pub regulator: Regulator,
     pub signer: Signer,
-    pub assertions: crate::proxy::identity::IdentityCache,
+    pub assertions: crate::identity::IdentityCache,
     pub csrf: Csrf,
     pub return_to: ReturnTo,
     pub clock: SharedClock,

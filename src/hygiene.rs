@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use http::header::{CONNECTION, COOKIE, FORWARDED, HOST};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
@@ -24,7 +24,7 @@ use crate::config::IdentityHeaders;
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Refuses HTTP/1 framing a front end and a back end could read differently (RFC 9112 §6):
 /// `Content-Length` with `Transfer-Encoding`, several or malformed `Content-Length`s, and any
@@ -106,7 +106,8 @@ impl HeaderHygiene {
         }
     }
 
-    fn is_trusted(&self, peer: IpAddr) -> bool {
+    /// Whether `peer` is one of `server.trusted_proxies`.
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 
@@ -211,46 +212,6 @@ impl HeaderHygiene {
             }
         }
     }
-
-    /// Sets `X-Forwarded-For/-Proto/-Host` on the upstream request's headers. A client's own
-    /// values are kept (and extended) only when the peer is a trusted proxy.
-    pub fn set_forwarded(
-        &self,
-        headers: &mut HeaderMap,
-        peer: IpAddr,
-        tls: bool,
-        authority: &str,
-    ) -> pingora::Result<()> {
-        use crate::proxy::forward::{set, set_str};
-        let (xff, xfp, xfh) = (&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST);
-        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-        if self.is_trusted(peer) {
-            let prior: Vec<&str> = headers
-                .get_all(xff)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let chain = if prior.is_empty() {
-                peer.to_string()
-            } else {
-                format!("{}, {peer}", prior.join(", "))
-            };
-            set_str(headers, xff.clone(), &chain)?;
-            if !headers.contains_key(xfp) {
-                set(headers, xfp.clone(), proto)?;
-            }
-            if !headers.contains_key(xfh) {
-                set_str(headers, xfh.clone(), authority)?;
-            }
-        } else {
-            headers.remove(&FORWARDED);
-            headers.remove(&X_REAL_IP);
-            set_str(headers, xff.clone(), &peer.to_string())?;
-            set(headers, xfp.clone(), proto)?;
-            set_str(headers, xfh.clone(), authority)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -309,48 +270,5 @@ mod tests {
         let mut only = req(&[("Cookie", "stepgate_session=zzz")]);
         hygiene(&[]).clean(&mut only);
         assert!(only.headers.get("cookie").is_none());
-    }
-
-    #[test]
-    fn forwarded_headers_from_untrusted_peers_are_replaced() {
-        let mut r = req(&[
-            ("X-Forwarded-For", "1.2.3.4"),
-            ("X-Forwarded-Proto", "https"),
-            ("Forwarded", "for=1.2.3.4"),
-        ]);
-        let h = hygiene(&[]);
-        let peer: IpAddr = "10.0.0.9".parse().unwrap();
-        assert_eq!(h.client_ip(&r, peer), peer);
-        crate::proxy::forward::edit_headers(&mut r, 3, |hd| {
-            h.set_forwarded(hd, peer, false, "app.test")
-        })
-        .unwrap();
-        assert_eq!(r.headers.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.9");
-        assert_eq!(r.headers.get(&X_FORWARDED_PROTO).unwrap(), "http");
-        assert_eq!(r.headers.get(&X_FORWARDED_HOST).unwrap(), "app.test");
-        assert!(r.headers.get(FORWARDED).is_none());
-    }
-
-    #[test]
-    fn trusted_proxies_extend_the_chain() {
-        let mut r = req(&[
-            ("X-Forwarded-For", "203.0.113.7, 10.0.0.2"),
-            ("X-Forwarded-Proto", "https"),
-        ]);
-        let h = hygiene(&["10.0.0.0/8"]);
-        let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(
-            h.client_ip(&r, peer),
-            "203.0.113.7".parse::<IpAddr>().unwrap()
-        );
-        crate::proxy::forward::edit_headers(&mut r, 3, |hd| {
-            h.set_forwarded(hd, peer, false, "app.test")
-        })
-        .unwrap();
-        assert_eq!(
-            r.headers.get(&X_FORWARDED_FOR).unwrap(),
-            "203.0.113.7, 10.0.0.2, 10.0.0.1"
-        );
-        assert_eq!(r.headers.get(&X_FORWARDED_PROTO).unwrap(), "https");
     }
 }

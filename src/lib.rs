@@ -12,6 +12,7 @@ pub mod config;
 pub mod factor;
 pub mod hygiene;
 pub mod i18n;
+pub mod identity;
 pub mod notify;
 pub mod portal;
 pub mod proxy;

@@ -4,7 +4,6 @@
 //! forwarding headers; `logging` writes the access line.
 
 pub mod forward;
-pub mod identity;
 pub mod respond;
 pub mod route;
 pub mod upstream;
@@ -22,6 +21,7 @@ use crate::access::AccessRules;
 use crate::auth::Auth;
 use crate::config::IdentityHeaders;
 use crate::hygiene::HeaderHygiene;
+use crate::identity;
 use crate::portal::login::PortalRequest;
 use crate::portal::Pages;
 use crate::routing::HostRouter;
@@ -214,8 +214,8 @@ impl ProxyHttp for Gateway {
         let adding = 4 + identity.as_ref().map_or(0, |ready| ready.count());
         forward::edit_headers(upstream, adding, |headers| {
             forward::set_host(headers, &route.authority)?;
-            let hygiene = &self.state.hygiene;
-            hygiene.set_forwarded(headers, route.peer, route.tls, &route.authority)?;
+            let (peer, tls) = (route.peer, route.tls);
+            forward::set_forwarded(headers, &self.state.hygiene, peer, tls, &route.authority)?;
             identity.map_or(Ok(()), |ready| ready.inject(headers))
         })
     }

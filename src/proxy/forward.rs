@@ -10,11 +10,17 @@
 //! as Envoy and HAProxy do for HTTP/1.1 by default. Header names are case-insensitive (RFC 9110,
 //! section 5.1), and the order of the headers is kept.
 
-use http::header::HOST;
+use std::net::IpAddr;
+
+use http::header::{FORWARDED, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType, Result};
+
+use crate::hygiene::{
+    HeaderHygiene, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP,
+};
 
 /// Rewrites `req`'s headers with `edit`, working on the header map directly, with room made
 /// first for `adding` more headers (so the map does not grow while they are set).
@@ -77,9 +83,49 @@ pub fn set_host(headers: &mut HeaderMap, authority: &str) -> Result<()> {
     set_str(headers, HOST, authority)
 }
 
+/// Sets `X-Forwarded-For/-Proto/-Host`. A client's own values (and `Forwarded`, `X-Real-IP`) are
+/// kept, and `X-Forwarded-For` extended with the peer, only when the peer is a trusted proxy.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    hygiene: &HeaderHygiene,
+    peer: IpAddr,
+    tls: bool,
+    authority: &str,
+) -> Result<()> {
+    let (xff, xfp, xfh) = (&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST);
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+    if hygiene.is_trusted(peer) {
+        let prior: Vec<&str> = headers
+            .get_all(xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let chain = if prior.is_empty() {
+            peer.to_string()
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        };
+        set_str(headers, xff.clone(), &chain)?;
+        if !headers.contains_key(xfp) {
+            set(headers, xfp.clone(), proto)?;
+        }
+        if !headers.contains_key(xfh) {
+            set_str(headers, xfh.clone(), authority)?;
+        }
+    } else {
+        headers.remove(&FORWARDED);
+        headers.remove(&X_REAL_IP);
+        set_str(headers, xff.clone(), &peer.to_string())?;
+        set(headers, xfp.clone(), proto)?;
+        set_str(headers, xfh.clone(), authority)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::IdentityHeaders;
 
     fn request(target: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", target, None).unwrap();
@@ -141,5 +187,60 @@ mod tests {
         let before = r.raw_path().to_vec();
         edit_headers(&mut r, 2, |h| set_host(h, "a.test")).unwrap();
         assert_eq!(r.raw_path(), before.as_slice());
+    }
+
+    fn hygiene(trusted: &[&str]) -> HeaderHygiene {
+        let nets: Vec<ipnet::IpNet> = trusted.iter().map(|s| s.parse().unwrap()).collect();
+        HeaderHygiene::new(&IdentityHeaders::default(), &nets, vec![])
+    }
+
+    #[test]
+    fn forwarded_headers_from_untrusted_peers_are_replaced() {
+        let mut r = request(
+            b"/",
+            &[
+                ("X-Forwarded-For", "1.2.3.4"),
+                ("X-Forwarded-Proto", "https"),
+                ("Forwarded", "for=1.2.3.4"),
+                ("X-Real-IP", "1.2.3.4"),
+            ],
+        );
+        let h = hygiene(&[]);
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(h.client_ip(&r, peer), peer);
+        edit_headers(&mut r, 3, |hd| {
+            set_forwarded(hd, &h, peer, false, "app.test")
+        })
+        .unwrap();
+        assert_eq!(r.headers.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.9");
+        assert_eq!(r.headers.get(&X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(r.headers.get(&X_FORWARDED_HOST).unwrap(), "app.test");
+        assert!(r.headers.get(FORWARDED).is_none());
+        assert!(r.headers.get(&X_REAL_IP).is_none());
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let mut r = request(
+            b"/",
+            &[
+                ("X-Forwarded-For", "203.0.113.7, 10.0.0.2"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        );
+        let h = hygiene(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(h.client_ip(&r, peer), client);
+        edit_headers(&mut r, 3, |hd| {
+            set_forwarded(hd, &h, peer, false, "app.test")
+        })
+        .unwrap();
+        assert_eq!(
+            r.headers.get(&X_FORWARDED_FOR).unwrap(),
+            "203.0.113.7, 10.0.0.2, 10.0.0.1"
+        );
+        assert_eq!(r.headers.get(&X_FORWARDED_PROTO).unwrap(), "https");
+        assert_eq!(r.headers.get(&X_FORWARDED_HOST).unwrap(), "app.test");
     }
 }

@@ -58,7 +58,15 @@ impl Prepared {
     /// Sets the headers on the upstream request's headers (see `proxy::forward`).
     pub fn inject(&self, headers: &mut HeaderMap) -> pingora::Result<()> {
         for (name, value) in &self.headers {
-            super::forward::set(headers, name.clone(), value.clone())?;
+            headers
+                .try_insert(name.clone(), value.clone())
+                .map_err(|e| {
+                    pingora::Error::because(
+                        pingora::ErrorType::InvalidHTTPHeader,
+                        "too many headers",
+                        e,
+                    )
+                })?;
         }
         Ok(())
     }
