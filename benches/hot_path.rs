@@ -15,6 +15,7 @@ use stepgate::config::IdentityHeaders;
 use stepgate::hygiene::host::normalize_host;
 use stepgate::hygiene::target::normalize_target;
 use stepgate::identity::{self, IdentityCache};
+use stepgate::proxy::forward;
 use stepgate::regulation::{RegulationConfig, Regulator};
 use stepgate::session::store::SqliteStore;
 use stepgate::session::{cookie, SessionConfig, Sessions};
@@ -149,7 +150,7 @@ fn bench_identity(c: &mut Criterion) {
         b.iter(|| {
             let mut req = base.clone();
             let ready = identity::prepared(&cache, &signer, &names, &who, (0, "app"));
-            ready.expect("sign").inject(&mut req).expect("inject");
+            forward::set_all(&mut req, ready.expect("sign").headers()).expect("set");
             req
         })
     });
@@ -159,7 +160,7 @@ fn bench_identity(c: &mut Criterion) {
             let mut req = base.clone();
             cache.forget_session(&who.key);
             let ready = identity::prepared(&cache, &signer, &names, &who, (0, "app"));
-            ready.expect("sign").inject(&mut req).expect("inject");
+            forward::set_all(&mut req, ready.expect("sign").headers()).expect("set");
             req
         })
     });

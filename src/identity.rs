@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use crate::assertion::{AssertionCache, AssertionError, Signer};
 use crate::auth::Identity;
@@ -50,25 +50,9 @@ impl Prepared {
         Prepared { headers }
     }
 
-    /// How many headers [`Self::inject`] sets.
-    pub fn count(&self) -> usize {
-        self.headers.len()
-    }
-
-    /// Sets the headers on the upstream request's headers (see `proxy::forward`).
-    pub fn inject(&self, headers: &mut HeaderMap) -> pingora::Result<()> {
-        for (name, value) in &self.headers {
-            headers
-                .try_insert(name.clone(), value.clone())
-                .map_err(|e| {
-                    pingora::Error::because(
-                        pingora::ErrorType::InvalidHTTPHeader,
-                        "too many headers",
-                        e,
-                    )
-                })?;
-        }
-        Ok(())
+    /// The headers to set, in order (set by `proxy::forward::set_all`).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
     }
 }
 

@@ -211,12 +211,12 @@ impl ProxyHttp for Gateway {
             }
         };
         // Host, the three X-Forwarded-* and the identity headers.
-        let adding = 4 + identity.as_ref().map_or(0, |ready| ready.count());
+        let adding = 4 + identity.as_ref().map_or(0, |ready| ready.headers().len());
         forward::edit_headers(upstream, adding, |headers| {
             forward::set_host(headers, &route.authority)?;
             let (peer, tls) = (route.peer, route.tls);
             forward::set_forwarded(headers, &self.state.hygiene, peer, tls, &route.authority)?;
-            identity.map_or(Ok(()), |ready| ready.inject(headers))
+            identity.map_or(Ok(()), |ready| forward::set_all(headers, ready.headers()))
         })
     }
 

@@ -38,11 +38,7 @@ pub fn edit_headers(
     let mut parts: Parts = std::mem::replace(req, placeholder).into();
     let edited = match parts.headers.try_reserve(adding) {
         Ok(()) => edit(&mut parts.headers),
-        Err(e) => Err(Error::because(
-            ErrorType::InvalidHTTPHeader,
-            "too many headers",
-            e,
-        )),
+        Err(e) => Err(too_many(e)),
     };
     let mut rebuilt = RequestHeader::from(parts);
     if let Some(raw) = verbatim {
@@ -55,12 +51,24 @@ pub fn edit_headers(
     edited
 }
 
+fn too_many(e: http::header::MaxSizeReached) -> Box<Error> {
+    Error::because(ErrorType::InvalidHTTPHeader, "too many headers", e)
+}
+
 /// Sets `name` to `value`, replacing any earlier value.
 pub fn set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<()> {
     headers
         .try_insert(name, value)
         .map(|_| ())
-        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "too many headers", e))
+        .map_err(too_many)
+}
+
+/// Sets each of `pairs` (the identity headers), replacing earlier values.
+pub fn set_all(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderValue)]) -> Result<()> {
+    for (name, value) in pairs {
+        set(headers, name.clone(), value.clone())?;
+    }
+    Ok(())
 }
 
 /// Sets `name` to a text value (a host or an address list), which must be a valid header value.
@@ -179,6 +187,16 @@ mod tests {
         assert_eq!(err.etype(), &ErrorType::InvalidHTTPHeader);
         assert_eq!(r.headers.get(HOST).unwrap(), "a.test");
         assert_eq!(r.raw_path(), b"/x");
+    }
+
+    #[test]
+    fn the_http2_end_of_stream_choice_is_kept() {
+        let mut r = request(b"/x", &[]);
+        r.set_version(http::Version::HTTP_2);
+        r.set_send_end_stream(false);
+        edit_headers(&mut r, 1, |h| set_host(h, "a.test")).unwrap();
+        assert_eq!(r.send_end_stream(), Some(false));
+        assert_eq!(r.version, http::Version::HTTP_2);
     }
 
     #[test]
