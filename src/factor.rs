@@ -274,13 +274,7 @@ impl Factors {
         secret: &TotpSecret,
         accepted_step: u64,
     ) -> Result<(), FactorError> {
-        let bytes = secret.as_bytes();
-        if bytes.len() < MIN_SECRET_BYTES {
-            return Err(FactorError::SecretTooShort {
-                bits: bytes.len() * 8,
-            });
-        }
-        let sealed = self.cipher.seal(user, bytes)?;
+        let sealed = self.seal_secret(user, secret)?;
         let now = self.clock.now_ms();
         self.conn()?.execute(
             "INSERT OR REPLACE INTO factor_totp (user, secret, last_step, created_ms)
@@ -290,6 +284,78 @@ impl Factors {
         self.changed(user);
         tracing::info!(target: LOG_TARGET, user, "totp activated");
         Ok(())
+    }
+
+    /// First-time enrolment with an authenticator app, in one transaction: the activated TOTP
+    /// secret (with `accepted_step` as its last used step), the emergency contact email and ten
+    /// new recovery codes, returned for showing once. `Ok(None)` when the user has a TOTP secret
+    /// already (set up meanwhile in another session): nothing changes, so a first-time setup can
+    /// never replace a factor (that takes `replace_totp`, behind a fresh proof).
+    pub fn enrol_totp(
+        &self,
+        user: &str,
+        secret: &TotpSecret,
+        accepted_step: u64,
+        emergency_email: &str,
+    ) -> Result<Option<Vec<String>>, FactorError> {
+        check_email(emergency_email)?;
+        let sealed = self.seal_secret(user, secret)?;
+        let now = sql_int(self.clock.now_ms());
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let added = tx.execute(
+            "INSERT INTO factor_totp (user, secret, last_step, created_ms)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user) DO NOTHING",
+            params![user, sealed, sql_int(accepted_step), now],
+        )?;
+        if added == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO factor_contact (user, email, verified_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(user) DO UPDATE SET email = excluded.email,
+                                             verified_ms = excluded.verified_ms",
+            params![user, emergency_email, now],
+        )?;
+        let codes = self.replace_recovery_codes(&tx, user)?;
+        tx.commit()?;
+        drop(conn);
+        self.changed(user);
+        tracing::info!(target: LOG_TARGET, user, "totp activated; emergency email and recovery codes set");
+        Ok(Some(codes))
+    }
+
+    /// Replaces the user's TOTP secret with a new one whose code was just accepted at
+    /// `accepted_step`; recovery codes and the emergency email stay. Until this call the old
+    /// secret keeps working. `Ok(false)` when the user has no TOTP secret (removed meanwhile):
+    /// nothing changes.
+    pub fn replace_totp(
+        &self,
+        user: &str,
+        secret: &TotpSecret,
+        accepted_step: u64,
+    ) -> Result<bool, FactorError> {
+        let sealed = self.seal_secret(user, secret)?;
+        let now = sql_int(self.clock.now_ms());
+        let replaced = self.conn()?.execute(
+            "UPDATE factor_totp SET secret = ?2, last_step = ?3, created_ms = ?4 WHERE user = ?1",
+            params![user, sealed, sql_int(accepted_step), now],
+        )?;
+        self.changed(user);
+        if replaced == 1 {
+            tracing::info!(target: LOG_TARGET, user, "totp replaced");
+        }
+        Ok(replaced == 1)
+    }
+
+    fn seal_secret(&self, user: &str, secret: &TotpSecret) -> Result<Vec<u8>, FactorError> {
+        let bytes = secret.as_bytes();
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(FactorError::SecretTooShort {
+                bits: bytes.len() * 8,
+            });
+        }
+        self.cipher.seal(user, bytes)
     }
 
     /// Verifies a code against the user's TOTP at the clock's time.
@@ -355,26 +421,33 @@ impl Factors {
     /// Replaces all of the user's recovery codes with `recovery::COUNT` new ones and returns them
     /// for showing once; only their keyed hashes are stored.
     pub fn new_recovery_codes(&self, user: &str) -> Result<Vec<String>, FactorError> {
-        let codes = recovery::generate();
-        let now = sql_int(self.clock.now_ms());
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM factor_recovery WHERE user = ?1", params![user])?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT OR REPLACE INTO factor_recovery (user, hash, created_ms, used_ms)
-                 VALUES (?1, ?2, ?3, NULL)",
-            )?;
-            for code in &codes {
-                // `generate` makes XXXXX-XXXXX from alphabet characters: without the dash it is
-                // exactly the normalised form.
-                let hash = recovery::hash(self.cipher.pepper(), user, &code.replace('-', ""));
-                insert.execute(params![user, &hash[..], now])?;
-            }
-        }
+        let codes = self.replace_recovery_codes(&tx, user)?;
         tx.commit()?;
         drop(conn);
         tracing::info!(target: LOG_TARGET, user, "recovery codes replaced");
+        Ok(codes)
+    }
+
+    fn replace_recovery_codes(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        user: &str,
+    ) -> Result<Vec<String>, FactorError> {
+        let codes = recovery::generate();
+        let now = sql_int(self.clock.now_ms());
+        tx.execute("DELETE FROM factor_recovery WHERE user = ?1", params![user])?;
+        let mut insert = tx.prepare(
+            "INSERT OR REPLACE INTO factor_recovery (user, hash, created_ms, used_ms)
+             VALUES (?1, ?2, ?3, NULL)",
+        )?;
+        for code in &codes {
+            // `generate` makes XXXXX-XXXXX from alphabet characters: without the dash it is
+            // exactly the normalised form.
+            let hash = recovery::hash(self.cipher.pepper(), user, &code.replace('-', ""));
+            insert.execute(params![user, &hash[..], now])?;
+        }
         Ok(codes)
     }
 

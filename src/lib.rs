@@ -22,5 +22,6 @@ pub mod routing;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod user_agent;
 pub mod users;
 pub mod whoami;

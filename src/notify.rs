@@ -16,7 +16,7 @@ pub mod outbox;
 pub mod smtp;
 pub mod webhook;
 
-pub use message::{compose, Channel, Message, MessageKind};
+pub use message::{compose, Channel, Message, MessageKind, Origin};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -4,10 +4,13 @@
 //! that allows nothing from other sites.
 
 pub mod account;
+pub mod authenticator;
 pub mod challenge;
 pub mod csrf;
+pub mod emergency_email;
 pub mod guide;
 pub mod login;
+pub mod reauth;
 pub mod return_to;
 pub mod setup;
 
@@ -15,10 +18,11 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use minijinja::{context, Environment};
 
+use crate::access::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::config::PortalConfig;
 use crate::i18n::Lang;
-use crate::notify::{compose, Channel, MessageKind};
+use crate::notify::{compose, Channel, MessageKind, Origin};
 use crate::routing::HostRouter;
 use crate::users::User;
 use login::PortalRequest;
@@ -137,25 +141,40 @@ pub(crate) struct PageContext<'a> {
     pub switch: Option<&'a str>,
 }
 
-/// Sends a security notice to the user's registered email and to their emergency contact email
-/// when it differs. Best effort: the step it reports has already happened, so a failure to send
-/// is logged (with the cause) and does not undo it.
+/// The addresses security notices go to now: the registered email and the emergency contact
+/// email. A fault reading the contact is logged and leaves the registered email alone.
+pub(crate) fn notice_addresses(auth: &Auth, user: &User) -> Vec<String> {
+    let mut to: Vec<String> = user.email.iter().cloned().collect();
+    match auth.factors.emergency_email(&user.name) {
+        Ok(Some(e)) if !to.iter().any(|t| t.eq_ignore_ascii_case(&e)) => to.push(e),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(target: "stepgate::notify", error = %e, "could not read the emergency contact email")
+        }
+    }
+    to
+}
+
+/// Sends a security notice to the user's addresses (`notice_addresses`) and to `also`: the
+/// addresses registered *before* the change it reports, so that whoever made the change cannot
+/// keep the notice from the owner by changing where notices go (SECURITY 42). Best effort: the
+/// step it reports has already happened, so a failure to send is logged (with the cause) and
+/// does not undo it.
 pub(crate) async fn tell(
     auth: &Auth,
     pages: &Pages,
     user: &User,
     kind: MessageKind<'_>,
     lang: Lang,
+    also: &[String],
 ) {
-    let emergency = auth.factors.emergency_email(&user.name).unwrap_or_else(|e| {
-        tracing::error!(target: "stepgate::notify", error = %e, "could not read the emergency contact email");
-        None
-    });
-    let mut to: Vec<&str> = user.email.iter().map(String::as_str).collect();
-    if let Some(e) = emergency.as_deref().filter(|e| !to.contains(e)) {
-        to.push(e);
+    let mut to = notice_addresses(auth, user);
+    for a in also {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+            to.push(a.clone());
+        }
     }
-    for address in to {
+    for address in &to {
         let msg = compose(
             &kind,
             lang.tag(),
@@ -167,6 +186,49 @@ pub(crate) async fn tell(
         );
         if let Err(e) = auth.notifiers.send(&msg).await {
             tracing::error!(target: "stepgate::notify", user = %user.name, error = %e, "security notice not delivered");
+        }
+    }
+}
+
+/// When, from where and on which browser a request was made, for the notice of a change.
+pub(crate) fn origin_of(auth: &Auth, req: &PortalRequest<'_>) -> Origin {
+    Origin {
+        at_ms: auth.clock.now_ms(),
+        address: req.client.to_string(),
+        browser: crate::user_agent::describe(
+            req.headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
+    }
+}
+
+/// The ending of every second-factor proof (challenge, re-verification, a new authenticator
+/// confirmed): the session is replaced by a new one (a new ID, SECURITY 2) at `2fa` whose proof
+/// is fresh, and the browser goes on to `target` (303) with its cookie.
+pub(crate) fn step_up(
+    auth: &Auth,
+    pages: &Pages,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    target: &str,
+    lang: Lang,
+) -> Reply {
+    auth.assertions.forget_session(&who.key);
+    let amr = vec!["pwd".to_owned(), "otp".to_owned()];
+    match auth
+        .sessions
+        .create(&who.user.name, AuthLevel::TwoFactor, amr, Some(&who.key))
+    {
+        Ok((id, _)) => {
+            let mut r = Reply::redirect(target)
+                .with_header("set-cookie", auth.jar(req.tls).set_session(&id));
+            r.status = StatusCode::SEE_OTHER;
+            r
+        }
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not create a session");
+            pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
         }
     }
 }
@@ -219,6 +281,19 @@ impl Pages {
                 include_str!("portal/templates/challenge.html"),
             ),
             ("codes.html", include_str!("portal/templates/codes.html")),
+            ("qr.html", include_str!("portal/templates/qr.html")),
+            (
+                "confirm.html",
+                include_str!("portal/templates/confirm.html"),
+            ),
+            (
+                "authenticator.html",
+                include_str!("portal/templates/authenticator.html"),
+            ),
+            (
+                "emergency_email.html",
+                include_str!("portal/templates/emergency_email.html"),
+            ),
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} is invalid: {e}"));
@@ -401,7 +476,7 @@ impl Pages {
             ("/logout", false) if *req.method == Method::POST => login::logout(auth, self, req),
             ("/guide", true) => guide::show(auth, self, router, req).await,
             ("/guide", false) if post => guide::later(auth, self, router, req).await,
-            ("/setup", true) => setup::show(auth, self, router, req).await,
+            ("/setup", true) => setup::show(auth, self, req).await,
             ("/setup", false) if post => setup::submit(auth, self, router, req).await,
             ("/2fa", true) => challenge::show(auth, self, router, req),
             ("/2fa", false) if post => challenge::submit(auth, self, router, req).await,
@@ -409,6 +484,13 @@ impl Pages {
             ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
                 account::change(auth, self, req).await
             }
+            ("/account/verify", false) if post => reauth::verify(auth, self, req).await,
+            ("/account/authenticator", true) => authenticator::show(auth, self, req),
+            ("/account/authenticator", false) if post => {
+                authenticator::confirm(auth, self, req).await
+            }
+            ("/emergency-email", true) => emergency_email::show(auth, self, req),
+            ("/emergency-email", false) if post => emergency_email::submit(auth, self, req).await,
             (
                 "/login"
                 | "/logout"
@@ -417,7 +499,10 @@ impl Pages {
                 | "/2fa"
                 | "/account"
                 | "/account/recovery-codes"
-                | "/account/remove-authenticator",
+                | "/account/remove-authenticator"
+                | "/account/verify"
+                | "/account/authenticator"
+                | "/emergency-email",
                 _,
             ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),
             _ => self.error(StatusCode::NOT_FOUND, lang),

@@ -31,6 +31,10 @@ pub type SessionKey = [u8; 32];
 /// Length of an encoded ID: 32 random bytes in unpadded base64url.
 const ID_LEN: usize = 43;
 
+/// How long after a second-factor proof in a session that session may change the account's
+/// second factors or emergency email (SECURITY 7 and 42). Later, the user proves again.
+pub const FRESH_PROOF: Duration = Duration::from_secs(5 * 60);
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub idle_timeout: Duration,
@@ -74,6 +78,19 @@ pub struct Session {
 impl Session {
     pub fn last_seen_ms(&self) -> u64 {
         self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether this session's second factor was proven less than `FRESH_PROOF` before `now_ms`
+    /// (every proof makes a new two-factor session, so `auth_ms` is the time of the last one).
+    pub fn has_fresh_proof(&self, now_ms: u64) -> bool {
+        self.level == AuthLevel::TwoFactor
+            && now_ms >= self.auth_ms
+            && now_ms - self.auth_ms < FRESH_PROOF.as_millis() as u64
+    }
+
+    /// When the fresh proof of this session runs out (ms since the epoch).
+    pub fn fresh_until_ms(&self) -> u64 {
+        self.auth_ms.saturating_add(FRESH_PROOF.as_millis() as u64)
     }
 
     pub fn level_str(&self) -> &'static str {
@@ -390,7 +407,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
 
     fn sessions(dir: &std::path::Path, clock: Arc<ManualClock>) -> Sessions {
         let store = Arc::new(store::SqliteStore::open(dir).unwrap());
@@ -493,6 +510,32 @@ mod tests {
         assert_eq!(s.destroy_user("erin"), 2);
         assert!(s.keys_of("erin").is_empty() && !s.by_user.contains_key("erin"));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_proof_is_fresh_for_five_minutes_and_only_at_two_factors() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::now();
+        let s = sessions(dir.path(), clock.clone());
+        let (_, one) = s
+            .create("gina", AuthLevel::OneFactor, vec![], None)
+            .unwrap();
+        assert!(
+            !one.has_fresh_proof(clock.now_ms()),
+            "a password is not a second factor"
+        );
+        let (_, two) = s
+            .create("gina", AuthLevel::TwoFactor, vec![], None)
+            .unwrap();
+        assert!(two.has_fresh_proof(clock.now_ms()));
+        clock.advance(FRESH_PROOF - Duration::from_millis(1));
+        assert!(two.has_fresh_proof(clock.now_ms()));
+        clock.advance(Duration::from_millis(1));
+        assert!(!two.has_fresh_proof(clock.now_ms()));
+        assert!(
+            !two.has_fresh_proof(two.auth_ms - 1),
+            "a clock behind the proof is not fresh"
+        );
     }
 
     #[test]

@@ -8,73 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::two_factor::*;
 use common::*;
 use stepgate::clock::{Clock, ManualClock};
-
-const ALICE: (&str, &str) = ("alice", "alice-password-1");
-const BOB: (&str, &str) = ("bob", "bob-password-1");
-
-fn start(extra: &str) -> (Upstream, Gateway, Arc<ManualClock>) {
-    let up = Upstream::start("app");
-    let clock = ManualClock::now();
-    // Start mid-step, so that "the same step" and "the next step" are unambiguous.
-    let now = clock.now_ms();
-    clock.set_ms(now - now % 30_000 + 10_000);
-    let gw = Gateway::start_with_clock(&signin_config(up.addr, extra), clock.clone());
-    (up, gw, clock)
-}
-
-/// The messages the outbox holds for `to`.
-fn mail_to(gw: &Gateway, to: &str) -> Vec<serde_json::Value> {
-    outbox(&gw.data_dir())
-        .into_iter()
-        .filter(|m| m["to"] == to)
-        .collect()
-}
-
-fn last_code_to(gw: &Gateway, to: &str) -> String {
-    let mail = mail_to(gw, to);
-    let m = mail.last().unwrap_or_else(|| panic!("no message to {to}"));
-    assert_eq!(m["channel"], "email");
-    m["code"]
-        .as_str()
-        .expect("the message carries a code")
-        .to_owned()
-}
-
-/// The base32 key the setup page shows as text.
-fn key_on(page: &Response) -> String {
-    let start = page
-        .body
-        .find("<code class=\"key\">")
-        .expect("key on the page")
-        + 18;
-    let end = page.body[start..].find("</code>").unwrap() + start;
-    page.body[start..end].to_owned()
-}
-
-fn recovery_codes_on(page: &Response) -> Vec<String> {
-    page.body
-        .split("<li><code>")
-        .skip(1)
-        .map(|s| s.split("</code>").next().unwrap().to_owned())
-        .collect()
-}
-
-/// Signs `who` in and follows the gateway to the guide for `/app`; returns the guide page.
-fn signed_in_at_guide(b: &mut Browser, who: (&str, &str)) -> Response {
-    let done = b.sign_in(who.0, who.1, "http://127.0.0.1/app");
-    assert_eq!(done.status, 303, "{done:?}");
-    let app = b.get("/app");
-    assert_eq!(app.status, 302, "{app:?}");
-    assert_eq!(
-        app.header("location"),
-        Some("/_stepgate/guide?rd=http%3A%2F%2F127.0.0.1%2Fapp")
-    );
-    let guide = b.get(&location_target(&app));
-    assert_eq!(guide.status, 200, "{guide:?}");
-    guide
-}
 
 #[test]
 fn alice_sets_up_an_authenticator_and_then_passes_the_challenge() {
@@ -253,28 +189,6 @@ fn wrong_codes_are_counted_per_account_across_sessions() {
     clock.advance(Duration::from_secs(6 * 60));
     let right = totp_code(&key, clock.now_secs());
     assert_eq!(s.submit(&page, "/2fa", &[("code", &right)]).status, 303);
-}
-
-/// Sets up the authenticator for `who` from a fresh sign-in; returns the key.
-fn full_enrolment(b: &mut Browser, gw: &Gateway, clock: &ManualClock, who: (&str, &str)) -> String {
-    let email = format!("{}@example.test", who.0);
-    signed_in_at_guide(b, who);
-    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
-    let sent = b.submit(&setup, "/setup", &[]);
-    let proved = b.submit(
-        &sent,
-        "/_stepgate/setup",
-        &[("step", "prove"), ("code", &last_code_to(gw, &email))],
-    );
-    let totp_page = b.submit(&proved, "/setup", &[("email", &email)]);
-    let key = key_on(&totp_page);
-    let done = b.submit(
-        &totp_page,
-        "/setup",
-        &[("code", &totp_code(&key, clock.now_secs()))],
-    );
-    assert_eq!(done.status, 200, "{done:?}");
-    key
 }
 
 #[test]

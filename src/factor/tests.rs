@@ -628,3 +628,73 @@ fn open_creates_the_default_key_file_and_reopens_with_it() {
         TotpVerdict::Accepted
     );
 }
+
+#[test]
+fn first_time_enrolment_never_replaces_a_factor() {
+    let f = fixture();
+    let first = TotpSecret::generate();
+    let codes = f
+        .factors
+        .enrol_totp("alice", &first, f.step_now() - 1, "alice@example.test")
+        .expect("enrol")
+        .expect("nothing there yet");
+    assert_eq!(codes.len(), 10);
+    assert_eq!(
+        f.factors.emergency_email("alice").unwrap().as_deref(),
+        Some("alice@example.test")
+    );
+    // A second first-time setup (another session, or an attacker's) changes nothing.
+    let second = TotpSecret::generate();
+    assert_eq!(
+        f.factors
+            .enrol_totp("alice", &second, f.step_now() - 1, "mallory@example.test")
+            .expect("enrol"),
+        None
+    );
+    assert_eq!(
+        f.factors.emergency_email("alice").unwrap().as_deref(),
+        Some("alice@example.test"),
+        "the contact is untouched"
+    );
+    assert_eq!(f.factors.recovery_remaining("alice").unwrap(), 10);
+    assert!(matches!(
+        f.factors.use_recovery_code("alice", &codes[0]).unwrap(),
+        RecoveryVerdict::Accepted { .. }
+    ));
+    assert_eq!(
+        f.factors.verify_totp("alice", &f.code_now(&first)).unwrap(),
+        TotpVerdict::Accepted,
+        "the first secret still works"
+    );
+}
+
+#[test]
+fn replacing_swaps_the_secret_and_keeps_recovery_codes() {
+    let f = fixture();
+    assert!(!f
+        .factors
+        .replace_totp("alice", &TotpSecret::generate(), 0)
+        .unwrap());
+    assert!(
+        !f.factors.totp_enrolled("alice").unwrap(),
+        "nothing to replace"
+    );
+    let old = f.enrol("alice");
+    let codes = f.factors.new_recovery_codes("alice").unwrap();
+    let new = TotpSecret::generate();
+    assert!(f.factors.replace_totp("alice", &new, f.step_now()).unwrap());
+    f.next_step();
+    assert_eq!(
+        f.factors.verify_totp("alice", &f.code_now(&old)).unwrap(),
+        TotpVerdict::Wrong,
+        "the old app's codes stop working"
+    );
+    assert_eq!(
+        f.factors.verify_totp("alice", &f.code_now(&new)).unwrap(),
+        TotpVerdict::Accepted
+    );
+    assert!(matches!(
+        f.factors.use_recovery_code("alice", &codes[0]).unwrap(),
+        RecoveryVerdict::Accepted { remaining: 9 }
+    ));
+}

@@ -75,6 +75,29 @@ impl fmt::Debug for Message {
     }
 }
 
+/// When, from which address and on which browser a change was made: security notices of a
+/// change say so, so that the user can tell their own change from someone else's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The client address the gateway saw (socket or trusted proxy).
+    pub address: String,
+    /// A short description of the browser, e.g. "Chrome on Android".
+    pub browser: String,
+}
+
+impl Origin {
+    /// `2026-12-01 08:30 UTC`.
+    fn when(&self) -> String {
+        let secs = i64::try_from(self.at_ms / 1000).unwrap_or(i64::MAX);
+        match time::OffsetDateTime::from_unix_timestamp(secs) {
+            Ok(t) => format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()),
+            Err(_) => "-".to_owned(),
+        }
+    }
+}
+
 /// What happened, with the facts the wording needs.
 #[derive(Debug, Clone, Copy)]
 pub enum MessageKind<'a> {
@@ -90,14 +113,28 @@ pub enum MessageKind<'a> {
     /// `email`, `recovery_codes`) localized here, or a label used as given.
     FactorAdded {
         factor: &'a str,
+        origin: &'a Origin,
     },
     FactorRemoved {
         factor: &'a str,
+        origin: &'a Origin,
+    },
+    /// The authenticator of kind `factor` was replaced by a new one; the old one stopped working.
+    FactorReplaced {
+        factor: &'a str,
+        origin: &'a Origin,
+    },
+    /// The emergency contact email was changed to `new` (masked).
+    EmergencyEmailChanged {
+        new: &'a str,
+        origin: &'a Origin,
     },
     RecoveryCodeUsed {
         remaining: usize,
     },
-    RecoveryCodesRegenerated,
+    RecoveryCodesRegenerated {
+        origin: &'a Origin,
+    },
     /// An already-used authenticator code was presented again (possible phishing/replay).
     CodeReplayed,
     /// A correct password was followed by failed second-factor attempts.
@@ -112,10 +149,24 @@ impl MessageKind<'_> {
             MessageKind::EmergencyEmailCode { .. } => "emergency_email_code",
             MessageKind::FactorAdded { .. } => "factor_added",
             MessageKind::FactorRemoved { .. } => "factor_removed",
+            MessageKind::FactorReplaced { .. } => "factor_replaced",
+            MessageKind::EmergencyEmailChanged { .. } => "emergency_email_changed",
             MessageKind::RecoveryCodeUsed { .. } => "recovery_code_used",
-            MessageKind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            MessageKind::RecoveryCodesRegenerated { .. } => "recovery_codes_regenerated",
             MessageKind::CodeReplayed => "code_replayed",
             MessageKind::SecondFactorFailed => "second_factor_failed",
+        }
+    }
+
+    /// When and where the change this notice reports was made, if it reports one.
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            MessageKind::FactorAdded { origin, .. }
+            | MessageKind::FactorRemoved { origin, .. }
+            | MessageKind::FactorReplaced { origin, .. }
+            | MessageKind::EmergencyEmailChanged { origin, .. }
+            | MessageKind::RecoveryCodesRegenerated { origin } => Some(origin),
+            _ => None,
         }
     }
 
@@ -206,6 +257,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/factor_removed.ko.txt"),
     ),
     (
+        "factor_replaced.en.txt",
+        include_str!("templates/factor_replaced.en.txt"),
+    ),
+    (
+        "factor_replaced.ko.txt",
+        include_str!("templates/factor_replaced.ko.txt"),
+    ),
+    (
+        "emergency_email_changed.en.txt",
+        include_str!("templates/emergency_email_changed.en.txt"),
+    ),
+    (
+        "emergency_email_changed.ko.txt",
+        include_str!("templates/emergency_email_changed.ko.txt"),
+    ),
+    (
         "recovery_code_used.en.txt",
         include_str!("templates/recovery_code_used.en.txt"),
     ),
@@ -272,12 +339,23 @@ fn render(
     link: Option<&str>,
 ) -> Result<(String, String), minijinja::Error> {
     let (factor, remaining) = match kind {
-        MessageKind::FactorAdded { factor } | MessageKind::FactorRemoved { factor } => {
-            (factor_label(factor, lang), 0)
-        }
+        MessageKind::FactorAdded { factor, .. }
+        | MessageKind::FactorRemoved { factor, .. }
+        | MessageKind::FactorReplaced { factor, .. } => (factor_label(factor, lang), 0),
         MessageKind::RecoveryCodeUsed { remaining } => (Cow::Borrowed(""), *remaining),
         _ => (Cow::Borrowed(""), 0),
     };
+    let new_address = match kind {
+        MessageKind::EmergencyEmailChanged { new, .. } => one_line(new),
+        _ => String::new(),
+    };
+    let origin = kind.origin().map(|o| {
+        context! {
+            when => o.when(),
+            address => one_line(&o.address),
+            browser => one_line(&o.browser),
+        }
+    });
     let template = env.get_template(&format!("{}.{}.txt", kind.name(), lang.tag()))?;
     // Rendering the whole template has no output we want (its text is discarded); it leaves
     // the state from which the blocks are rendered one by one.
@@ -288,6 +366,8 @@ fn render(
         link => link,
         factor => factor,
         remaining => remaining,
+        new_address => new_address,
+        origin => origin,
     };
     let mut captured = template.render_captured_to(ctx, std::io::sink())?;
     captured.with_state_mut(|state| {
@@ -394,14 +474,38 @@ mod tests {
     const CODE: &str = "482913";
     const LINK: &str = "https://acme.test/_stepgate/account";
 
+    fn origin() -> &'static Origin {
+        static ORIGIN: OnceLock<Origin> = OnceLock::new();
+        ORIGIN.get_or_init(|| Origin {
+            at_ms: 1_796_113_800_000,
+            address: "203.0.113.7".into(),
+            browser: "Chrome on Android".into(),
+        })
+    }
+
     fn all_kinds() -> Vec<MessageKind<'static>> {
+        let origin = origin();
         vec![
             MessageKind::EnrolmentCode { code: CODE },
             MessageKind::EmergencyEmailCode { code: CODE },
-            MessageKind::FactorAdded { factor: "totp" },
-            MessageKind::FactorRemoved { factor: "webauthn" },
+            MessageKind::FactorAdded {
+                factor: "totp",
+                origin,
+            },
+            MessageKind::FactorRemoved {
+                factor: "webauthn",
+                origin,
+            },
+            MessageKind::FactorReplaced {
+                factor: "totp",
+                origin,
+            },
+            MessageKind::EmergencyEmailChanged {
+                new: "n***@example.test",
+                origin,
+            },
             MessageKind::RecoveryCodeUsed { remaining: 3 },
-            MessageKind::RecoveryCodesRegenerated,
+            MessageKind::RecoveryCodesRegenerated { origin },
             MessageKind::CodeReplayed,
             MessageKind::SecondFactorFailed,
         ]
@@ -589,9 +693,76 @@ mod tests {
     }
 
     #[test]
+    fn change_notices_say_when_from_where_and_on_which_browser() {
+        for kind in all_kinds().into_iter().filter(|k| k.origin().is_some()) {
+            let en = compose(
+                &kind,
+                "en",
+                Channel::Email,
+                "a@b.test",
+                "Acme",
+                "Alice",
+                None,
+            );
+            for part in [
+                "When: 2026-12-01 08:30 UTC",
+                "203.0.113.7",
+                "Chrome on Android",
+            ] {
+                assert!(en.text.contains(part), "{}: {}", kind.name(), en.text);
+            }
+            let ko = compose(
+                &kind,
+                "ko",
+                Channel::Email,
+                "a@b.test",
+                "Acme",
+                "Alice",
+                None,
+            );
+            assert!(
+                ko.text.contains("일시: 2026-12-01 08:30 UTC") && ko.text.contains("접속 IP"),
+                "{}: {}",
+                kind.name(),
+                ko.text
+            );
+        }
+        let plain = compose(
+            &MessageKind::CodeReplayed,
+            "en",
+            Channel::Email,
+            "a@b.test",
+            "Acme",
+            "Alice",
+            None,
+        );
+        assert!(!plain.text.contains("When:"), "{}", plain.text);
+        let changed = compose(
+            &MessageKind::EmergencyEmailChanged {
+                new: "n***@example.test",
+                origin: origin(),
+            },
+            "en",
+            Channel::Sms,
+            "+821000000001",
+            "Acme",
+            "Alice",
+            None,
+        );
+        assert!(
+            changed.text.contains("n***@example.test"),
+            "{}",
+            changed.text
+        );
+    }
+
+    #[test]
     fn factors_are_localized() {
         let ko = compose(
-            &MessageKind::FactorAdded { factor: "totp" },
+            &MessageKind::FactorAdded {
+                factor: "totp",
+                origin: origin(),
+            },
             "ko",
             Channel::Email,
             "a@b.test",
@@ -601,7 +772,10 @@ mod tests {
         );
         assert!(ko.text.contains("인증 앱"), "{}", ko.text);
         let en = compose(
-            &MessageKind::FactorRemoved { factor: "passkey" },
+            &MessageKind::FactorRemoved {
+                factor: "passkey",
+                origin: origin(),
+            },
             "en",
             Channel::Sms,
             "a@b.test",
@@ -613,6 +787,7 @@ mod tests {
         let custom = compose(
             &MessageKind::FactorAdded {
                 factor: "YubiKey 5",
+                origin: origin(),
             },
             "en",
             Channel::Email,

@@ -1,21 +1,22 @@
 //! The account security page (`/account`): who is signed in, at what level, and the state of
-//! two-step verification. Changes (new recovery codes, removing the authenticator app) need a
-//! two-factor session *and* a current code from the app (re-authentication before a 2FA change,
-//! SECURITY 7); a wrong code counts in the failure limits like any other. Removing the app ends
-//! the user's other sessions and tells the user by email.
+//! two-step verification, with the ways to change it: replace the authenticator app
+//! (`authenticator`), change the emergency email (`emergency_email`), make new recovery codes,
+//! remove the app. Every change needs a two-factor session with a fresh proof (`reauth`), or a
+//! current code from the app or a recovery code in the change's own form; a wrong code counts in
+//! the failure limits like any other. Removing the app ends the user's other sessions. Each
+//! change is reported to the addresses registered before it, with when and from where.
 
 use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
+use super::reauth::{self, Refusal};
 use super::setup::codes_page;
-use super::{tell, PageContext, Pages, Reply};
+use super::{notice_addresses, origin_of, tell, PageContext, Pages, Reply};
 use crate::access::AuthLevel;
 use crate::auth::{Auth, Identity};
-use crate::factor::TotpVerdict;
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
-use crate::regulation::{code_key, Verdict};
 
 struct Texts {
     title: &'static str,
@@ -53,6 +54,29 @@ fn date_of(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// `08:35 UTC`.
+fn time_of(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+        .map(|t| format!("{:02}:{:02} UTC", t.hour(), t.minute()))
+        .unwrap_or_default()
+}
+
+/// The notice for `?done=` after a change made on another page (post, redirect, get).
+fn done_notice(done: Option<&str>, lang: Lang) -> Option<&'static str> {
+    let (en, ko) = match done? {
+        "authenticator" => (
+            "The new authenticator app is in use; the old one no longer works. Your other sessions were signed out.",
+            "새 인증 앱으로 교체했습니다. 이전 앱은 더 이상 사용할 수 없으며, 다른 기기의 로그인은 모두 로그아웃되었습니다.",
+        ),
+        "emergency-email" => (
+            "Your emergency contact email was changed.",
+            "비상연락용 이메일을 변경했습니다.",
+        ),
+        _ => return None,
+    };
+    Some(if lang == Lang::Ko { ko } else { en })
+}
+
 /// `GET /account`, and the page again after a change (`message`: error or notice).
 pub fn show(
     auth: &Auth,
@@ -65,6 +89,9 @@ pub fn show(
         Ok(who) => who,
         Err(reply) => return reply,
     };
+    let done = req.param("done");
+    let message = message
+        .or_else(|| done_notice(done.as_deref(), lang).map(|text| (false, text, StatusCode::OK)));
     render(auth, pages, req, &who, lang, message)
 }
 
@@ -112,6 +139,8 @@ fn render(
             recovery_remaining => summary.recovery_remaining,
             emergency_email => summary.emergency_email,
             two_factor_session => who.session.level == AuthLevel::TwoFactor,
+            fresh => who.session.has_fresh_proof(auth.clock.now_ms()),
+            fresh_until => time_of(who.session.fresh_until_ms()),
             account_rd,
             error,
             notice,
@@ -119,7 +148,8 @@ fn render(
     )
 }
 
-/// `POST /account/recovery-codes` and `POST /account/remove-authenticator`.
+/// `POST /account/recovery-codes` and `POST /account/remove-authenticator`: with a fresh
+/// proof, or with a current code in the form (which must then be right).
 pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let body = &req.body[..];
     let (who, lang) = match pages.signed_in_post(auth, req, "/account") {
@@ -128,55 +158,38 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     };
     let user = &who.user.name;
     let tr = |en: &'static str, ko: &'static str| if lang == Lang::Ko { ko } else { en };
-    let refuse = |en: &'static str, ko: &'static str, status: StatusCode| {
-        render(
-            auth,
-            pages,
-            req,
-            &who,
-            lang,
-            Some((true, tr(en, ko), status)),
-        )
+    let refuse = |text: &'static str, status: StatusCode| {
+        render(auth, pages, req, &who, lang, Some((true, text, status)))
     };
     if who.session.level != AuthLevel::TwoFactor {
         return refuse(
-            "Verify with your second factor first.",
-            "먼저 2단계 인증을 완료하세요.",
+            tr(
+                "Verify with your second factor first.",
+                "먼저 2단계 인증을 완료하세요.",
+            ),
             StatusCode::FORBIDDEN,
         );
     }
-    if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
+    let code = form_value(body, "code").unwrap_or_default();
+    if !code.trim().is_empty() {
+        match reauth::prove(auth, pages, req, &who, &code, lang).await {
+            Ok(()) => {}
+            Err(Refusal::Shown(text, status)) => return refuse(text, status),
+            Err(Refusal::Fault) => return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
+        }
+    } else if !who.session.has_fresh_proof(auth.clock.now_ms()) {
+        tracing::info!(target: "stepgate::portal", %user, change = req.sub, "account change refused: no fresh proof");
         return refuse(
-            "Too many attempts. Wait a while and try again.",
-            "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-            StatusCode::TOO_MANY_REQUESTS,
+            tr(
+                "Confirm it is you first: enter a current code from your authenticator app or a recovery code.",
+                "먼저 본인 확인을 해 주세요. 인증 앱의 현재 코드나 복구 코드를 입력하세요.",
+            ),
+            StatusCode::UNAUTHORIZED,
         );
     }
-    let code = form_value(body, "code").unwrap_or_default();
-    match auth.factors.verify_totp(user, &code) {
-        Ok(TotpVerdict::Accepted) => auth.regulator.record_success(&code_key(user), req.client),
-        Ok(TotpVerdict::NotEnrolled) => {
-            return refuse(
-                "Two-step verification is not set up.",
-                "2단계 인증이 설정되어 있지 않습니다.",
-                StatusCode::CONFLICT,
-            );
-        }
-        Ok(verdict) => {
-            let _ = auth.regulator.record_failure(&code_key(user), req.client);
-            tracing::info!(target: "stepgate::portal", %user, ?verdict, "account change refused: code did not check out");
-            return refuse(
-                "The code is incorrect, or was already used. Wait for a new code and try again.",
-                "코드가 올바르지 않거나 이미 사용되었습니다. 새 코드가 표시되면 다시 시도하세요.",
-                StatusCode::UNAUTHORIZED,
-            );
-        }
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "account change: could not check the code");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    }
     let account_url = format!("{}/account", pages.config().prefix);
+    let before = notice_addresses(auth, &who.user);
+    let origin = origin_of(auth, req);
     if req.sub == "/account/recovery-codes" {
         let codes = match auth.factors.new_recovery_codes(user) {
             Ok(c) => c,
@@ -186,14 +199,8 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
             }
         };
         tracing::info!(target: "stepgate::portal", %user, "recovery codes replaced");
-        tell(
-            auth,
-            pages,
-            &who.user,
-            MessageKind::RecoveryCodesRegenerated,
-            lang,
-        )
-        .await;
+        let kind = MessageKind::RecoveryCodesRegenerated { origin: &origin };
+        tell(auth, pages, &who.user, kind, lang, &before).await;
         let intro = tr(
             "New recovery codes were made; the old ones no longer work.",
             "새 복구 코드를 만들었습니다. 이전 코드는 더 이상 사용할 수 없습니다.",
@@ -206,15 +213,25 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     }
     let ended = auth.sessions.destroy_others(user, &who.key);
     tracing::info!(target: "stepgate::portal", %user, other_sessions_ended = ended, "authenticator app removed");
-    tell(
-        auth,
-        pages,
-        &who.user,
-        MessageKind::FactorRemoved { factor: "totp" },
-        lang,
-    )
-    .await;
+    let kind = MessageKind::FactorRemoved {
+        factor: "totp",
+        origin: &origin,
+    };
+    tell(auth, pages, &who.user, kind, lang, &before).await;
     let mut r = Reply::redirect(&account_url);
     r.status = StatusCode::SEE_OTHER;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_changes_have_a_notice() {
+        assert!(done_notice(Some("authenticator"), Lang::En).is_some());
+        assert!(done_notice(Some("emergency-email"), Lang::Ko).is_some());
+        assert_eq!(done_notice(Some("<script>"), Lang::En), None);
+        assert_eq!(done_notice(None, Lang::En), None);
+    }
 }

@@ -12,7 +12,7 @@ use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::{tell, PageContext, Pages, Reply};
+use super::{step_up, tell, PageContext, Pages, Reply};
 use crate::access::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::{RecoveryVerdict, TotpVerdict};
@@ -70,14 +70,19 @@ pub fn show(auth: &Auth, pages: &Pages, router: &HostRouter, req: &PortalRequest
 }
 
 /// What a submitted code turned out to be.
-enum Outcome {
+pub(crate) enum Outcome {
     Passed { recovery_left: Option<usize> },
     Replayed,
     Wrong,
     NotEnrolled,
 }
 
-fn check(auth: &Auth, user: &str, code: &str) -> Result<Outcome, crate::factor::FactorError> {
+/// Checks a code as the app's 6 digits or as a recovery code, by its shape.
+pub(crate) fn check(
+    auth: &Auth,
+    user: &str,
+    code: &str,
+) -> Result<Outcome, crate::factor::FactorError> {
     let digits = code.chars().filter(|c| !c.is_whitespace()).count();
     let looks_totp = digits == 6
         && code
@@ -170,7 +175,7 @@ pub async fn submit(
         Outcome::Replayed => {
             let ban = auth.regulator.record_failure(&code_key(user), req.client);
             tracing::warn!(target: "stepgate::portal", %user, client = %req.client, "challenge: an authenticator code was replayed");
-            tell(auth, pages, &who.user, MessageKind::CodeReplayed, lang).await;
+            tell(auth, pages, &who.user, MessageKind::CodeReplayed, lang, &[]).await;
             if ban.is_some() {
                 tell(
                     auth,
@@ -178,6 +183,7 @@ pub async fn submit(
                     &who.user,
                     MessageKind::SecondFactorFailed,
                     lang,
+                    &[],
                 )
                 .await;
             }
@@ -196,6 +202,7 @@ pub async fn submit(
                     &who.user,
                     MessageKind::SecondFactorFailed,
                     lang,
+                    &[],
                 )
                 .await;
             }
@@ -214,30 +221,14 @@ pub async fn submit(
                     &who.user,
                     MessageKind::RecoveryCodeUsed { remaining },
                     lang,
+                    &[],
                 )
                 .await;
             } else {
                 tracing::info!(target: "stepgate::portal", %user, "second factor passed (authenticator app)");
             }
-            auth.assertions.forget_session(&who.key);
-            match auth.sessions.create(
-                user,
-                AuthLevel::TwoFactor,
-                vec!["pwd".to_owned(), "otp".to_owned()],
-                Some(&who.key),
-            ) {
-                Ok((id, _)) => {
-                    let target = auth.return_to.resolve(Some(&rd), &req.origin, router);
-                    let mut r = Reply::redirect(&target)
-                        .with_header("set-cookie", auth.jar(req.tls).set_session(&id));
-                    r.status = StatusCode::SEE_OTHER;
-                    r
-                }
-                Err(e) => {
-                    tracing::error!(target: "stepgate::portal", error = %e, "could not create a session");
-                    pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
-                }
-            }
+            let target = auth.return_to.resolve(Some(&rd), &req.origin, router);
+            step_up(auth, pages, req, &who, &target, lang)
         }
     }
 }

@@ -24,7 +24,7 @@ use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::{mask_email, tell, PageContext, Pages, Reply};
+use super::{mask_email, notice_addresses, origin_of, tell, PageContext, Pages, Reply};
 use crate::access::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::code::{CodeCheck, PendingCode};
@@ -66,21 +66,56 @@ enum Contact {
     Verified(String),
 }
 
-/// Setups in progress, by session, and the per-user send budget. Bounded; swept periodically.
+/// A change of an enrolled user's factors in progress, begun with a fresh proof.
+pub(crate) enum Change {
+    /// A new authenticator app, shown but not yet confirmed by one of its codes.
+    Authenticator { started_ms: u64, secret: TotpSecret },
+    /// A new emergency email waiting for the code sent to it.
+    EmergencyEmail {
+        started_ms: u64,
+        email: String,
+        code: PendingCode,
+    },
+}
+
+impl Change {
+    fn started_ms(&self) -> u64 {
+        match self {
+            Change::Authenticator { started_ms, .. }
+            | Change::EmergencyEmail { started_ms, .. } => *started_ms,
+        }
+    }
+}
+
+/// Setups and changes in progress, by session, and the per-user send budget. Bounded; swept
+/// periodically.
 #[derive(Default)]
 pub struct Enrolments {
     map: DashMap<SessionKey, Enrolment>,
+    /// At most one change per session; starting another replaces it.
+    pub(crate) changes: DashMap<SessionKey, Change>,
     /// (window start ms, sends in it) per user.
     sends: DashMap<String, (u64, u32)>,
 }
 
 impl Enrolments {
-    /// Drops setups older than 30 minutes and send windows older than an hour.
+    /// Drops setups and changes older than 30 minutes and send windows older than an hour.
     pub fn housekeeping(&self, now_ms: u64) {
         self.map
             .retain(|_, e| now_ms.saturating_sub(e.started_ms) < SETUP_TTL_MS);
+        self.changes
+            .retain(|_, c| now_ms.saturating_sub(c.started_ms()) < SETUP_TTL_MS);
         self.sends
             .retain(|_, (start, _)| now_ms.saturating_sub(*start) < 3_600_000);
+    }
+
+    /// Starts (or restarts) a change for a session; `false` when too many are in progress.
+    pub(crate) fn begin_change(&self, key: SessionKey, change: Change) -> bool {
+        if self.changes.len() >= MAX_SETUPS && !self.changes.contains_key(&key) {
+            return false;
+        }
+        self.changes.insert(key, change);
+        true
     }
 
     pub fn len(&self) -> usize {
@@ -184,27 +219,29 @@ fn say(lang: Lang, what: &str) -> &'static str {
     }
 }
 
-/// Where a signed-in user who should not be setting up goes instead, if anywhere.
-fn elsewhere(
-    auth: &Auth,
-    pages: &Pages,
-    router: &HostRouter,
-    req: &PortalRequest<'_>,
-    who: &Identity,
-    rd: &str,
-) -> Option<Reply> {
-    if who.second_factor {
-        // Already has one: a one-factor session proves it at the challenge; a two-factor one is
-        // done (changes are made on the account page).
-        return Some(Reply::redirect(
-            &if who.session.level == AuthLevel::TwoFactor {
-                auth.return_to.resolve(Some(rd), &req.origin, router)
-            } else {
-                pages.url_with_rd("/2fa", rd)
-            },
-        ));
+/// Where a signed-in user who should not be setting up goes instead, if anywhere. Setup is for
+/// a first factor only: a user who has one changes it on the account page, behind a fresh
+/// proof with it (a one-factor session proves it at the challenge first). Read from the store,
+/// not the cache, and a fault refuses (503).
+fn elsewhere(auth: &Auth, pages: &Pages, who: &Identity, rd: &str, lang: Lang) -> Option<Reply> {
+    match auth.factors.totp_enrolled(&who.user.name) {
+        Ok(false) => None,
+        Ok(true) => {
+            tracing::info!(target: "stepgate::portal", user = %who.user.name, level = who.session.level_str(), "setup refused: the user has a second factor already");
+            let account = format!("{}/account", pages.config().prefix);
+            Some(Reply::redirect(
+                &if who.session.level == AuthLevel::TwoFactor {
+                    account
+                } else {
+                    pages.url_with_rd("/2fa", rd)
+                },
+            ))
+        }
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "setup: could not read the user's second factors");
+            Some(pages.error(StatusCode::SERVICE_UNAVAILABLE, lang))
+        }
     }
-    None
 }
 
 fn start(auth: &Auth, who: &Identity) -> Option<()> {
@@ -214,7 +251,10 @@ fn start(auth: &Auth, who: &Identity) -> Option<()> {
     if auth.enrolments.map.len() >= MAX_SETUPS {
         return None;
     }
-    let proof = if who.session.level == AuthLevel::TwoFactor {
+    // Only a second factor proven in this session minutes ago stands in for the emailed code
+    // (a user who just removed their app and sets up another); an older two-factor session
+    // proves it again, like a one-factor one.
+    let proof = if who.session.has_fresh_proof(auth.clock.now_ms()) {
         Proof::Done {
             email_proven: false,
         }
@@ -234,19 +274,14 @@ fn start(auth: &Auth, who: &Identity) -> Option<()> {
 }
 
 /// `GET /setup?rd=`: the current step.
-pub async fn show(
-    auth: &Auth,
-    pages: &Pages,
-    router: &HostRouter,
-    req: &PortalRequest<'_>,
-) -> Reply {
+pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, None);
     let rd = req.param("rd").unwrap_or_default();
     let who = match pages.signed_in(auth, req, "/setup") {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    if let Some(r) = elsewhere(auth, pages, router, req, &who, &rd) {
+    if let Some(r) = elsewhere(auth, pages, &who, &rd, lang) {
         return r;
     }
     if start(auth, &who).is_none() {
@@ -293,19 +328,7 @@ fn render(
         }
         Stage::Totp => {
             let secret = e.secret.get_or_insert_with(TotpSecret::generate);
-            let uri = totp::otpauth_uri(&auth.two_factor.issuer, &who.user.name, secret);
-            let qr = match totp::qr_svg(&uri) {
-                Ok(svg) => svg,
-                Err(err) => {
-                    tracing::error!(target: "stepgate::portal", error = %err, "could not draw the QR code");
-                    String::new()
-                }
-            };
-            ctx = context! { ..ctx, ..context! {
-                qr_svg => qr,
-                secret => secret.base32_grouped(),
-                otpauth_uri => uri,
-            } };
+            ctx = context! { ..ctx, ..qr_context(auth, &who.user.name, secret) };
         }
     }
     drop(e);
@@ -322,6 +345,24 @@ fn render(
         },
         context! { ..ctx, ..context! { error, notice } },
     )
+}
+
+/// What `qr.html` shows of a new secret: the QR code (SVG), the key as text and the
+/// `otpauth://` link.
+pub(crate) fn qr_context(auth: &Auth, user: &str, secret: &TotpSecret) -> minijinja::Value {
+    let uri = totp::otpauth_uri(&auth.two_factor.issuer, user, secret);
+    let qr = match totp::qr_svg(&uri) {
+        Ok(svg) => svg,
+        Err(err) => {
+            tracing::error!(target: "stepgate::portal", error = %err, "could not draw the QR code");
+            String::new()
+        }
+    };
+    context! {
+        qr_svg => qr,
+        secret => secret.base32_grouped(),
+        otpauth_uri => uri,
+    }
 }
 
 /// Shape of an operator's enrolment token (`XXXX-XXXX-XXXX-XXXX-XXXX`), as opposed to a
@@ -343,7 +384,10 @@ pub async fn submit(
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
-    if let Some(r) = elsewhere(auth, pages, router, req, &who, &rd) {
+    if let Some(mut r) = elsewhere(auth, pages, &who, &rd, lang) {
+        if r.status == StatusCode::FOUND {
+            r.status = StatusCode::SEE_OTHER;
+        }
         return r;
     }
     if !auth.enrolments.map.contains_key(&who.key) {
@@ -539,7 +583,7 @@ pub async fn submit(
 
 /// Sends a one-time code to `to`; the pending code on success. On failure the caller keeps the
 /// setup as it was, so the user can simply try again.
-async fn send_code(
+pub(crate) async fn send_code(
     auth: &Auth,
     pages: &Pages,
     who: &Identity,
@@ -613,13 +657,20 @@ async fn activate(
             return again(say(lang, "not_yet"), StatusCode::UNAUTHORIZED);
         }
     };
-    let stored = auth
+    let before = notice_addresses(auth, &who.user);
+    let codes = match auth
         .factors
-        .set_emergency_email(&who.user.name, &contact)
-        .and_then(|()| auth.factors.activate_totp(&who.user.name, &secret, step))
-        .and_then(|()| auth.factors.new_recovery_codes(&who.user.name));
-    let codes = match stored {
-        Ok(codes) => codes,
+        .enrol_totp(&who.user.name, &secret, step, &contact)
+    {
+        Ok(Some(codes)) => codes,
+        Ok(None) => {
+            // Set up meanwhile in another session: this one changes nothing.
+            auth.enrolments.map.remove(&who.key);
+            tracing::warn!(target: "stepgate::portal", user = %who.user.name, "setup refused at the last step: a second factor was set up meanwhile");
+            let mut r = Reply::redirect(&format!("{}/account", pages.config().prefix));
+            r.status = StatusCode::SEE_OTHER;
+            return r;
+        }
         Err(e) => {
             tracing::error!(target: "stepgate::portal", user = %who.user.name, error = %e, "setup: could not store the factor");
             return again(say(lang, "fault"), StatusCode::SERVICE_UNAVAILABLE);
@@ -629,14 +680,12 @@ async fn activate(
     auth.regulator
         .record_success(&code_key(&who.user.name), req.client);
     tracing::info!(target: "stepgate::portal", user = %who.user.name, "two-step verification turned on (authenticator app)");
-    tell(
-        auth,
-        pages,
-        &who.user,
-        MessageKind::FactorAdded { factor: "totp" },
-        lang,
-    )
-    .await;
+    let origin = origin_of(auth, req);
+    let kind = MessageKind::FactorAdded {
+        factor: "totp",
+        origin: &origin,
+    };
+    tell(auth, pages, &who.user, kind, lang, &before).await;
     auth.assertions.forget_session(&who.key);
     let session = auth.sessions.create(
         &who.user.name,

@@ -2,6 +2,8 @@
 //! loopback ports, and asserts what the upstream received on the wire.
 #![allow(dead_code)]
 
+pub mod two_factor;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
