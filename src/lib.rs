@@ -20,6 +20,7 @@ pub mod redirect;
 pub mod regulation;
 pub mod routing;
 pub mod session;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod user_agent;

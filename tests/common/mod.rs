@@ -2,6 +2,7 @@
 //! loopback ports, and asserts what the upstream received on the wire.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod two_factor;
 
 use std::io::{Read, Write};

@@ -1,0 +1,411 @@
+//! One suite of store tests, run against every backend: the embedded SQLite database, and
+//! PostgreSQL when one is reachable (`STEPGATE_TEST_POSTGRES`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; each test gets a database of its own). Outside
+//! CI a missing PostgreSQL skips its half with a printed reason; with `CI=true` it fails.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::db;
+use stepgate::store::*;
+
+const ALICE: &str = "alice";
+
+fn cred(user: &str, kind: &str, id: &str, secret: &[u8]) -> Credential {
+    Credential {
+        user: user.into(),
+        kind: kind.into(),
+        id: id.into(),
+        secret: secret.to_vec(),
+        counter: 0,
+        created_ms: 1_000,
+        used_ms: None,
+        expires_ms: None,
+        data: b"{}".to_vec(),
+    }
+}
+
+fn session(user: &str, created: u64, seen: u64) -> SessionRecord {
+    SessionRecord {
+        user: user.into(),
+        amr: "pwd,otp".into(),
+        created_ms: created,
+        auth_ms: created + 1,
+        last_seen_ms: seen,
+        deferred: false,
+    }
+}
+
+async fn sessions(store: Store) {
+    let s = store.sessions();
+    let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    s.put_session(&a, &session(ALICE, 100, 200)).await.unwrap();
+    s.put_session(&b, &session(ALICE, 110, 210)).await.unwrap();
+    s.put_session(&c, &session("bob", 120, 220)).await.unwrap();
+    assert_eq!(s.session(&a).await.unwrap(), Some(session(ALICE, 100, 200)));
+    assert_eq!(s.session(&[9u8; 32]).await.unwrap(), None);
+    assert_eq!(s.count_sessions().await.unwrap(), 3);
+
+    // Touching never moves the last use back.
+    s.touch_sessions(&[(a, 500), (b, 50)]).await.unwrap();
+    assert_eq!(s.session(&a).await.unwrap().unwrap().last_seen_ms, 500);
+    assert_eq!(s.session(&b).await.unwrap().unwrap().last_seen_ms, 210);
+
+    let mine: Vec<SessionKey> = s
+        .sessions_of(ALICE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(mine, vec![a, b], "oldest first");
+    assert_eq!(
+        s.delete_sessions_of(ALICE, Some(&a)).await.unwrap(),
+        vec![b]
+    );
+    assert!(s.session(&a).await.unwrap().is_some());
+    assert!(s.delete_session(&a).await.unwrap());
+    assert!(!s.delete_session(&a).await.unwrap(), "already gone");
+
+    // Expiry: created before 121 or seen before 100.
+    s.put_session(&a, &session(ALICE, 300, 50)).await.unwrap();
+    let mut purged = s.purge_sessions(121, 100).await.unwrap();
+    purged.sort();
+    assert_eq!(purged, vec![a, c]);
+    assert_eq!(s.count_sessions().await.unwrap(), 0);
+    assert!(s
+        .delete_sessions_of("nobody", None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn credentials(store: Store) {
+    let c = store.credentials();
+    let totp = cred(ALICE, "totp", "", b"sealed-1");
+    assert!(c.write(vec![Write::InsertNew(totp.clone())]).await.unwrap());
+    // A second first-time enrolment changes nothing at all, not even its other writes.
+    let again = vec![
+        Write::SetEmergencyEmail {
+            user: ALICE.into(),
+            email: Some("mallory@evil.test".into()),
+            at_ms: 5,
+        },
+        Write::InsertNew(cred(ALICE, "totp", "", b"sealed-2")),
+    ];
+    assert!(!c.write(again).await.unwrap());
+    assert_eq!(c.account(ALICE).await.unwrap(), AccountRecord::default());
+    assert_eq!(
+        c.credentials(ALICE, Some("totp")).await.unwrap(),
+        vec![totp.clone()]
+    );
+
+    // Recovery codes: replaced as a set, each used once.
+    let codes: Vec<Write> = ["b", "a", "c"]
+        .iter()
+        .map(|id| Write::Put(cred(ALICE, "recovery", id, id.as_bytes())))
+        .collect();
+    let mut batch = vec![Write::DeleteKinds {
+        user: ALICE.into(),
+        kinds: vec!["recovery".into()],
+    }];
+    batch.extend(codes);
+    assert!(c.write(batch).await.unwrap());
+    let ids: Vec<String> = c
+        .credentials(ALICE, Some("recovery"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, vec!["a", "b", "c"], "ordered by id");
+    assert_eq!(c.credentials(ALICE, None).await.unwrap().len(), 4);
+    assert!(c.consume(ALICE, "recovery", "a", 10).await.unwrap());
+    assert!(
+        !c.consume(ALICE, "recovery", "a", 11).await.unwrap(),
+        "single use"
+    );
+    assert!(!c.consume(ALICE, "recovery", "zz", 11).await.unwrap());
+    let used = c.credentials(ALICE, Some("recovery")).await.unwrap();
+    assert_eq!(used[0].used_ms, Some(10));
+
+    // Expiring credentials cannot be consumed after their time.
+    let mut token = cred("bob", "enrolment_token", "", b"h");
+    token.expires_ms = Some(100);
+    assert!(c.write(vec![Write::Put(token)]).await.unwrap());
+    assert!(!c.consume("bob", "enrolment_token", "", 100).await.unwrap());
+    assert!(c.consume("bob", "enrolment_token", "", 99).await.unwrap());
+
+    // The counter only moves forward, and only for the secret it was read with.
+    assert!(c
+        .advance_counter(ALICE, "totp", "", b"sealed-1", 7)
+        .await
+        .unwrap());
+    assert!(!c
+        .advance_counter(ALICE, "totp", "", b"sealed-1", 7)
+        .await
+        .unwrap());
+    assert!(!c
+        .advance_counter(ALICE, "totp", "", b"sealed-1", 6)
+        .await
+        .unwrap());
+    assert!(!c
+        .advance_counter(ALICE, "totp", "", b"other", 8)
+        .await
+        .unwrap());
+    assert_eq!(
+        c.credentials(ALICE, Some("totp")).await.unwrap()[0].counter,
+        7
+    );
+
+    assert!(c.delete_credential(ALICE, "totp", "").await.unwrap());
+    assert!(!c.delete_credential(ALICE, "totp", "").await.unwrap());
+    assert!(c
+        .write(vec![Write::DeleteKinds {
+            user: ALICE.into(),
+            kinds: vec!["recovery".into(), "totp".into()],
+        }])
+        .await
+        .unwrap());
+    assert!(c.credentials(ALICE, None).await.unwrap().is_empty());
+    assert_eq!(
+        c.credentials("bob", None).await.unwrap().len(),
+        1,
+        "other users untouched"
+    );
+}
+
+async fn accounts(store: Store) {
+    let c = store.credentials();
+    assert_eq!(c.account(ALICE).await.unwrap(), AccountRecord::default());
+    assert_eq!(c.add_guide_skip(ALICE).await.unwrap(), 1);
+    assert_eq!(c.add_guide_skip(ALICE).await.unwrap(), 2);
+    let set = Write::SetEmergencyEmail {
+        user: ALICE.into(),
+        email: Some("a@b.test".into()),
+        at_ms: 42,
+    };
+    assert!(c.write(vec![set]).await.unwrap());
+    assert_eq!(
+        c.account(ALICE).await.unwrap(),
+        AccountRecord {
+            emergency_email: Some("a@b.test".into()),
+            emergency_verified_ms: Some(42),
+            guide_skips: 2,
+        }
+    );
+    let clear = vec![
+        Write::SetEmergencyEmail {
+            user: ALICE.into(),
+            email: None,
+            at_ms: 43,
+        },
+        Write::ClearGuideSkips { user: ALICE.into() },
+    ];
+    assert!(c.write(clear).await.unwrap());
+    assert_eq!(c.account(ALICE).await.unwrap(), AccountRecord::default());
+}
+
+fn challenge(data: &[u8], expires_ms: u64) -> Challenge {
+    Challenge {
+        user: ALICE.into(),
+        kind: "setup".into(),
+        data: data.to_vec(),
+        expires_ms,
+        version: 0,
+    }
+}
+
+async fn challenges(store: Store) {
+    let ch = store.challenges();
+    assert_eq!(
+        ch.put_challenge("setup:1", &challenge(b"a", 1_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        ch.put_challenge("setup:1", &challenge(b"b", 1_000))
+            .await
+            .unwrap(),
+        2
+    );
+    let got = ch.challenge("setup:1", 10).await.unwrap().unwrap();
+    assert_eq!((got.data.as_slice(), got.version), (&b"b"[..], 2));
+    assert!(!ch
+        .replace_challenge("setup:1", 1, &challenge(b"x", 1_000))
+        .await
+        .unwrap());
+    assert!(ch
+        .replace_challenge("setup:1", 2, &challenge(b"c", 1_000))
+        .await
+        .unwrap());
+    assert_eq!(
+        ch.challenge("setup:1", 10).await.unwrap().unwrap().version,
+        3
+    );
+    assert!(
+        !ch.replace_challenge("nothing", 0, &challenge(b"x", 1_000))
+            .await
+            .unwrap(),
+        "replace never creates"
+    );
+    assert_eq!(
+        ch.challenge("setup:1", 1_000).await.unwrap(),
+        None,
+        "expired"
+    );
+
+    ch.put_challenge("sends:alice", &challenge(b"", 2_000))
+        .await
+        .unwrap();
+    ch.put_challenge("sends:bob", &challenge(b"", 500))
+        .await
+        .unwrap();
+    ch.put_challenge("setup:2", &challenge(b"", 2_000))
+        .await
+        .unwrap();
+    assert_eq!(ch.count_challenges("sends:", 100).await.unwrap(), 2);
+    assert_eq!(ch.count_challenges("sends:", 600).await.unwrap(), 1);
+    assert_eq!(ch.count_challenges("setup:", 100).await.unwrap(), 2);
+    assert_eq!(ch.purge_challenges(1_000).await.unwrap(), 2);
+    ch.delete_challenge("setup:2").await.unwrap();
+    assert_eq!(ch.challenge("setup:2", 0).await.unwrap(), None);
+    assert_eq!(ch.count_challenges("", 0).await.unwrap(), 1);
+}
+
+async fn bans(store: Store) {
+    let b = store.bans();
+    let ban = |scope: &str, key: &str, until_ms| BanRecord {
+        scope: scope.into(),
+        key: key.into(),
+        until_ms,
+        level: 1,
+    };
+    b.put_ban(&ban("pair", "alice\u{1f}192.0.2.1", 500))
+        .await
+        .unwrap();
+    b.put_ban(&ban("address", "192.0.2.1", 100)).await.unwrap();
+    let mut longer = ban("address", "192.0.2.1", 900);
+    longer.level = 2;
+    b.put_ban(&longer).await.unwrap();
+    assert_eq!(
+        b.active_bans(600).await.unwrap(),
+        vec![longer.clone()],
+        "the pair's ended; the address's was replaced"
+    );
+    b.delete_ban("address", "192.0.2.1").await.unwrap();
+    assert!(b.active_bans(0).await.unwrap().len() == 1);
+    assert_eq!(b.purge_bans(500).await.unwrap(), 1);
+    assert!(b.active_bans(0).await.unwrap().is_empty());
+}
+
+async fn audit(store: Store) {
+    let a = store.audit();
+    for (at, event) in [(1, "sign_in"), (3, "factor_added"), (2, "sign_in")] {
+        a.append_audit(&AuditEvent {
+            at_ms: at,
+            user: ALICE.into(),
+            event: event.into(),
+            client: Some("192.0.2.1".into()),
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let events: Vec<u64> = a
+        .audit_of(ALICE, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.at_ms)
+        .collect();
+    assert_eq!(events, vec![3, 2], "newest first, at most the limit");
+    assert!(a.audit_of("bob", 10).await.unwrap().is_empty());
+    assert_eq!(a.purge_audit(3).await.unwrap(), 2);
+    assert_eq!(a.audit_of(ALICE, 10).await.unwrap().len(), 1);
+}
+
+/// Many callers racing for one use: exactly one wins, whatever the backend.
+async fn races(store: Store) {
+    let c = store.credentials();
+    assert!(c
+        .write(vec![Write::Put(cred(ALICE, "recovery", "x", b"x"))])
+        .await
+        .unwrap());
+    assert!(c
+        .write(vec![Write::Put(cred(ALICE, "totp", "", b"s"))])
+        .await
+        .unwrap());
+    store
+        .challenges()
+        .put_challenge("code", &challenge(b"", u64::MAX / 2))
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let consumed = s
+                .credentials()
+                .consume(ALICE, "recovery", "x", 5)
+                .await
+                .unwrap();
+            let advanced = s
+                .credentials()
+                .advance_counter(ALICE, "totp", "", b"s", 9)
+                .await
+                .unwrap();
+            let replaced = s
+                .challenges()
+                .replace_challenge("code", 1, &challenge(b"used", u64::MAX / 2))
+                .await
+                .unwrap();
+            (consumed, advanced, replaced)
+        }));
+    }
+    let mut wins = (0, 0, 0);
+    for t in tasks {
+        let (a, b, c) = t.await.unwrap();
+        wins.0 += usize::from(a);
+        wins.1 += usize::from(b);
+        wins.2 += usize::from(c);
+    }
+    assert_eq!(wins, (1, 1, 1));
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::db::sqlite(dir.path());
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::db::Postgres::create(stringify!($name)) else { return };
+                    super::$name(db.store()).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    sessions,
+    credentials,
+    accounts,
+    challenges,
+    bans,
+    audit,
+    races
+);
