@@ -3,12 +3,14 @@
 //! from several threads at once. Run with `cargo bench --bench hot_path`.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::FutureExt;
 use http::Method;
-use stepgate::access::{AccessRules, AuthLevel, Policy, Request, RuleSpec};
+use stepgate::access::{AccessRules, Policy, Request, RuleSpec};
+use stepgate::amr::{Amr, Method as AuthMethod};
 use stepgate::assertion::{AssertionCache, AssertionConfig, Signer};
 use stepgate::auth::Identity;
 use stepgate::config::IdentityHeaders;
@@ -17,8 +19,8 @@ use stepgate::hygiene::target::normalize_target;
 use stepgate::identity::{self, IdentityCache};
 use stepgate::proxy::forward;
 use stepgate::regulation::{RegulationConfig, Regulator};
-use stepgate::session::store::SqliteStore;
 use stepgate::session::{cookie, SessionConfig, Sessions};
+use stepgate::store::{run_blocking, Store, StoreConfig};
 use stepgate::users::{FileDirectory, UserDirectory};
 
 fn rules(n: usize) -> AccessRules {
@@ -73,22 +75,24 @@ fn bench_normalise(c: &mut Criterion) {
 /// Cookie header -> live session, among 10,000 sessions.
 fn bench_session(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
-    let sessions = Sessions::open(store, SessionConfig::default(), stepgate::clock::system())
-        .expect("sessions");
-    let ids: Vec<String> = (0..10_000)
-        .map(|i| {
-            sessions
-                .create(
-                    &format!("user{i}"),
-                    AuthLevel::OneFactor,
-                    vec!["pwd".into()],
-                    None,
-                )
-                .expect("create")
-                .0
-        })
-        .collect();
+    let store = Store::open(&StoreConfig::default(), dir.path()).expect("store");
+    let clock = stepgate::clock::system();
+    let sessions = run_blocking(Sessions::open(
+        store,
+        SessionConfig::default(),
+        clock,
+        vec![],
+    ))
+    .expect("sessions");
+    let ids: Vec<String> = run_blocking(async {
+        let mut ids = Vec::new();
+        for i in 0..10_000 {
+            let user = format!("user{i}");
+            let created = sessions.create(&user, Amr::PASSWORD, None).await;
+            ids.push(created.expect("create").0);
+        }
+        ids
+    });
     let mut headers = http::HeaderMap::new();
     let value = format!(
         "_ga=GA1.2.3; theme=dark; stepgate_session={}; lang=ko",
@@ -98,7 +102,12 @@ fn bench_session(c: &mut Criterion) {
     c.bench_function("session_from_cookie_header", |b| {
         b.iter(|| {
             let id = cookie::read(black_box(&headers), cookie::PLAIN).expect("cookie");
-            sessions.lookup(id).expect("live")
+            // A cache hit completes without waiting on anything.
+            let found = sessions
+                .lookup(id)
+                .now_or_never()
+                .expect("a cache hit is immediate");
+            found.expect("no store fault").expect("live")
         })
     });
 }
@@ -108,18 +117,19 @@ fn bench_session(c: &mut Criterion) {
 fn bench_identity(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = stepgate::clock::system();
-    let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
-    let sessions =
-        Sessions::open(store, SessionConfig::default(), clock.clone()).expect("sessions");
-    let (id, _) = sessions
-        .create(
-            "bob",
-            AuthLevel::TwoFactor,
-            vec!["pwd".into(), "otp".into()],
-            None,
-        )
-        .expect("create");
-    let (key, session) = sessions.lookup(&id).expect("live");
+    let store = Store::open(&StoreConfig::default(), dir.path()).expect("store");
+    let sessions = run_blocking(Sessions::open(
+        store,
+        SessionConfig::default(),
+        clock.clone(),
+        vec![],
+    ))
+    .expect("sessions");
+    let amr = Amr::PASSWORD.with(AuthMethod::Otp);
+    let (key, session) = run_blocking(async {
+        let (id, _) = sessions.create("bob", amr, None).await.expect("create");
+        sessions.lookup(&id).await.expect("store").expect("live")
+    });
     let users = FileDirectory::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/quickstart-users.toml"

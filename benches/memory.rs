@@ -21,9 +21,9 @@
 //!
 //! **Sessions at the full count.** If the projected time of the creates passes the budget, the
 //! create loop stops (saying so), the store is topped up to the full count with direct
-//! `SqliteStore::put` calls, and a restart (`Sessions::open`) gives the memory held at the full
-//! count. The restart runs in every case and is timed: it is how long a gateway with that many
-//! sessions takes to start.
+//! `put_session` calls, and a restart gives the memory held at the full count: `Sessions::open`
+//! (which reads nothing but the count) and one lookup of every session, which fills the cache
+//! the way returning users would. Both are timed.
 //!
 //! **Hash-table steps.** A `DashMap` shard doubles its table when 7/8 full, so bytes per key at a
 //! given count depend on where the count falls: 1,000,000 keys in 8 shards (2 CPUs) is just past
@@ -36,23 +36,23 @@
 //! table entry.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use stepgate::access::AuthLevel;
+use stepgate::amr::{Amr, Method};
 use stepgate::clock::{Clock, ManualClock};
 use stepgate::regulation::{RegulationConfig, Regulator};
-use stepgate::session::store::{SessionRecord, SessionStore, SqliteStore};
 use stepgate::session::{SessionConfig, Sessions};
+use stepgate::store::{run_blocking, SessionRecord, Store, StoreConfig};
 
 const DEFAULT_N: usize = 1_000_000;
 const DEFAULT_BUDGET_SECS: u64 = 600;
 const SESSION_TARGET_BYTES: f64 = 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
-/// Direct `SqliteStore::put` calls timed on their own, to separate the store's share of a create.
+/// Direct `put_session` calls timed on their own, to separate the store's share of a create.
 const STORE_ONLY_PUTS: usize = 20_000;
 
 /// Resident memory of this process, in bytes.
@@ -210,14 +210,22 @@ fn run_sessions(
     report: &mut Report,
     base: Rss,
 ) -> SessionRun {
-    let amr = || vec!["pwd".to_owned(), "otp".to_owned()];
+    let amr = Amr::PASSWORD.with(Method::Otp);
     let start = Instant::now();
     let (mut done, mut last_t, mut intervals) = (0usize, 0.0f64, Vec::new());
     let mut points = Vec::new();
     for target in checkpoints(n) {
-        for i in done..target {
-            let created = sessions.create(&format!("user{i}"), AuthLevel::TwoFactor, amr(), None);
-            if let Err(e) = created {
+        let failed = run_blocking(async {
+            for i in done..target {
+                let created = sessions.create(&format!("user{i}"), amr, None).await;
+                if let Err(e) = created {
+                    return Some((i, e));
+                }
+            }
+            None
+        });
+        if let Some((i, e)) = failed {
+            {
                 let why = format!("create #{i} failed: {e}");
                 println!("  STOPPED: {why}");
                 return SessionRun {
@@ -275,32 +283,34 @@ fn run_sessions(
     }
 }
 
-/// Times `SqliteStore::put` alone (no session map), as a reference for the create rate.
+/// Times `put_session` alone (no sessions layer), as a reference for the create rate.
 fn store_only_rate() -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path())?;
+    let store = Store::open(&StoreConfig::default(), dir.path())?;
     let start = Instant::now();
-    for i in 0..STORE_ONLY_PUTS {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-        let record = SessionRecord {
-            user: format!("user{i}"),
-            level: "2fa".into(),
-            amr: "pwd,otp".into(),
-            created_ms: 1,
-            auth_ms: 1,
-            last_seen_ms: 1,
-            deferred: false,
-        };
-        store.put(&key, &record)?;
-    }
+    run_blocking(async {
+        for i in 0..STORE_ONLY_PUTS {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            let record = SessionRecord {
+                user: format!("user{i}"),
+                amr: "pwd,otp".into(),
+                created_ms: 1,
+                auth_ms: 1,
+                last_seen_ms: 1,
+                deferred: false,
+            };
+            store.sessions().put_session(&key, &record).await?;
+        }
+        anyhow::Ok(())
+    })?;
     Ok(STORE_ONLY_PUTS as f64 / start.elapsed().as_secs_f64())
 }
 
 fn session_part(n: usize, budget: Duration, report: &mut Report) -> anyhow::Result<Value> {
     println!("== sessions: {n} creates through Sessions::create (SQLite store, autocommit) ==");
     let put_rate = store_only_rate()?;
-    println!("  reference: SqliteStore::put alone, {STORE_ONLY_PUTS} rows: {put_rate:.0}/s");
+    println!("  reference: put_session alone, {STORE_ONLY_PUTS} rows: {put_rate:.0}/s");
     let dir = tempfile::tempdir()?;
     let cfg = SessionConfig {
         max_sessions: 2_000_000,
@@ -308,14 +318,16 @@ fn session_part(n: usize, budget: Duration, report: &mut Report) -> anyhow::Resu
         ..Default::default()
     };
     let clock = ManualClock::now();
-    let store = Arc::new(SqliteStore::open(dir.path())?);
-    let sessions = Sessions::open(store, cfg.clone(), clock.clone())?;
+    let store = Store::open(&StoreConfig::default(), dir.path())?;
+    let sessions = run_blocking(Sessions::open(store, cfg.clone(), clock.clone(), vec![]))?;
     // Warm-up: the connection's page cache, the map's first shards, the formatting machinery.
-    for i in 0..100 {
-        let amr = vec!["pwd".to_owned()];
-        let (_, s) = sessions.create(&format!("warm{i}"), AuthLevel::OneFactor, amr, None)?;
-        drop(s);
-    }
+    run_blocking(async {
+        for i in 0..100 {
+            let user = format!("warm{i}");
+            drop(sessions.create(&user, Amr::PASSWORD, None).await?);
+        }
+        anyhow::Ok(())
+    })?;
     trim();
     let base = Rss::now();
     report.row(
@@ -347,7 +359,7 @@ fn session_part(n: usize, budget: Duration, report: &mut Report) -> anyhow::Resu
         println!("  NOTE: stopped early: {why}");
     }
     drop(sessions);
-    let restored = restore(dir.path(), n, created, &cfg, &clock, report)?;
+    let restored = restore(n, &cfg, &clock, report)?;
     let db_bytes = std::fs::metadata(dir.path().join("stepgate.db")).map_or(0, |m| m.len());
     let mut out = json!({
         "sessions_requested": n,
@@ -377,59 +389,72 @@ fn target_verdict(bytes: f64) -> &'static str {
     }
 }
 
-/// Sessions held at the full count even when creating them one by one was stopped early: tops
-/// the store up to `n` rows with direct `SqliteStore::put` calls, then restarts, i.e.
-/// `Sessions::open` loads every row (no per-user scan on that path). Also times the restart.
+/// Sessions held at the full count even when creating them one by one was stopped early: a
+/// fresh store gets `n` rows by direct `put_session` calls (IDs known to the benchmark), then a
+/// restart (`Sessions::open`) looks every session up once, which fills the cache the way
+/// returning browsers would. Times both.
 fn restore(
-    dir: &Path,
     n: usize,
-    created: usize,
     cfg: &SessionConfig,
     clock: &Arc<ManualClock>,
     report: &mut Report,
 ) -> anyhow::Result<Value> {
-    println!("== sessions: restart with {n} sessions in the store (Sessions::open) ==");
-    if created < n {
-        let store = SqliteStore::open(dir)?;
+    println!("== sessions: restart with {n} sessions in the store (Sessions::open, lookups) ==");
+    let fresh = tempfile::tempdir()?;
+    let dir = fresh.path();
+    let mut ids = Vec::with_capacity(n);
+    {
+        let store = Store::open(&StoreConfig::default(), dir)?;
         let now = clock.now_ms();
         let start = Instant::now();
-        for i in created..n {
-            let record = SessionRecord {
-                user: format!("user{i}"),
-                level: "2fa".into(),
-                amr: "pwd,otp".into(),
-                created_ms: now,
-                auth_ms: now,
-                last_seen_ms: now,
-                deferred: false,
-            };
-            store.put(&Sha256::digest(i.to_le_bytes()).into(), &record)?;
-            if (i + 1) % 100_000 == 0 {
-                println!(
-                    "  store top-up {:>9}: {:>6.1} s",
-                    i + 1,
-                    start.elapsed().as_secs_f64()
-                );
+        run_blocking(async {
+            for i in 0..n {
+                let record = SessionRecord {
+                    user: format!("user{i}"),
+                    amr: "pwd,otp".into(),
+                    created_ms: now,
+                    auth_ms: now,
+                    last_seen_ms: now,
+                    deferred: false,
+                };
+                // IDs of the top-up rows, so the restart can look them up like browsers would.
+                let id = format!("{:0>43}", i);
+                let key = Sha256::digest(id.as_bytes()).into();
+                store.sessions().put_session(&key, &record).await?;
+                ids.push(id);
+                if (i + 1) % 100_000 == 0 {
+                    println!(
+                        "  store top-up {:>9}: {:>6.1} s",
+                        i + 1,
+                        start.elapsed().as_secs_f64()
+                    );
+                }
             }
-        }
+            anyhow::Ok(())
+        })?;
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "  topped up {} rows with SqliteStore::put in {secs:.1} s ({:.0}/s)",
-            n - created,
-            (n - created) as f64 / secs
+            "  wrote {n} rows with put_session in {secs:.1} s ({:.0}/s)",
+            n as f64 / secs
         );
     }
     trim();
     let base = Rss::now();
     report.row("restart: baseline (sessions dropped)", 0, base, None, "");
     let start = Instant::now();
-    let store = Arc::new(SqliteStore::open(dir)?);
-    let sessions = Sessions::open(store, cfg.clone(), clock.clone())?;
+    let store = Store::open(&StoreConfig::default(), dir)?;
+    let sessions = run_blocking(Sessions::open(store, cfg.clone(), clock.clone(), vec![]))?;
+    run_blocking(async {
+        for id in &ids {
+            sessions.lookup(id).await?;
+        }
+        anyhow::Ok(())
+    })?;
     let load_secs = start.elapsed().as_secs_f64();
-    let held = sessions.len();
+    let held = sessions.cached();
     let loaded = Rss::now();
     report.row(
-        "restart: after Sessions::open",
+        "restart: after Sessions::open and a lookup of each",
         held,
         loaded,
         Some(base),
@@ -448,7 +473,7 @@ fn restore(
         verdict,
     );
     println!(
-        "  Sessions::open loaded {held} sessions in {load_secs:.1} s; {bytes:.0} B/session RSS \
+        "  Sessions::open and lookups cached {held} sessions in {load_secs:.1} s; {bytes:.0} B/session RSS \
          ({heap:.0} heap): {verdict}"
     );
     Ok(json!({

@@ -14,6 +14,7 @@ use http::Method;
 use ipnet::IpNet;
 use regex::RegexSet;
 
+pub use crate::amr::AuthLevel;
 use crate::routing::HostPattern;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,13 +85,6 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub method: &'a Method,
     pub client: IpAddr,
-}
-
-/// How far a session has authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AuthLevel {
-    OneFactor,
-    TwoFactor,
 }
 
 /// Who is asking, as far as rules care.

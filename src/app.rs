@@ -13,24 +13,24 @@ use pingora::services::listening::Service;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::access::AccessRules;
-use crate::assertion::{AssertionCache, Signer};
+use crate::assertion::Signer;
 use crate::auth::Auth;
 use crate::clock::SharedClock;
 use crate::config::{Config, ListenerKind, UpstreamConfig};
 use crate::factor::Factors;
 use crate::hygiene::HeaderHygiene;
+use crate::identity::IdentityCache;
 use crate::notify::Notifiers;
 use crate::portal::csrf::Csrf;
 use crate::portal::return_to::ReturnTo;
-use crate::portal::setup::Enrolments;
 use crate::portal::Pages;
 use crate::proxy::upstream::{PoolParts, Upstream, UpstreamError};
 use crate::proxy::{AppRuntime, Gateway, State};
 use crate::redirect::RedirectToHttps;
 use crate::regulation::Regulator;
 use crate::routing::HostRouter;
-use crate::session::store::SqliteStore;
-use crate::session::Sessions;
+use crate::session::{SessionEnded, Sessions};
+use crate::store::Store;
 use crate::tls::SniResolver;
 use crate::users::{FileDirectory, PasswordVerifier, UserDirectory};
 use crate::whoami::Whoami;
@@ -40,7 +40,7 @@ pub enum BuildError {
     #[error("users file: {0}")]
     Users(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Store(#[from] crate::session::store::StoreError),
+    Store(#[from] crate::store::StoreError),
     #[error("identity assertion keys: {0}")]
     Assertion(#[from] crate::assertion::AssertionError),
     #[error("second factors: {0}")]
@@ -113,9 +113,26 @@ impl UserDirectory for NoUsers {
     }
 }
 
+/// The data directory, created owner-only (0700); an existing one is tightened to that, since
+/// it holds the database and the keys.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let failed = |cause| BuildError::DataDir {
+        path: dir.display().to_string(),
+        cause,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)
+}
+
 fn build_auth(
     cfg: &Config,
     clock: SharedClock,
+    identities: Arc<IdentityCache>,
 ) -> Result<(Auth, Option<Arc<FileDirectory>>), BuildError> {
     let data = &cfg.server.data_dir;
     let (users, directory): (Arc<dyn UserDirectory>, Option<Arc<FileDirectory>>) =
@@ -126,28 +143,30 @@ fn build_auth(
             }
             None => (Arc::new(NoUsers), None),
         };
-    let store = Arc::new(SqliteStore::open(data)?);
+    let store = Store::open(&cfg.store, data)?;
+    let followers: Vec<Arc<dyn SessionEnded>> = vec![identities];
+    let sessions = crate::store::run_blocking(Sessions::open(
+        store.clone(),
+        cfg.session.clone(),
+        clock.clone(),
+        followers,
+    ))?;
     let auth = Auth {
-        sessions: Sessions::open(store, cfg.session.clone(), clock.clone())?,
+        sessions,
         users,
         verifier: PasswordVerifier::new(cfg.server.password_hash_concurrency),
         regulator: Regulator::new(cfg.regulation.clone(), clock.clone()),
         signer: Signer::open(data, cfg.assertion.clone(), clock.clone())?,
-        assertions: AssertionCache::new(clock.clone()),
-        csrf: Csrf::open(data).map_err(BuildError::Csrf)?,
-        return_to: ReturnTo::new(
-            cfg.portal.default_redirect.clone(),
-            cfg.portal.allowed_redirect_hosts.clone(),
-        ),
         factors: Factors::open(
+            store.clone(),
             data,
             cfg.two_factor.secret_key_file.as_deref(),
             clock.clone(),
         )?,
         notifiers: Notifiers::build(&cfg.notify, data)?,
         two_factor: cfg.two_factor.clone(),
-        enrolments: Enrolments::default(),
         clock,
+        store,
     };
     Ok((auth, directory))
 }
@@ -158,10 +177,7 @@ pub fn build_with_clock(
     clock: SharedClock,
     runtime: Runtime,
 ) -> Result<Server, BuildError> {
-    std::fs::create_dir_all(&cfg.server.data_dir).map_err(|cause| BuildError::DataDir {
-        path: cfg.server.data_dir.display().to_string(),
-        cause,
-    })?;
+    prepare_data_dir(&cfg.server.data_dir)?;
     let conf = ServerConf {
         threads: cfg.server.threads,
         grace_period_seconds: Some(cfg.server.grace_period.as_secs_f64().ceil() as u64),
@@ -201,7 +217,16 @@ pub fn build_with_clock(
         });
     }
 
-    let (auth, directory) = build_auth(cfg, clock)?;
+    let identities = Arc::new(IdentityCache::new(clock.clone()));
+    let (auth, directory) = build_auth(cfg, clock, Arc::clone(&identities))?;
+    let pages = Pages::new(
+        cfg.portal.clone(),
+        Csrf::open(&cfg.server.data_dir).map_err(BuildError::Csrf)?,
+        ReturnTo::new(
+            cfg.portal.default_redirect.clone(),
+            cfg.portal.allowed_redirect_hosts.clone(),
+        ),
+    );
     let state = State {
         router: HostRouter::new(
             cfg.apps
@@ -216,8 +241,9 @@ pub fn build_with_clock(
             &cfg.server.trusted_proxies,
             gateway_cookie_names(),
         ),
-        pages: Pages::new(cfg.portal.clone()),
+        pages,
         auth,
+        identities,
         identity_headers: cfg.identity_headers.clone(),
         access_log: cfg.log.access_log,
     };
@@ -311,11 +337,16 @@ struct Housekeeping {
 impl pingora::services::background::BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut events = self.state.auth.store.backend().session_events();
         let mut n: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break,
+                event = next_event(&mut events) => {
+                    self.state.auth.sessions.apply(event);
+                    continue;
+                }
             }
             n += 1;
             if let Some(dir) = &self.directory {
@@ -323,31 +354,53 @@ impl pingora::services::background::BackgroundService for Housekeeping {
                     Ok(true) => {
                         tracing::info!(target: "stepgate::users", users = dir.len(), "users file reloaded");
                         // Kept identity headers and assertions carry the old facts.
-                        self.state.auth.assertions.clear();
+                        self.state.identities.clear();
                     }
                     Ok(false) => {}
                     Err(_) => {} // logged by the directory; the previous users stay in force
                 }
             }
             if n.is_multiple_of(30) {
-                self.sweep();
+                self.sweep().await;
             }
         }
         // Last activity reaches the store before the process ends.
-        self.sweep();
+        self.sweep().await;
+    }
+}
+
+/// The next session event from other gateways; pending forever when the backend has no feed.
+/// A lagging receiver lost events, which is a resync.
+async fn next_event(
+    events: &mut Option<tokio::sync::broadcast::Receiver<crate::store::SessionEvent>>,
+) -> crate::store::SessionEvent {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(rx) = events.as_mut() else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(event) => event,
+        Err(RecvError::Lagged(_)) => crate::store::SessionEvent::Resync,
+        Err(RecvError::Closed) => {
+            *events = None;
+            std::future::pending().await
+        }
     }
 }
 
 impl Housekeeping {
-    fn sweep(&self) {
+    async fn sweep(&self) {
         let auth = &self.state.auth;
-        if let Err(e) = auth.sessions.housekeeping() {
+        if let Err(e) = auth.sessions.housekeeping().await {
             tracing::error!(error = %e, "session housekeeping failed");
         }
         auth.regulator.cleanup();
-        auth.assertions.purge_expired();
+        self.state.identities.purge_expired();
         return_free_memory();
-        auth.enrolments.housekeeping(auth.clock.now_ms());
+        self.state
+            .pages
+            .enrolments
+            .housekeeping(auth.clock.now_ms());
         match auth.signer.rotate_if_due() {
             Ok(true) => {
                 tracing::info!(kid = %auth.signer.current_kid(), "assertion signing key rotated")

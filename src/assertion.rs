@@ -424,8 +424,19 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     synced.map_err(io_err("sync", dir))
 }
 
-/// The session's ID hash.
-pub type SessionKey = [u8; 32];
+pub use crate::store::SessionKey;
+
+/// The session layer tells the cache when a session ends (logout, expiry, rotation, another
+/// gateway's sign-out), so a kept assertion never outlives its session.
+impl<V: Clone + Send + Sync> crate::session::SessionEnded for AssertionCache<V> {
+    fn session_ended(&self, key: &SessionKey) {
+        self.forget_session(key);
+    }
+
+    fn all_sessions_ended(&self) {
+        self.clear();
+    }
+}
 
 /// Reuse of signed assertions, so signing is not on every request's hot path. `V` is what is
 /// kept per (session, app): the token, or (in the proxy) the ready header values built with it.

@@ -4,35 +4,30 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::access::{AuthLevel, Principal};
+use crate::access::Principal;
+use crate::amr::AuthLevel;
 use crate::assertion::Signer;
 use crate::clock::SharedClock;
 use crate::config::TwoFactorConfig;
 use crate::factor::Factors;
 use crate::notify::Notifiers;
-use crate::portal::csrf::Csrf;
-use crate::portal::return_to::ReturnTo;
-use crate::portal::setup::Enrolments;
 use crate::regulation::Regulator;
 use crate::session::cookie::{self, CookieJar};
 use crate::session::{Session, SessionKey, Sessions};
+use crate::store::{Store, StoreError};
 use crate::users::{PasswordVerifier, User, UserDirectory};
 
 pub struct Auth {
+    pub store: Store,
     pub sessions: Sessions,
     pub users: Arc<dyn UserDirectory>,
     pub verifier: PasswordVerifier,
     pub regulator: Regulator,
     pub signer: Signer,
-    pub assertions: crate::identity::IdentityCache,
-    pub csrf: Csrf,
-    pub return_to: ReturnTo,
     pub clock: SharedClock,
     pub factors: Factors,
     pub notifiers: Notifiers,
     pub two_factor: TwoFactorConfig,
-    /// Two-step setups in progress, by session.
-    pub enrolments: Enrolments,
 }
 
 /// A signed-in request: the session and the user it belongs to.
@@ -50,7 +45,7 @@ impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("user", &self.user.name)
-            .field("level", &self.session.level)
+            .field("amr", &self.session.amr)
             .finish()
     }
 }
@@ -63,8 +58,14 @@ impl Identity {
             email: self.user.email.clone(),
             groups: self.user.groups.clone(),
             name: self.user.display_name.clone(),
-            auth_level: self.session.level_str(),
-            amr: self.session.amr.clone(),
+            auth_level: self.session.level().as_str(),
+            amr: self
+                .session
+                .amr
+                .values()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -79,7 +80,7 @@ impl Principal for Identity {
     }
 
     fn level(&self) -> AuthLevel {
-        self.session.level
+        self.session.level()
     }
 
     fn has_second_factor(&self) -> bool {
@@ -91,6 +92,10 @@ impl Principal for Identity {
     }
 }
 
+/// Session cookies one request may carry under the session's name: a browser can hold a
+/// host cookie and a stale domain cookie side by side; more than this is not looked at.
+const MAX_SESSION_COOKIES: usize = 4;
+
 impl Auth {
     pub fn jar(&self, tls: bool) -> CookieJar<'_> {
         CookieJar {
@@ -100,29 +105,47 @@ impl Auth {
     }
 
     /// The session the request's cookie names, if it is live and its user still exists and is
-    /// enabled. A session whose user was removed or disabled is ended on sight.
-    pub fn identify(&self, headers: &HeaderMap, tls: bool) -> Option<Identity> {
-        let id = cookie::read(headers, self.jar(tls).session_name())?;
-        let (key, session) = self.sessions.lookup(id)?;
+    /// enabled. A session whose user was removed or disabled is ended on sight. When the
+    /// browser sends several cookies of the session's name (a stale domain cookie beside the
+    /// host cookie, after `cookie_domain` changed), the first that names a live session wins,
+    /// so a stale one cannot send the user round the sign-in loop. `Err` only for a store
+    /// fault: the caller fails closed.
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        tls: bool,
+    ) -> Result<Option<Identity>, StoreError> {
+        let name = self.jar(tls).session_name();
+        for id in cookie::read_all(headers, name).take(MAX_SESSION_COOKIES) {
+            if let Some(who) = self.identify_one(id).await? {
+                return Ok(Some(who));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn identify_one(&self, id: &str) -> Result<Option<Identity>, StoreError> {
+        let Some((key, session)) = self.sessions.lookup(id).await? else {
+            return Ok(None);
+        };
         match self.users.get(&session.user) {
             Some(user) if !user.disabled => {
-                let second_factor = session.level == AuthLevel::OneFactor
-                    && self.factors.enrolled(&user.name).unwrap_or_else(|e| {
+                let second_factor = session.level() == AuthLevel::OneFactor
+                    && self.factors.enrolled(&user.name).await.unwrap_or_else(|e| {
                         tracing::error!(target: "stepgate::factor", user = %user.name, error = %e, "could not read the user's second factors");
                         true
                     });
-                Some(Identity {
+                Ok(Some(Identity {
                     key,
                     session,
                     user,
                     second_factor,
-                })
+                }))
             }
             _ => {
                 tracing::info!(target: "stepgate::session", user = %session.user, "session ended: user removed or disabled");
-                self.sessions.destroy(&key);
-                self.assertions.forget_session(&key);
-                None
+                self.sessions.end(&key).await?;
+                Ok(None)
             }
         }
     }

@@ -36,6 +36,7 @@ pub struct Config {
     pub assertion: crate::assertion::AssertionConfig,
     pub two_factor: TwoFactorConfig,
     pub notify: crate::notify::NotifyConfig,
+    pub store: crate::store::StoreConfig,
     pub listeners: Vec<ListenerConfig>,
     pub apps: Vec<AppConfig>,
     pub rules: Vec<RuleSpec>,

@@ -1,56 +1,62 @@
-//! Second factors and their durable state: TOTP secrets (sealed), recovery codes (hashed), the
-//! emergency contact address, operator enrolment tokens (hashed) and the setup guide's "later"
-//! count, all in `<data dir>/stepgate.db` next to the sessions, in tables of their own.
+//! Second factors, behind one seam: every kind implements [`SecondFactor`] (its kind, whether a
+//! user has it, beginning a challenge, checking an answer, removing it). Today: the
+//! authenticator app (`authenticator`, RFC 6238) and recovery codes (`recovery`). SMS and email
+//! codes, approval on a device, passkeys and certificates are further implementations; the
+//! challenge and the sign-in flow only ever talk to the seam.
 //!
-//! `Factors` is the façade the portal and the admin CLI use. Every call is one or a few short
-//! SQLite statements on one connection behind a mutex, held for the statement only; callers run
-//! them inline. Auth outcomes are verdict enums; `Err` is only for faults (store, key file,
-//! a secret that does not decrypt), and callers fail closed on it.
+//! [`Factors`] holds them, and the account's factor state that is not one factor: the emergency
+//! contact email, operator enrolment tokens, the setup guide's "later" count, first-time
+//! enrolment (which never replaces a factor) and resets. Everything durable lives in the store
+//! (`credentials` and `accounts`), secrets sealed by [`SecretCipher`] or hashed under its pepper.
+//! Auth outcomes are verdict enums; `Err` is only for faults (store, key file, a secret that does
+//! not decrypt), and callers fail closed on it.
 //!
 //! The pure parts live in submodules: `totp` (RFC 4226/6238, URI, QR), `code` (email/SMS
 //! one-time codes), `recovery` (recovery-code format and hashing), `cipher` (encryption at rest).
 
+pub mod authenticator;
 pub mod cipher;
 pub mod code;
 pub mod recovery;
 pub mod totp;
 
+pub use authenticator::AuthenticatorApp;
 pub use cipher::SecretCipher;
 pub use code::{CodeCheck, PendingCode};
+pub use recovery::RecoveryCodes;
 pub use totp::{TotpCheck, TotpSecret};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use dashmap::DashMap;
 use ring::hmac;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use subtle::ConstantTimeEq;
 
+use crate::amr::Method;
 use crate::clock::SharedClock;
+use crate::store::{Credential, Store, StoreError, Write};
 
 const LOG_TARGET: &str = "stepgate::factor";
 
-/// How long `enrolled` trusts its cache; a change made by another process (`stepgate admin`) is
-/// seen within this time, a change made through this `Factors` at once.
+/// How long `enrolled` trusts its cache; a change made by another process (`stepgate admin`,
+/// another gateway) is seen within this time, a change made through this `Factors` at once.
 pub const ENROLLED_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Entries kept before the cache is simply cleared (bounded memory, SECURITY 38).
 const ENROLLED_CACHE_MAX: usize = 100_000;
-/// Shortest TOTP secret stored: 128 bits (SECURITY 22).
-const MIN_SECRET_BYTES: usize = 16;
 /// Characters of an enrolment token, shown in groups of four.
 const TOKEN_CHARS: usize = 20;
+const TOKEN_KIND: &str = "enrolment_token";
 
-/// Faults of the factor store. Messages are lowercase and never contain a secret.
+/// Faults of the factors. Messages are lowercase and never contain a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum FactorError {
-    #[error("factor store: {0}")]
-    Store(#[from] rusqlite::Error),
-    #[error("factor store: connection lock poisoned by a panic in another thread")]
-    Poisoned,
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("factor key file {path}: {problem}")]
     KeyFile { path: PathBuf, problem: String },
     #[error("factor key file {path}: {source}")]
@@ -73,27 +79,83 @@ pub enum FactorError {
     InvalidEmail(&'static str),
 }
 
-/// The outcome of `Factors::verify_totp`.
+/// The kinds of second factor, by the names the challenge's `method` parameter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FactorKind {
+    /// An authenticator app (TOTP).
+    Totp,
+    /// A single-use recovery code.
+    Recovery,
+}
+
+impl FactorKind {
+    pub const ALL: [FactorKind; 2] = [FactorKind::Totp, FactorKind::Recovery];
+
+    /// `totp`, `recovery`: the contract's method names, and the store's credential kinds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorKind::Totp => "totp",
+            FactorKind::Recovery => "recovery",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FactorKind> {
+        FactorKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The RFC 8176 method a pass with this factor adds to the session.
+    pub fn method(self) -> Method {
+        match self {
+            // A recovery code is a one-time password in RFC 8176's terms.
+            FactorKind::Totp | FactorKind::Recovery => Method::Otp,
+        }
+    }
+
+    /// Whether having only this factor counts as having two-step verification (a recovery code
+    /// is a backup of another factor, not a factor to set up on its own).
+    pub fn is_primary(self) -> bool {
+        self != FactorKind::Recovery
+    }
+}
+
+/// The outcome of checking an answer with one factor.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TotpVerdict {
-    Accepted,
-    /// A code for a step already used (logged at warn; the caller should notify the user).
+pub enum Verdict {
+    /// Right. `remaining`: single-use credentials of this kind left afterwards (recovery codes).
+    Accepted {
+        kind: FactorKind,
+        remaining: Option<usize>,
+    },
+    /// A one-time value already used (logged at warn; the caller should notify the user).
     Replayed,
     Wrong,
+    /// Not the shape this factor's answers have (does not count as a try).
     Malformed,
     NotEnrolled,
 }
 
-/// The outcome of `Factors::use_recovery_code`.
+/// What beginning a challenge did.
 #[must_use]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecoveryVerdict {
-    Accepted {
-        remaining: usize,
-    },
-    /// Not one of the user's unused codes (including malformed input and a code used already).
-    Wrong,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Begun {
+    /// Nothing to send: the user reads the answer off their own device or paper.
+    Ready,
+}
+
+/// One kind of second factor. Implementations keep their state in the store.
+#[async_trait]
+pub trait SecondFactor: Send + Sync {
+    fn kind(&self) -> FactorKind;
+    /// Whether `user` has this factor (uncached).
+    async fn enrolled(&self, user: &str) -> Result<bool, FactorError>;
+    /// Prepares a challenge for `user` (sends a code, creates an approval...).
+    async fn begin(&self, user: &str) -> Result<Begun, FactorError>;
+    /// Checks `answer`. Single-use answers are used up by an `Accepted` verdict, exactly once
+    /// even when two gateways race.
+    async fn verify(&self, user: &str, answer: &str) -> Result<Verdict, FactorError>;
+    /// Removes the factor; `false` when the user had none.
+    async fn remove(&self, user: &str) -> Result<bool, FactorError>;
 }
 
 /// What the account page shows.
@@ -111,14 +173,32 @@ struct CachedFlag {
     fetched_ms: u64,
 }
 
-/// Second factors of all users, durable in SQLite. `Debug` shows no secret.
+/// What every factor implementation shares: the store, the key and the clock.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub cipher: SecretCipher,
+    pub clock: SharedClock,
+}
+
+/// Overwrites secret bytes before their memory is released. Best effort without a zeroize
+/// crate: `black_box` keeps the compiler from dropping the writes as dead stores.
+pub(crate) fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(&bytes);
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// All second factors, and the factor state of accounts. `Debug` shows no secret.
 pub struct Factors {
-    conn: Mutex<Connection>,
-    cipher: SecretCipher,
+    shared: Arc<Shared>,
+    app: AuthenticatorApp,
+    recovery: RecoveryCodes,
     enrolled_cache: DashMap<String, CachedFlag>,
     /// Bumped on every local change, so a cache fill that raced a change is thrown away.
     generation: AtomicU64,
-    clock: SharedClock,
 }
 
 impl fmt::Debug for Factors {
@@ -129,83 +209,61 @@ impl fmt::Debug for Factors {
     }
 }
 
-/// Overwrites secret bytes before their memory is released. Best effort without a zeroize
-/// crate: `black_box` keeps the compiler from dropping the writes as dead stores.
-pub(crate) fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(&bytes);
-}
-
-/// SQLite stores signed 64-bit integers; our times and steps are far below `i64::MAX`, and the
-/// saturation only ever makes a stored step or expiry larger (stricter).
-fn sql_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn from_sql_int(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS factor_totp (
-    user TEXT PRIMARY KEY,
-    secret BLOB NOT NULL,
-    last_step INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS factor_recovery (
-    user TEXT NOT NULL,
-    hash BLOB NOT NULL,
-    created_ms INTEGER NOT NULL,
-    used_ms INTEGER,
-    PRIMARY KEY (user, hash)
-);
-CREATE TABLE IF NOT EXISTS factor_contact (
-    user TEXT PRIMARY KEY,
-    email TEXT NOT NULL,
-    verified_ms INTEGER
-);
-CREATE TABLE IF NOT EXISTS factor_token (
-    user TEXT PRIMARY KEY,
-    hash BLOB NOT NULL,
-    expires_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS factor_skip (
-    user TEXT PRIMARY KEY,
-    count INTEGER NOT NULL
-);";
-
 impl Factors {
-    /// Opens (creating if missing) the factor tables in `<data_dir>/stepgate.db` and the key
-    /// file (`<data_dir>/keys/factor.key` unless given). The database is useless without the key
-    /// file: back them up together, store them apart.
+    /// The factors over `store`, with the key file (`<data_dir>/keys/factor.key` unless given,
+    /// created if missing). The database is useless without the key file: back them up
+    /// together, store them apart.
     pub fn open(
+        store: Store,
         data_dir: &Path,
         key_file: Option<&Path>,
         clock: SharedClock,
     ) -> Result<Factors, FactorError> {
         let default_key = data_dir.join("keys").join("factor.key");
         let cipher = SecretCipher::load_or_create(key_file.unwrap_or(&default_key))?;
-        let conn = Connection::open(data_dir.join("stepgate.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Factors {
-            conn: Mutex::new(conn),
+        let shared = Arc::new(Shared {
+            store,
             cipher,
+            clock,
+        });
+        Ok(Factors {
+            app: AuthenticatorApp::new(Arc::clone(&shared)),
+            recovery: RecoveryCodes::new(Arc::clone(&shared)),
+            shared,
             enrolled_cache: DashMap::new(),
             generation: AtomicU64::new(0),
-            clock,
         })
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>, FactorError> {
-        self.conn.lock().map_err(|_| FactorError::Poisoned)
+    /// The factor of `kind`.
+    pub fn get(&self, kind: FactorKind) -> &dyn SecondFactor {
+        match kind {
+            FactorKind::Totp => &self.app,
+            FactorKind::Recovery => &self.recovery,
+        }
+    }
+
+    pub fn app(&self) -> &AuthenticatorApp {
+        &self.app
+    }
+
+    pub fn recovery(&self) -> &RecoveryCodes {
+        &self.recovery
+    }
+
+    /// The key pending one-time codes are hashed under.
+    pub fn code_key(&self) -> &code::CodeKey {
+        self.shared.cipher.code_key()
+    }
+
+    /// Seals a secret for `user` (for a challenge that must keep one between requests).
+    pub fn seal(&self, user: &str, secret: &[u8]) -> Result<Vec<u8>, FactorError> {
+        self.shared.cipher.seal(user, secret)
+    }
+
+    /// Opens what `seal` sealed for `user`.
+    pub fn open_sealed(&self, user: &str, sealed: &[u8]) -> Result<Vec<u8>, FactorError> {
+        self.shared.cipher.open(user, sealed)
     }
 
     /// Drops the cached `enrolled` flag of `user` after a local change. The generation bump comes
@@ -215,16 +273,41 @@ impl Factors {
         self.enrolled_cache.remove(user);
     }
 
-    /// Whether the user has an active second factor (today: TOTP).
-    ///
-    /// Cached per user for `ENROLLED_CACHE_TTL` because this is asked on every request that
-    /// needs a second factor. The approximation: a change made by another process (the admin
-    /// CLI, or a second gateway on the same database) shows here up to 10 s late; changes made
-    /// through this `Factors` show at once. A stale `true` after an operator reset makes the
-    /// user face a challenge they cannot pass for those seconds; a stale `false` after an
-    /// enrolment elsewhere sends them to the setup guide again. Neither grants access.
-    pub fn enrolled(&self, user: &str) -> Result<bool, FactorError> {
-        let now = self.clock.now_ms();
+    /// The kinds the user has, in the order the challenge offers them (one store read).
+    pub async fn enrolled_kinds(&self, user: &str) -> Result<Vec<FactorKind>, FactorError> {
+        let creds = self
+            .shared
+            .store
+            .credentials()
+            .credentials(user, None)
+            .await?;
+        Ok(FactorKind::ALL
+            .into_iter()
+            .filter(|k| {
+                creds
+                    .iter()
+                    .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
+            })
+            .collect())
+    }
+
+    /// Whether the user has two-step verification: a primary factor (uncached).
+    pub async fn has_second_factor(&self, user: &str) -> Result<bool, FactorError> {
+        Ok(self
+            .enrolled_kinds(user)
+            .await?
+            .into_iter()
+            .any(FactorKind::is_primary))
+    }
+
+    /// Whether the user has two-step verification, cached per user for `ENROLLED_CACHE_TTL`
+    /// because this is asked on every request of a one-factor session that needs a second
+    /// factor. The approximation: a change made by another process shows here up to 10 s late;
+    /// changes made through this `Factors` show at once. A stale `true` after an operator reset
+    /// makes the user face a challenge they cannot pass for those seconds; a stale `false` after
+    /// an enrolment elsewhere sends them to the setup guide again. Neither grants access.
+    pub async fn enrolled(&self, user: &str) -> Result<bool, FactorError> {
+        let now = self.shared.clock.now_ms();
         let ttl = duration_ms(ENROLLED_CACHE_TTL);
         if let Some(hit) = self.enrolled_cache.get(user).map(|e| *e) {
             // A clock that went backwards counts as stale.
@@ -233,7 +316,7 @@ impl Factors {
             }
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let enrolled = self.totp_enrolled(user)?;
+        let enrolled = self.has_second_factor(user).await?;
         if self.enrolled_cache.len() >= ENROLLED_CACHE_MAX {
             self.enrolled_cache.clear();
         }
@@ -252,35 +335,44 @@ impl Factors {
         Ok(enrolled)
     }
 
-    /// Whether the user has an activated TOTP secret (uncached).
-    pub fn totp_enrolled(&self, user: &str) -> Result<bool, FactorError> {
-        let found = self
-            .conn()?
-            .query_row(
-                "SELECT 1 FROM factor_totp WHERE user = ?1",
-                params![user],
-                |_| Ok(()),
-            )
-            .optional()?;
-        Ok(found.is_some())
+    /// Whether the user has an authenticator app (uncached).
+    pub async fn totp_enrolled(&self, user: &str) -> Result<bool, FactorError> {
+        self.app.enrolled(user).await
+    }
+
+    /// Checks `answer` with the factor of `kind`. An answer that is not that factor's shape but
+    /// is a recovery code is taken as one: recovery codes are accepted wherever a code is asked
+    /// for (each factor knows its own shape; nobody guesses the kind from the input).
+    pub async fn verify(
+        &self,
+        kind: FactorKind,
+        user: &str,
+        answer: &str,
+    ) -> Result<Verdict, FactorError> {
+        let verdict = self.get(kind).verify(user, answer).await?;
+        if verdict == Verdict::Malformed && kind != FactorKind::Recovery {
+            let fallback = self.recovery.verify(user, answer).await?;
+            if fallback != Verdict::Malformed && fallback != Verdict::NotEnrolled {
+                return Ok(fallback);
+            }
+        }
+        Ok(verdict)
     }
 
     /// Stores (sealed) an activated TOTP secret, replacing any previous one, with
-    /// `accepted_step` as the last used step, so the code that proved the activation cannot be
-    /// replayed at the challenge. Secrets under 128 bits are refused.
-    pub fn activate_totp(
+    /// `accepted_step` as the last used step. For the admin and tests; setup uses `enrol_totp`.
+    pub async fn activate_totp(
         &self,
         user: &str,
         secret: &TotpSecret,
         accepted_step: u64,
     ) -> Result<(), FactorError> {
-        let sealed = self.seal_secret(user, secret)?;
-        let now = self.clock.now_ms();
-        self.conn()?.execute(
-            "INSERT OR REPLACE INTO factor_totp (user, secret, last_step, created_ms)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![user, sealed, sql_int(accepted_step), sql_int(now)],
-        )?;
+        let cred = self.app.credential(user, secret, accepted_step)?;
+        self.shared
+            .store
+            .credentials()
+            .write(vec![Write::Put(cred)])
+            .await?;
         self.changed(user);
         tracing::info!(target: LOG_TARGET, user, "totp activated");
         Ok(())
@@ -291,7 +383,7 @@ impl Factors {
     /// new recovery codes, returned for showing once. `Ok(None)` when the user has a TOTP secret
     /// already (set up meanwhile in another session): nothing changes, so a first-time setup can
     /// never replace a factor (that takes `replace_totp`, behind a fresh proof).
-    pub fn enrol_totp(
+    pub async fn enrol_totp(
         &self,
         user: &str,
         secret: &TotpSecret,
@@ -299,28 +391,21 @@ impl Factors {
         emergency_email: &str,
     ) -> Result<Option<Vec<String>>, FactorError> {
         check_email(emergency_email)?;
-        let sealed = self.seal_secret(user, secret)?;
-        let now = sql_int(self.clock.now_ms());
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let added = tx.execute(
-            "INSERT INTO factor_totp (user, secret, last_step, created_ms)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT(user) DO NOTHING",
-            params![user, sealed, sql_int(accepted_step), now],
-        )?;
-        if added == 0 {
+        let now = self.shared.clock.now_ms();
+        let mut batch = vec![
+            Write::InsertNew(self.app.credential(user, secret, accepted_step)?),
+            Write::SetEmergencyEmail {
+                user: user.to_owned(),
+                email: Some(emergency_email.to_owned()),
+                at_ms: now,
+            },
+        ];
+        let codes = self.recovery.fresh_batch(user, &mut batch);
+        let added = self.shared.store.credentials().write(batch).await?;
+        self.changed(user);
+        if !added {
             return Ok(None);
         }
-        tx.execute(
-            "INSERT INTO factor_contact (user, email, verified_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT(user) DO UPDATE SET email = excluded.email,
-                                             verified_ms = excluded.verified_ms",
-            params![user, emergency_email, now],
-        )?;
-        let codes = self.replace_recovery_codes(&tx, user)?;
-        tx.commit()?;
-        drop(conn);
-        self.changed(user);
         tracing::info!(target: LOG_TARGET, user, "totp activated; emergency email and recovery codes set");
         Ok(Some(codes))
     }
@@ -329,208 +414,71 @@ impl Factors {
     /// `accepted_step`; recovery codes and the emergency email stay. Until this call the old
     /// secret keeps working. `Ok(false)` when the user has no TOTP secret (removed meanwhile):
     /// nothing changes.
-    pub fn replace_totp(
+    pub async fn replace_totp(
         &self,
         user: &str,
         secret: &TotpSecret,
         accepted_step: u64,
     ) -> Result<bool, FactorError> {
-        let sealed = self.seal_secret(user, secret)?;
-        let now = sql_int(self.clock.now_ms());
-        let replaced = self.conn()?.execute(
-            "UPDATE factor_totp SET secret = ?2, last_step = ?3, created_ms = ?4 WHERE user = ?1",
-            params![user, sealed, sql_int(accepted_step), now],
-        )?;
+        let replaced = self.app.replace(user, secret, accepted_step).await?;
         self.changed(user);
-        if replaced == 1 {
+        if replaced {
             tracing::info!(target: LOG_TARGET, user, "totp replaced");
         }
-        Ok(replaced == 1)
-    }
-
-    fn seal_secret(&self, user: &str, secret: &TotpSecret) -> Result<Vec<u8>, FactorError> {
-        let bytes = secret.as_bytes();
-        if bytes.len() < MIN_SECRET_BYTES {
-            return Err(FactorError::SecretTooShort {
-                bits: bytes.len() * 8,
-            });
-        }
-        self.cipher.seal(user, bytes)
-    }
-
-    /// Verifies a code against the user's TOTP at the clock's time.
-    ///
-    /// The step is recorded with `UPDATE .. WHERE last_step < step AND secret = sealed`: of two
-    /// requests (or two gateways sharing the database) racing with one code, exactly one changes
-    /// the row and is `Accepted`; the other is `Replayed`. Matching the sealed blob as well means
-    /// a code of a secret replaced in the meantime cannot be recorded against the new one. A
-    /// secret that does not decrypt is an `Err` (fail closed), never a verdict.
-    pub fn verify_totp(&self, user: &str, code: &str) -> Result<TotpVerdict, FactorError> {
-        let row = self
-            .conn()?
-            .query_row(
-                "SELECT secret, last_step FROM factor_totp WHERE user = ?1",
-                params![user],
-                |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?)),
-            )
-            .optional()?;
-        let Some((sealed, last_step)) = row else {
-            return Ok(TotpVerdict::NotEnrolled);
-        };
-        let secret = TotpSecret::from_bytes(self.cipher.open(user, &sealed)?);
-        let now = self.clock.now_secs();
-        let step = match totp::check(secret.as_bytes(), code, now, Some(from_sql_int(last_step))) {
-            TotpCheck::Accepted { step } => step,
-            TotpCheck::Replayed { step } => {
-                tracing::warn!(target: LOG_TARGET, user, step, "totp code replayed; refused");
-                return Ok(TotpVerdict::Replayed);
-            }
-            TotpCheck::Wrong => return Ok(TotpVerdict::Wrong),
-            TotpCheck::Malformed => return Ok(TotpVerdict::Malformed),
-        };
-        let recorded = self.conn()?.execute(
-            "UPDATE factor_totp SET last_step = ?2
-             WHERE user = ?1 AND last_step < ?2 AND secret = ?3",
-            params![user, sql_int(step), sealed],
-        )?;
-        if recorded == 1 {
-            Ok(TotpVerdict::Accepted)
-        } else {
-            tracing::warn!(
-                target: LOG_TARGET,
-                user,
-                step,
-                "totp code replayed (lost a race for its step); refused"
-            );
-            Ok(TotpVerdict::Replayed)
-        }
+        Ok(replaced)
     }
 
     /// Removes the user's TOTP secret; `false` if there was none.
-    pub fn remove_totp(&self, user: &str) -> Result<bool, FactorError> {
-        let removed = self
-            .conn()?
-            .execute("DELETE FROM factor_totp WHERE user = ?1", params![user])?;
+    pub async fn remove_totp(&self, user: &str) -> Result<bool, FactorError> {
+        let removed = self.app.remove(user).await?;
         self.changed(user);
-        if removed > 0 {
-            tracing::info!(target: LOG_TARGET, user, "totp removed");
-        }
-        Ok(removed > 0)
+        Ok(removed)
     }
 
-    /// Replaces all of the user's recovery codes with `recovery::COUNT` new ones and returns them
-    /// for showing once; only their keyed hashes are stored.
-    pub fn new_recovery_codes(&self, user: &str) -> Result<Vec<String>, FactorError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let codes = self.replace_recovery_codes(&tx, user)?;
-        tx.commit()?;
-        drop(conn);
+    /// Replaces all of the user's recovery codes with new ones and returns them for showing
+    /// once; only their keyed hashes are stored.
+    pub async fn new_recovery_codes(&self, user: &str) -> Result<Vec<String>, FactorError> {
+        let mut batch = Vec::new();
+        let codes = self.recovery.fresh_batch(user, &mut batch);
+        self.shared.store.credentials().write(batch).await?;
         tracing::info!(target: LOG_TARGET, user, "recovery codes replaced");
         Ok(codes)
     }
 
-    fn replace_recovery_codes(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        user: &str,
-    ) -> Result<Vec<String>, FactorError> {
-        let codes = recovery::generate();
-        let now = sql_int(self.clock.now_ms());
-        tx.execute("DELETE FROM factor_recovery WHERE user = ?1", params![user])?;
-        let mut insert = tx.prepare(
-            "INSERT OR REPLACE INTO factor_recovery (user, hash, created_ms, used_ms)
-             VALUES (?1, ?2, ?3, NULL)",
-        )?;
-        for code in &codes {
-            // `generate` makes XXXXX-XXXXX from alphabet characters: without the dash it is
-            // exactly the normalised form.
-            let hash = recovery::hash(self.cipher.pepper(), user, &code.replace('-', ""));
-            insert.execute(params![user, &hash[..], now])?;
-        }
-        Ok(codes)
-    }
-
-    /// Uses a recovery code: single use, marked used in the same transaction that finds it. The
-    /// entered code's hash is compared in constant time against every unused hash of the user.
-    /// Attempts must be rate-limited by the caller, like every second-factor attempt.
-    pub fn use_recovery_code(
-        &self,
-        user: &str,
-        code: &str,
-    ) -> Result<RecoveryVerdict, FactorError> {
-        let Some(normalized) = recovery::normalize(code) else {
-            return Ok(RecoveryVerdict::Wrong);
-        };
-        let entered = recovery::hash(self.cipher.pepper(), user, &normalized);
-        let now = sql_int(self.clock.now_ms());
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Vec<Vec<u8>> = {
-            let mut select =
-                tx.prepare("SELECT hash FROM factor_recovery WHERE user = ?1 AND used_ms IS NULL")?;
-            let rows = select.query_map(params![user], |row| row.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut found = subtle::Choice::from(0);
-        for hash in &stored {
-            found |= hash.as_slice().ct_eq(&entered[..]);
-        }
-        if !bool::from(found) {
-            return Ok(RecoveryVerdict::Wrong);
-        }
-        let marked = tx.execute(
-            "UPDATE factor_recovery SET used_ms = ?3
-             WHERE user = ?1 AND hash = ?2 AND used_ms IS NULL",
-            params![user, &entered[..], now],
-        )?;
-        if marked != 1 {
-            return Ok(RecoveryVerdict::Wrong);
-        }
-        let remaining = count_unused(&tx, user)?;
-        tx.commit()?;
-        drop(conn);
-        tracing::info!(target: LOG_TARGET, user, remaining, "recovery code used");
-        Ok(RecoveryVerdict::Accepted { remaining })
-    }
-
     /// Unused recovery codes of the user.
-    pub fn recovery_remaining(&self, user: &str) -> Result<usize, FactorError> {
-        let conn = self.conn()?;
-        count_unused(&conn, user)
+    pub async fn recovery_remaining(&self, user: &str) -> Result<usize, FactorError> {
+        self.recovery.remaining(user).await
     }
 
-    pub fn emergency_email(&self, user: &str) -> Result<Option<String>, FactorError> {
+    pub async fn emergency_email(&self, user: &str) -> Result<Option<String>, FactorError> {
         Ok(self
-            .conn()?
-            .query_row(
-                "SELECT email FROM factor_contact WHERE user = ?1",
-                params![user],
-                |row| row.get(0),
-            )
-            .optional()?)
+            .shared
+            .store
+            .credentials()
+            .account(user)
+            .await?
+            .emergency_email)
     }
 
     /// Sets the emergency contact address. The caller proves the user controls it (a
-    /// `PendingCode` sent there) before calling; the time of the call is kept as `verified_ms`.
-    /// Only the shape is checked here: one `@`, at most 254 bytes, no whitespace or control
-    /// characters (which keeps header injection out of whatever later sends mail to it).
-    pub fn set_emergency_email(&self, user: &str, email: &str) -> Result<(), FactorError> {
+    /// `PendingCode` sent there) before calling; the time of the call is kept as when it was
+    /// verified. Only the shape is checked here: one `@`, at most 254 bytes, no whitespace or
+    /// control characters (which keeps header injection out of whatever later sends mail to it).
+    pub async fn set_emergency_email(&self, user: &str, email: &str) -> Result<(), FactorError> {
         check_email(email)?;
-        let now = sql_int(self.clock.now_ms());
-        self.conn()?.execute(
-            "INSERT INTO factor_contact (user, email, verified_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT(user) DO UPDATE SET email = excluded.email,
-                                             verified_ms = excluded.verified_ms",
-            params![user, email, now],
-        )?;
+        let write = Write::SetEmergencyEmail {
+            user: user.to_owned(),
+            email: Some(email.to_owned()),
+            at_ms: self.shared.clock.now_ms(),
+        };
+        self.shared.store.credentials().write(vec![write]).await?;
         tracing::info!(target: LOG_TARGET, user, "emergency email set");
         Ok(())
     }
 
     fn token_hash(&self, user: &str, normalized: &str) -> [u8; 32] {
         // Domain-separated from recovery-code hashes, though both use the pepper.
-        let key = hmac::Key::new(hmac::HMAC_SHA256, self.cipher.pepper());
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.shared.cipher.pepper());
         let mut ctx = hmac::Context::with_key(&key);
         ctx.update(b"enrolment-token\0");
         ctx.update(user.as_bytes());
@@ -544,140 +492,129 @@ impl Factors {
     /// Issues an operator enrolment token (`XXXX-XXXX-XXXX-XXXX-XXXX`, 20 characters of the
     /// recovery alphabet, about 99 bits), replacing any earlier one. Stored hashed; single use;
     /// dead after `ttl`.
-    pub fn issue_enrolment_token(&self, user: &str, ttl: Duration) -> Result<String, FactorError> {
+    pub async fn issue_enrolment_token(
+        &self,
+        user: &str,
+        ttl: Duration,
+    ) -> Result<String, FactorError> {
         let token = recovery::random_chars(TOKEN_CHARS);
-        let hash = self.token_hash(user, &token);
-        let expires = self.clock.now_ms().saturating_add(duration_ms(ttl));
-        self.conn()?.execute(
-            "INSERT OR REPLACE INTO factor_token (user, hash, expires_ms) VALUES (?1, ?2, ?3)",
-            params![user, &hash[..], sql_int(expires)],
-        )?;
+        let now = self.shared.clock.now_ms();
+        let expires = now.saturating_add(duration_ms(ttl));
+        let cred = Credential {
+            user: user.to_owned(),
+            kind: TOKEN_KIND.to_owned(),
+            id: String::new(),
+            secret: self.token_hash(user, &token).to_vec(),
+            counter: 0,
+            created_ms: now,
+            used_ms: None,
+            expires_ms: Some(expires),
+            data: Vec::new(),
+        };
+        self.shared
+            .store
+            .credentials()
+            .write(vec![Write::Put(cred)])
+            .await?;
         tracing::info!(target: LOG_TARGET, user, expires_ms = expires, "enrolment token issued");
         Ok(recovery::grouped(&token, 4))
     }
 
     /// `true` once for the user's valid, unexpired token, which is consumed; `false` otherwise
     /// (wrong, expired, another user's, already used, or not a token at all).
-    pub fn redeem_enrolment_token(&self, user: &str, token: &str) -> Result<bool, FactorError> {
+    pub async fn redeem_enrolment_token(
+        &self,
+        user: &str,
+        token: &str,
+    ) -> Result<bool, FactorError> {
         let Some(normalized) = recovery::normalize_chars(token, TOKEN_CHARS) else {
             return Ok(false);
         };
         let entered = self.token_hash(user, &normalized);
-        let now = self.clock.now_ms();
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .query_row(
-                "SELECT hash, expires_ms FROM factor_token WHERE user = ?1",
-                params![user],
-                |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?)),
-            )
-            .optional()?;
-        let Some((stored, expires_ms)) = row else {
-            return Ok(false);
-        };
-        let matches = bool::from(stored.as_slice().ct_eq(&entered[..]));
-        if !matches || now >= from_sql_int(expires_ms) {
+        let store = self.shared.store.credentials();
+        let found = store.credentials(user, Some(TOKEN_KIND)).await?;
+        let matches = found
+            .iter()
+            .any(|c| c.used_ms.is_none() && bool::from(c.secret.as_slice().ct_eq(&entered[..])));
+        if !matches {
             return Ok(false);
         }
-        let consumed = tx.execute(
-            "DELETE FROM factor_token WHERE user = ?1 AND hash = ?2",
-            params![user, &entered[..]],
-        )?;
-        tx.commit()?;
-        drop(conn);
-        if consumed == 1 {
+        // Used up by exactly one caller; an expired token cannot be.
+        let now = self.shared.clock.now_ms();
+        let consumed = store.consume(user, TOKEN_KIND, "", now).await?;
+        if consumed {
+            store.delete_credential(user, TOKEN_KIND, "").await?;
             tracing::info!(target: LOG_TARGET, user, "enrolment token redeemed");
         }
-        Ok(consumed == 1)
+        Ok(consumed)
     }
 
     /// How many times the user chose "later" in the setup guide.
-    pub fn skips_used(&self, user: &str) -> Result<u32, FactorError> {
-        let count = self
-            .conn()?
-            .query_row(
-                "SELECT count FROM factor_skip WHERE user = ?1",
-                params![user],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()?;
-        Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
+    pub async fn skips_used(&self, user: &str) -> Result<u32, FactorError> {
+        Ok(self
+            .shared
+            .store
+            .credentials()
+            .account(user)
+            .await?
+            .guide_skips)
     }
 
     /// Records one more "later" and returns the new count (atomic increment).
-    pub fn record_skip(&self, user: &str) -> Result<u32, FactorError> {
-        let count = self.conn()?.query_row(
-            "INSERT INTO factor_skip (user, count) VALUES (?1, 1)
-             ON CONFLICT(user) DO UPDATE SET count = count + 1
-             RETURNING count",
-            params![user],
-            |row| row.get::<_, i64>(0),
-        )?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    pub async fn record_skip(&self, user: &str) -> Result<u32, FactorError> {
+        Ok(self.shared.store.credentials().add_guide_skip(user).await?)
     }
 
     /// Operator reset: removes the user's TOTP secret, recovery codes, enrolment token and skip
     /// count, and the emergency email unless `keep_contact`. One transaction.
-    pub fn reset(&self, user: &str, keep_contact: bool) -> Result<(), FactorError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for table in [
-            "factor_totp",
-            "factor_recovery",
-            "factor_token",
-            "factor_skip",
-        ] {
-            // Table names are constants of this module, never input.
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE user = ?1"),
-                params![user],
-            )?;
-        }
+    pub async fn reset(&self, user: &str, keep_contact: bool) -> Result<(), FactorError> {
+        let mut batch = vec![
+            Write::DeleteKinds {
+                user: user.to_owned(),
+                kinds: [
+                    FactorKind::Totp.as_str(),
+                    FactorKind::Recovery.as_str(),
+                    TOKEN_KIND,
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            },
+            Write::ClearGuideSkips {
+                user: user.to_owned(),
+            },
+        ];
         if !keep_contact {
-            tx.execute("DELETE FROM factor_contact WHERE user = ?1", params![user])?;
+            batch.push(Write::SetEmergencyEmail {
+                user: user.to_owned(),
+                email: None,
+                at_ms: self.shared.clock.now_ms(),
+            });
         }
-        tx.commit()?;
-        drop(conn);
+        self.shared.store.credentials().write(batch).await?;
         self.changed(user);
         tracing::info!(target: LOG_TARGET, user, keep_contact, "second factors reset");
         Ok(())
     }
 
-    /// A summary for the account page.
-    pub fn summary(&self, user: &str) -> Result<FactorSummary, FactorError> {
-        let conn = self.conn()?;
-        let totp = conn
-            .query_row(
-                "SELECT created_ms FROM factor_totp WHERE user = ?1",
-                params![user],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()?
-            .map(from_sql_int);
-        let recovery_remaining = count_unused(&conn, user)?;
-        let emergency_email = conn
-            .query_row(
-                "SELECT email FROM factor_contact WHERE user = ?1",
-                params![user],
-                |row| row.get(0),
-            )
-            .optional()?;
+    /// A summary for the account page (two store reads).
+    pub async fn summary(&self, user: &str) -> Result<FactorSummary, FactorError> {
+        let store = self.shared.store.credentials();
+        let creds = store.credentials(user, None).await?;
+        let totp = creds
+            .iter()
+            .find(|c| c.kind == FactorKind::Totp.as_str())
+            .map(|c| c.created_ms);
+        let recovery_remaining = creds
+            .iter()
+            .filter(|c| c.kind == FactorKind::Recovery.as_str() && c.used_ms.is_none())
+            .count();
+        let emergency_email = store.account(user).await?.emergency_email;
         Ok(FactorSummary {
             totp,
             recovery_remaining,
             emergency_email,
         })
     }
-}
-
-fn count_unused(conn: &Connection, user: &str) -> Result<usize, FactorError> {
-    let count: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM factor_recovery WHERE user = ?1 AND used_ms IS NULL",
-        params![user],
-        |row| row.get(0),
-    )?;
-    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 fn check_email(email: &str) -> Result<(), FactorError> {

@@ -36,8 +36,8 @@ impl Prepared {
             (&names.email, user.email.as_deref()),
             (&names.groups, groups.as_deref()),
             (&names.name, Some(&user.display_name)),
-            (&names.auth_level, Some(who.session.level_str())),
-            (&names.auth_methods, Some(&who.session.amr.join(","))),
+            (&names.auth_level, Some(who.session.level().as_str())),
+            (&names.auth_methods, Some(&who.session.amr.to_string())),
             (&names.assertion, Some(assertion)),
         ];
         let headers = values

@@ -4,6 +4,7 @@
 //! itself is made in `proxy::route` with `access`.
 
 pub mod access;
+pub mod amr;
 pub mod app;
 pub mod assertion;
 pub mod auth;

@@ -122,46 +122,54 @@ fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitC
         eprintln!("stepgate: no user \"{user}\" in the users file");
         return ExitCode::FAILURE;
     };
-    let factors = match stepgate::factor::Factors::open(
-        &cfg.server.data_dir,
-        cfg.two_factor.secret_key_file.as_deref(),
-        stepgate::clock::system(),
-    ) {
+    let opened = stepgate::store::Store::open(&cfg.store, &cfg.server.data_dir)
+        .map_err(stepgate::factor::FactorError::from)
+        .and_then(|store| {
+            stepgate::factor::Factors::open(
+                store,
+                &cfg.server.data_dir,
+                cfg.two_factor.secret_key_file.as_deref(),
+                stepgate::clock::system(),
+            )
+        });
+    let factors = match opened {
         Ok(f) => f,
         Err(e) => {
             eprintln!("stepgate: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = match action {
-        AdminAction::EnrolmentToken { ttl, .. } => {
-            let ttl = ttl.unwrap_or(cfg.two_factor.enrolment_token_ttl);
-            factors.issue_enrolment_token(&user, ttl).map(|token| {
-                println!("{token}");
-                eprintln!(
-                    "enrolment token for {user}, valid for {}: give it to the user over a channel you trust; they enter it at the first step of two-step setup",
-                    humantime::format_duration(ttl)
+    let result = stepgate::store::run_blocking(async {
+        match action {
+            AdminAction::EnrolmentToken { ttl, .. } => {
+                let ttl = ttl.unwrap_or(cfg.two_factor.enrolment_token_ttl);
+                factors.issue_enrolment_token(&user, ttl).await.map(|token| {
+                    println!("{token}");
+                    eprintln!(
+                        "enrolment token for {user}, valid for {}: give it to the user over a channel you trust; they enter it at the first step of two-step setup",
+                        humantime::format_duration(ttl)
+                    );
+                })
+            }
+            AdminAction::Reset2fa { forget_contact, .. } => {
+                factors.reset(&user, !forget_contact).await.map(|()| {
+                    println!("two-step verification of {user} removed; they set it up again at their next sign-in");
+                })
+            }
+            AdminAction::Status { .. } => factors.summary(&user).await.map(|s| {
+                println!("user: {user}");
+                println!(
+                    "authenticator app: {}",
+                    if s.totp.is_some() { "on" } else { "off" }
                 );
-            })
+                println!("recovery codes left: {}", s.recovery_remaining);
+                println!(
+                    "emergency contact email: {}",
+                    s.emergency_email.as_deref().unwrap_or("(none)")
+                );
+            }),
         }
-        AdminAction::Reset2fa { forget_contact, .. } => {
-            factors.reset(&user, !forget_contact).map(|()| {
-                println!("two-step verification of {user} removed; they set it up again at their next sign-in");
-            })
-        }
-        AdminAction::Status { .. } => factors.summary(&user).map(|s| {
-            println!("user: {user}");
-            println!(
-                "authenticator app: {}",
-                if s.totp.is_some() { "on" } else { "off" }
-            );
-            println!("recovery codes left: {}", s.recovery_remaining);
-            println!(
-                "emergency contact email: {}",
-                s.emergency_email.as_deref().unwrap_or("(none)")
-            );
-        }),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

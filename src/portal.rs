@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use minijinja::{context, Environment};
 
-use crate::access::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::config::PortalConfig;
 use crate::i18n::Lang;
@@ -143,9 +142,9 @@ pub(crate) struct PageContext<'a> {
 
 /// The addresses security notices go to now: the registered email and the emergency contact
 /// email. A fault reading the contact is logged and leaves the registered email alone.
-pub(crate) fn notice_addresses(auth: &Auth, user: &User) -> Vec<String> {
+pub(crate) async fn notice_addresses(auth: &Auth, user: &User) -> Vec<String> {
     let mut to: Vec<String> = user.email.iter().cloned().collect();
-    match auth.factors.emergency_email(&user.name) {
+    match auth.factors.emergency_email(&user.name).await {
         Ok(Some(e)) if !to.iter().any(|t| t.eq_ignore_ascii_case(&e)) => to.push(e),
         Ok(_) => {}
         Err(e) => {
@@ -168,7 +167,7 @@ pub(crate) async fn tell(
     lang: Lang,
     also: &[String],
 ) {
-    let mut to = notice_addresses(auth, user);
+    let mut to = notice_addresses(auth, user).await;
     for a in also {
         if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
             to.push(a.clone());
@@ -206,7 +205,7 @@ pub(crate) fn origin_of(auth: &Auth, req: &PortalRequest<'_>) -> Origin {
 /// The ending of every second-factor proof (challenge, re-verification, a new authenticator
 /// confirmed): the session is replaced by a new one (a new ID, SECURITY 2) at `2fa` whose proof
 /// is fresh, and the browser goes on to `target` (303) with its cookie.
-pub(crate) fn step_up(
+pub(crate) async fn step_up(
     auth: &Auth,
     pages: &Pages,
     req: &PortalRequest<'_>,
@@ -214,11 +213,11 @@ pub(crate) fn step_up(
     target: &str,
     lang: Lang,
 ) -> Reply {
-    auth.assertions.forget_session(&who.key);
-    let amr = vec!["pwd".to_owned(), "otp".to_owned()];
+    let amr = who.session.amr.with(crate::amr::Method::Otp);
     match auth
         .sessions
-        .create(&who.user.name, AuthLevel::TwoFactor, amr, Some(&who.key))
+        .create(&who.user.name, amr, Some(&who.key))
+        .await
     {
         Ok((id, _)) => {
             let mut r = Reply::redirect(target)
@@ -244,10 +243,14 @@ pub(crate) fn mask_email(email: &str) -> String {
     }
 }
 
-/// Renders the portal's pages.
+/// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
+/// `rd` may lead, setups and changes in progress).
 pub struct Pages {
     env: Environment<'static>,
     cfg: PortalConfig,
+    pub csrf: csrf::Csrf,
+    pub return_to: return_to::ReturnTo,
+    pub enrolments: setup::Enrolments,
 }
 
 impl std::fmt::Debug for Pages {
@@ -259,7 +262,7 @@ impl std::fmt::Debug for Pages {
 }
 
 impl Pages {
-    pub fn new(cfg: PortalConfig) -> Pages {
+    pub fn new(cfg: PortalConfig, csrf: csrf::Csrf, return_to: return_to::ReturnTo) -> Pages {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         // Templates are compiled into the binary; a broken one is a build defect.
@@ -298,7 +301,13 @@ impl Pages {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} is invalid: {e}"));
         }
-        Pages { env, cfg }
+        Pages {
+            env,
+            cfg,
+            csrf,
+            return_to,
+            enrolments: setup::Enrolments::default(),
+        }
     }
 
     pub fn config(&self) -> &PortalConfig {
@@ -395,15 +404,22 @@ impl Pages {
         }
     }
 
-    /// The signed-in identity, or a redirect to the sign-in page that comes back to `sub`.
-    pub(crate) fn signed_in(
+    /// The signed-in identity, or a redirect to the sign-in page that comes back to `sub` (or
+    /// the branded 503 when the store fails: never a page for nobody).
+    pub(crate) async fn signed_in(
         &self,
         auth: &Auth,
         req: &PortalRequest<'_>,
         sub: &str,
     ) -> Result<Identity, Reply> {
-        if let Some(who) = auth.identify(req.headers, req.tls) {
-            return Ok(who);
+        match auth.identify(req.headers, req.tls).await {
+            Ok(Some(who)) => return Ok(who),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(target: "stepgate::portal", error = %e, "could not read the session");
+                let lang = login::lang_of(self, req, None);
+                return Err(self.error(StatusCode::SERVICE_UNAVAILABLE, lang));
+            }
         }
         let mut back = format!("{}{}{sub}", req.origin, self.cfg.prefix);
         if let Some(rd) = req.param("rd").filter(|r| !r.is_empty()) {
@@ -420,7 +436,7 @@ impl Pages {
 
     /// The start of every signed-in form post: its language and `rd`, the identity (or a redirect
     /// to sign in), and a verified session-bound CSRF token (or a 403).
-    pub(crate) fn signed_in_post(
+    pub(crate) async fn signed_in_post(
         &self,
         auth: &Auth,
         req: &PortalRequest<'_>,
@@ -429,9 +445,9 @@ impl Pages {
         let body = &req.body[..];
         let lang = login::lang_of(self, req, login::form_value(body, "lang"));
         let rd = login::form_value(body, "rd").unwrap_or_default();
-        let who = self.signed_in(auth, req, sub)?;
+        let who = self.signed_in(auth, req, sub).await?;
         let token = login::form_value(body, "csrf").unwrap_or_default();
-        if !auth.csrf.verify(&who.key, &token) {
+        if !self.csrf.verify(&who.key, &token) {
             tracing::warn!(target: "stepgate::portal", user = %who.user.name, page = sub, "form refused: missing or invalid CSRF token");
             return Err(self.error(StatusCode::FORBIDDEN, lang));
         }
@@ -469,27 +485,29 @@ impl Pages {
                 }
                 r
             }
-            ("/login", true) => login::show(auth, self, router, req),
+            ("/login", true) => login::show(auth, self, router, req).await,
             ("/login", false) if *req.method == Method::POST => {
                 login::submit(auth, self, router, req).await
             }
-            ("/logout", false) if *req.method == Method::POST => login::logout(auth, self, req),
+            ("/logout", false) if *req.method == Method::POST => {
+                login::logout(auth, self, req).await
+            }
             ("/guide", true) => guide::show(auth, self, router, req).await,
             ("/guide", false) if post => guide::later(auth, self, router, req).await,
             ("/setup", true) => setup::show(auth, self, req).await,
             ("/setup", false) if post => setup::submit(auth, self, router, req).await,
-            ("/2fa", true) => challenge::show(auth, self, router, req),
+            ("/2fa", true) => challenge::show(auth, self, router, req).await,
             ("/2fa", false) if post => challenge::submit(auth, self, router, req).await,
-            ("/account", true) => account::show(auth, self, req, None),
+            ("/account", true) => account::show(auth, self, req, None).await,
             ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
                 account::change(auth, self, req).await
             }
             ("/account/verify", false) if post => reauth::verify(auth, self, req).await,
-            ("/account/authenticator", true) => authenticator::show(auth, self, req),
+            ("/account/authenticator", true) => authenticator::show(auth, self, req).await,
             ("/account/authenticator", false) if post => {
                 authenticator::confirm(auth, self, req).await
             }
-            ("/emergency-email", true) => emergency_email::show(auth, self, req),
+            ("/emergency-email", true) => emergency_email::show(auth, self, req).await,
             ("/emergency-email", false) if post => emergency_email::submit(auth, self, req).await,
             (
                 "/login"
@@ -515,14 +533,16 @@ mod tests {
     use super::*;
 
     fn pages() -> Pages {
-        Pages::new(PortalConfig {
+        let cfg = PortalConfig {
             prefix: "/_stepgate".into(),
             service_name: "Acme <Apps>".into(),
             help_url: Some("https://help.example/2fa".into()),
             default_language: Lang::En,
             default_redirect: "/".into(),
             allowed_redirect_hosts: vec![],
-        })
+        };
+        let return_to = return_to::ReturnTo::new("/".into(), vec![]);
+        Pages::new(cfg, csrf::Csrf::from_key([1; 32]), return_to)
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct State {
     pub hygiene: HeaderHygiene,
     pub pages: Pages,
     pub auth: Auth,
+    /// The identity headers and assertion kept per (session, app); the session layer evicts.
+    pub identities: Arc<crate::identity::IdentityCache>,
     pub identity_headers: IdentityHeaders,
     pub access_log: bool,
 }
@@ -102,7 +104,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match route::route(&self.state, session, &mut ctx.seen) {
+        match route::route(&self.state, session, &mut ctx.seen).await {
             route::Outcome::Proxy(r) => {
                 ctx.decision = r.decision.as_str();
                 ctx.route = Some(r);
@@ -200,7 +202,8 @@ impl ProxyHttp for Gateway {
                 let (auth, app) = (&self.state.auth, &self.state.apps[route.app]);
                 let names = &self.state.identity_headers;
                 let app = (route.app, app.id.as_str());
-                let prepared = identity::prepared(&auth.assertions, &auth.signer, names, who, app);
+                let cache = &self.state.identities;
+                let prepared = identity::prepared(cache, &auth.signer, names, who, app);
                 Some(prepared.map_err(|e| {
                     Error::because(
                         ErrorType::HTTPStatus(500),

@@ -1,17 +1,29 @@
-//! Server-side sessions: IDs of 256 random bits handed out in a cookie, state kept in a
-//! `DashMap` keyed by the SHA-256 of the ID (so neither memory dumps of the map nor the database
-//! hold a usable ID), and written through to a durable store so sessions survive a restart.
+//! Server-side sessions: IDs of 256 random bits handed out in a cookie, kept in the store under
+//! the SHA-256 of the ID (so neither memory dumps nor the database hold a usable ID), looked up
+//! through a bounded in-memory cache in front of the store.
 //!
-//! Enforced on the server: idle timeout and absolute lifetime (an expired session is removed when
-//! seen and by the periodic purge), a new ID at every change of authentication level (the old
-//! one is destroyed), no ID the server did not issue is ever accepted (lookups only find IDs the
-//! map holds), a cap per user (the oldest session is ended) and a cap overall (new sign-ins are
-//! refused while the gateway holds that many).
+//! Enforced on the server: idle timeout and absolute lifetime (an expired session is ended when
+//! seen and by the periodic purge), a new ID at every authentication step (the old one is
+//! ended), no ID the server did not issue is ever accepted (only IDs the store holds are
+//! found), a cap per user (the oldest session is ended) and a cap overall (new sign-ins are
+//! refused while that many sessions live).
+//!
+//! **The cache.** A hit costs no store round trip. A miss reads the store, so a session created
+//! by another gateway on the same database is usable at once. Ending a session is one operation
+//! of this module: the store forgets it, the cache forgets it, every [`SessionEnded`] follower
+//! (the identity headers kept per session) forgets it, and the store tells other gateways
+//! ([`crate::store::SessionEvent`], PostgreSQL `NOTIFY`), which do the same. As a backstop for an
+//! event that never arrived (a change made by `stepgate admin`, a lost notification), a cached
+//! session is read again from the store when it was last read more than [`REVALIDATE`] ago. When
+//! the cache holds `max_sessions` entries, further sessions are served from the store each time.
+//!
+//! **Last use** is kept in memory and written to the store by `housekeeping` (every 30 s), so
+//! gateways sharing a database see each other's activity that late; the idle timeout can thus be
+//! up to that much longer across gateways.
 
 pub mod cookie;
-pub mod store;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +33,11 @@ use dashmap::DashMap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::access::AuthLevel;
+use crate::amr::{Amr, AuthLevel};
 use crate::clock::SharedClock;
-use store::{SessionRecord, SessionStore, StoreError};
+use crate::store::{SessionEvent, SessionRecord, Store, StoreError};
 
-/// SHA-256 of a session ID: how sessions are looked up and stored.
-pub type SessionKey = [u8; 32];
+pub use crate::store::SessionKey;
 
 /// Length of an encoded ID: 32 random bytes in unpadded base64url.
 const ID_LEN: usize = 43;
@@ -34,6 +45,9 @@ const ID_LEN: usize = 43;
 /// How long after a second-factor proof in a session that session may change the account's
 /// second factors or emergency email (SECURITY 7 and 42). Later, the user proves again.
 pub const FRESH_PROOF: Duration = Duration::from_secs(5 * 60);
+
+/// How long a cached session is trusted before it is read from the store again.
+pub const REVALIDATE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -61,9 +75,8 @@ impl Default for SessionConfig {
 #[derive(Debug)]
 pub struct Session {
     pub user: String,
-    pub level: AuthLevel,
-    /// RFC 8176 `amr` values of the steps behind this session, e.g. `pwd`, `otp`.
-    pub amr: Vec<String>,
+    /// The methods behind this session; its level derives from them.
+    pub amr: Amr,
     pub created_ms: u64,
     /// When the last authentication step happened.
     pub auth_ms: u64,
@@ -73,9 +86,15 @@ pub struct Session {
     last_seen_ms: AtomicU64,
     /// Seen since the last flush of `last_seen_ms` to the store.
     dirty: AtomicBool,
+    /// When this copy was read from (or written to) the store.
+    checked_ms: AtomicU64,
 }
 
 impl Session {
+    pub fn level(&self) -> AuthLevel {
+        self.amr.level()
+    }
+
     pub fn last_seen_ms(&self) -> u64 {
         self.last_seen_ms.load(Ordering::Relaxed)
     }
@@ -83,28 +102,20 @@ impl Session {
     /// Whether this session's second factor was proven less than `FRESH_PROOF` before `now_ms`
     /// (every proof makes a new two-factor session, so `auth_ms` is the time of the last one).
     pub fn has_fresh_proof(&self, now_ms: u64) -> bool {
-        self.level == AuthLevel::TwoFactor
+        self.level() == AuthLevel::TwoFactor
             && now_ms >= self.auth_ms
-            && now_ms - self.auth_ms < FRESH_PROOF.as_millis() as u64
+            && now_ms - self.auth_ms < millis(FRESH_PROOF)
     }
 
     /// When the fresh proof of this session runs out (ms since the epoch).
     pub fn fresh_until_ms(&self) -> u64 {
-        self.auth_ms.saturating_add(FRESH_PROOF.as_millis() as u64)
-    }
-
-    pub fn level_str(&self) -> &'static str {
-        match self.level {
-            AuthLevel::OneFactor => "1fa",
-            AuthLevel::TwoFactor => "2fa",
-        }
+        self.auth_ms.saturating_add(millis(FRESH_PROOF))
     }
 
     fn record(&self) -> SessionRecord {
         SessionRecord {
             user: self.user.clone(),
-            level: self.level_str().to_owned(),
-            amr: self.amr.join(","),
+            amr: self.amr.to_string(),
             created_ms: self.created_ms,
             auth_ms: self.auth_ms,
             last_seen_ms: self.last_seen_ms(),
@@ -112,26 +123,20 @@ impl Session {
         }
     }
 
-    fn from_record(r: SessionRecord) -> Option<Session> {
-        let level = match r.level.as_str() {
-            "1fa" => AuthLevel::OneFactor,
-            "2fa" => AuthLevel::TwoFactor,
-            _ => return None,
-        };
-        Some(Session {
+    fn from_record(r: SessionRecord, now_ms: u64) -> Result<Session, StoreError> {
+        let amr = Amr::parse(&r.amr).map_err(|why| StoreError::Corrupt {
+            what: "a session's methods",
+            why,
+        })?;
+        Ok(Session {
             user: r.user,
-            level,
-            amr: r
-                .amr
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            amr,
             created_ms: r.created_ms,
             auth_ms: r.auth_ms,
             deferred: r.deferred,
             last_seen_ms: AtomicU64::new(r.last_seen_ms),
             dirty: AtomicBool::new(false),
+            checked_ms: AtomicU64::new(now_ms),
         })
     }
 }
@@ -144,15 +149,22 @@ pub enum SessionError {
     Full(usize),
 }
 
-/// All sessions of this gateway.
+/// Something that keeps data per session and must drop it when the session ends.
+pub trait SessionEnded: Send + Sync {
+    fn session_ended(&self, key: &SessionKey);
+    /// Every session may have ended (events were missed): drop everything.
+    fn all_sessions_ended(&self);
+}
+
+/// All sessions, as this gateway sees them.
 pub struct Sessions {
-    map: DashMap<SessionKey, Arc<Session>>,
-    /// Each user's sessions, so that the per-user cap and "sign out everywhere" look at one
-    /// user's sessions instead of scanning them all.
-    by_user: DashMap<String, Vec<SessionKey>>,
-    store: Arc<dyn SessionStore>,
+    cache: DashMap<SessionKey, Arc<Session>>,
+    store: Store,
     clock: SharedClock,
     cfg: SessionConfig,
+    /// Live sessions in the store (approximately, between `housekeeping` recounts).
+    live: AtomicUsize,
+    followers: Vec<Arc<dyn SessionEnded>>,
 }
 
 /// The key of an ID (its SHA-256), or `None` when the value cannot be an ID this server issued.
@@ -175,31 +187,27 @@ fn new_id() -> (String, SessionKey) {
     (id, key)
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Sessions {
-    /// Loads the sessions the store holds that have not expired.
-    pub fn open(
-        store: Arc<dyn SessionStore>,
+    /// Sessions in `store`; `followers` are told whenever a session ends.
+    pub async fn open(
+        store: Store,
         cfg: SessionConfig,
         clock: SharedClock,
+        followers: Vec<Arc<dyn SessionEnded>>,
     ) -> Result<Sessions, StoreError> {
-        let sessions = Sessions {
-            map: DashMap::new(),
-            by_user: DashMap::new(),
+        let live = store.sessions().count_sessions().await?;
+        Ok(Sessions {
+            cache: DashMap::new(),
             store,
             clock,
             cfg,
-        };
-        let now = sessions.clock.now_ms();
-        for (key, record) in sessions.store.load_all()? {
-            match Session::from_record(record) {
-                Some(s) if !sessions.expired(&s, now) => {
-                    sessions.index(&s.user, key);
-                    sessions.map.insert(key, Arc::new(s));
-                }
-                _ => sessions.store.delete(&key)?,
-            }
-        }
-        Ok(sessions)
+            live: AtomicUsize::new(usize::try_from(live).unwrap_or(usize::MAX)),
+            followers,
+        })
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -207,350 +215,284 @@ impl Sessions {
     }
 
     fn expired(&self, s: &Session, now: u64) -> bool {
-        now >= s
-            .created_ms
-            .saturating_add(self.cfg.lifetime.as_millis() as u64)
+        now >= s.created_ms.saturating_add(millis(self.cfg.lifetime))
             || now
                 >= s.last_seen_ms()
-                    .saturating_add(self.cfg.idle_timeout.as_millis() as u64)
+                    .saturating_add(millis(self.cfg.idle_timeout))
     }
 
-    /// The live session for a cookie value; touches it. Expired sessions are removed.
-    pub fn lookup(&self, id: &str) -> Option<(SessionKey, Arc<Session>)> {
-        let key = key_of(id)?;
-        let session = self.map.get(&key).map(|s| Arc::clone(s.value()))?;
+    /// The live session for a cookie value, touched; `None` for an unknown, forged or expired
+    /// one (an expired one is ended). `Err` only for a store fault: the caller fails closed.
+    pub async fn lookup(&self, id: &str) -> Result<Option<(SessionKey, Arc<Session>)>, StoreError> {
+        let Some(key) = key_of(id) else {
+            return Ok(None);
+        };
         let now = self.clock.now_ms();
+        let cached = self.cache.get(&key).map(|s| Arc::clone(s.value()));
+        let session = match cached {
+            Some(s)
+                if now.saturating_sub(s.checked_ms.load(Ordering::Relaxed))
+                    < millis(REVALIDATE) =>
+            {
+                s
+            }
+            cached => match self.fetch(&key, cached.as_deref(), now).await? {
+                Some(s) => s,
+                None => return Ok(None),
+            },
+        };
         if self.expired(&session, now) {
-            self.destroy(&key);
-            return None;
+            self.end(&key).await?;
+            return Ok(None);
         }
-        session.last_seen_ms.store(now, Ordering::Relaxed);
+        session.last_seen_ms.fetch_max(now, Ordering::Relaxed);
         session.dirty.store(true, Ordering::Relaxed);
-        Some((key, session))
+        Ok(Some((key, session)))
     }
 
-    /// A new session after an authentication step. `replaces` (the previous session of this
-    /// browser, if any) is destroyed: a new ID at every change of authentication level.
-    pub fn create(
+    /// Reads a session from the store into the cache (keeping the later last use of a stale
+    /// cached copy); `None`, and nothing cached, when the store does not have it.
+    async fn fetch(
+        &self,
+        key: &SessionKey,
+        stale: Option<&Session>,
+        now: u64,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        let Some(record) = self.store.sessions().session(key).await? else {
+            if self.cache.remove(key).is_some() {
+                self.tell_ended(key);
+            }
+            return Ok(None);
+        };
+        let session = Session::from_record(record, now)?;
+        if let Some(old) = stale {
+            session
+                .last_seen_ms
+                .fetch_max(old.last_seen_ms(), Ordering::Relaxed);
+        }
+        let session = Arc::new(session);
+        if self.cache.len() < self.cfg.max_sessions || self.cache.contains_key(key) {
+            self.cache.insert(*key, Arc::clone(&session));
+        }
+        Ok(Some(session))
+    }
+
+    /// A new session after an authentication step, with the methods `amr` (its level follows
+    /// from them). `replaces` (the previous session of this browser, if any) is ended: a new ID
+    /// at every authentication step. Stepping up keeps the absolute lifetime of the sign-in it
+    /// continues.
+    pub async fn create(
         &self,
         user: &str,
-        level: AuthLevel,
-        amr: Vec<String>,
+        amr: Amr,
         replaces: Option<&SessionKey>,
     ) -> Result<(String, Arc<Session>), SessionError> {
-        self.create_inner(user, level, amr, replaces, false)
+        self.create_inner(user, amr, replaces, false).await
     }
 
     /// A new one-factor session for `old`'s user that two-factor routes let through, after the
-    /// user chose "later" on the setup guide. The old session is destroyed (a new ID); the
-    /// absolute lifetime of the sign-in carries over.
-    pub fn defer_second_factor(
+    /// user chose "later" on the setup guide. The old session is ended (a new ID); the absolute
+    /// lifetime of the sign-in carries over. `None` when `old` is gone or not at one factor.
+    pub async fn defer_second_factor(
         &self,
         old: &SessionKey,
+        current: &Session,
     ) -> Result<Option<(String, Arc<Session>)>, SessionError> {
-        let Some(current) = self.map.get(old).map(|s| Arc::clone(s.value())) else {
-            return Ok(None);
-        };
-        if current.level != AuthLevel::OneFactor {
+        if current.level() != AuthLevel::OneFactor {
             return Ok(None);
         }
-        self.create_inner(
-            &current.user,
-            AuthLevel::OneFactor,
-            current.amr.clone(),
-            Some(old),
-            true,
-        )
-        .map(Some)
+        let created = self
+            .create_inner(&current.user, current.amr, Some(old), true)
+            .await?;
+        Ok(Some(created))
     }
 
-    fn create_inner(
+    async fn create_inner(
         &self,
         user: &str,
-        level: AuthLevel,
-        amr: Vec<String>,
+        amr: Amr,
         replaces: Option<&SessionKey>,
         deferred: bool,
     ) -> Result<(String, Arc<Session>), SessionError> {
         let now = self.clock.now_ms();
-        let created_ms = match replaces.and_then(|k| self.map.get(k).map(|s| s.created_ms)) {
-            // Stepping up (or deferring) keeps the absolute lifetime of the sign-in it continues.
-            Some(created) if level == AuthLevel::TwoFactor || deferred => created,
-            _ => now,
-        };
+        let mut created_ms = now;
         if let Some(old) = replaces {
-            self.destroy(old);
+            let previous = match self.cache.get(old).map(|s| s.created_ms) {
+                Some(created) => Some(created),
+                None => self
+                    .store
+                    .sessions()
+                    .session(old)
+                    .await?
+                    .map(|r| r.created_ms),
+            };
+            if let Some(created) =
+                previous.filter(|_| amr.level() == AuthLevel::TwoFactor || deferred)
+            {
+                created_ms = created;
+            }
+            self.end(old).await?;
         }
-        if self.map.len() >= self.cfg.max_sessions {
+        if self.live.load(Ordering::Relaxed) >= self.cfg.max_sessions {
             return Err(SessionError::Full(self.cfg.max_sessions));
         }
-        self.enforce_user_cap(user);
+        self.enforce_user_cap(user).await?;
         let session = Arc::new(Session {
             user: user.to_owned(),
-            level,
             amr,
             created_ms,
             auth_ms: now,
             deferred,
             last_seen_ms: AtomicU64::new(now),
             dirty: AtomicBool::new(false),
+            checked_ms: AtomicU64::new(now),
         });
         let (id, key) = new_id();
-        self.store.put(&key, &session.record())?;
-        self.index(user, key);
-        self.map.insert(key, Arc::clone(&session));
+        self.store
+            .sessions()
+            .put_session(&key, &session.record())
+            .await?;
+        self.live.fetch_add(1, Ordering::Relaxed);
+        if self.cache.len() < self.cfg.max_sessions {
+            self.cache.insert(key, Arc::clone(&session));
+        }
         Ok((id, session))
     }
 
-    fn index(&self, user: &str, key: SessionKey) {
-        self.by_user.entry(user.to_owned()).or_default().push(key);
-    }
-
-    /// The keys of `user`'s sessions.
-    fn keys_of(&self, user: &str) -> Vec<SessionKey> {
-        self.by_user
-            .get(user)
-            .map(|k| k.clone())
-            .unwrap_or_default()
-    }
-
     /// Ends the oldest sessions of `user` so that one more fits under `max_per_user`.
-    fn enforce_user_cap(&self, user: &str) {
-        let mut mine: Vec<(SessionKey, u64)> = self
-            .keys_of(user)
-            .into_iter()
-            .filter_map(|k| self.map.get(&k).map(|s| (k, s.created_ms)))
-            .collect();
+    async fn enforce_user_cap(&self, user: &str) -> Result<(), StoreError> {
+        let mine = self.store.sessions().sessions_of(user).await?;
         if mine.len() < self.cfg.max_per_user {
-            return;
+            return Ok(());
         }
-        mine.sort_by_key(|(_, created)| *created);
         let excess = mine.len() + 1 - self.cfg.max_per_user;
+        // `sessions_of` lists the oldest first.
         for (key, _) in mine.into_iter().take(excess) {
             tracing::info!(target: "stepgate::session", user, "oldest session ended: per-user session cap");
-            self.destroy(&key);
+            self.end(&key).await?;
         }
+        Ok(())
     }
 
-    pub fn destroy(&self, key: &SessionKey) {
-        if let Some((_, session)) = self.map.remove(key) {
-            let user = session.user.as_str();
-            let emptied = self.by_user.get_mut(user).is_some_and(|mut keys| {
-                keys.retain(|k| k != key);
-                keys.is_empty()
-            });
-            if emptied {
-                // Only if still empty: a create for the user may have raced in meanwhile.
-                self.by_user.remove_if(user, |_, keys| keys.is_empty());
-            }
+    /// Ends one session: in the store (which tells other gateways), in the cache, and in every
+    /// follower.
+    pub async fn end(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let deleted = self.store.sessions().delete_session(key).await?;
+        if deleted {
+            let _ = self
+                .live
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
-        if let Err(e) = self.store.delete(key) {
-            tracing::error!(target: "stepgate::session", error = %e, "could not delete a session from the store");
-        }
+        self.forget(key);
+        Ok(())
     }
 
-    /// Signs a user out everywhere.
-    pub fn destroy_user(&self, user: &str) -> usize {
-        let keys = self.keys_of(user);
-        for k in &keys {
-            self.destroy(k);
-        }
-        keys.len()
+    /// Signs a user out everywhere; returns how many sessions ended.
+    pub async fn end_user(&self, user: &str) -> Result<usize, StoreError> {
+        self.end_all_of(user, None).await
     }
 
     /// Ends every session of `user` but `keep` (after a second-factor change).
-    pub fn destroy_others(&self, user: &str, keep: &SessionKey) -> usize {
-        let keys: Vec<SessionKey> = self
-            .keys_of(user)
-            .into_iter()
-            .filter(|k| k != keep)
-            .collect();
-        for k in &keys {
-            self.destroy(k);
-        }
-        keys.len()
+    pub async fn end_others(&self, user: &str, keep: &SessionKey) -> Result<usize, StoreError> {
+        self.end_all_of(user, Some(keep)).await
     }
 
-    /// Removes expired sessions and writes recent activity to the store. Periodic.
-    pub fn housekeeping(&self) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let expired: Vec<SessionKey> = self
-            .map
+    async fn end_all_of(&self, user: &str, keep: Option<&SessionKey>) -> Result<usize, StoreError> {
+        let ended = self.store.sessions().delete_sessions_of(user, keep).await?;
+        let _ = self
+            .live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(ended.len()))
+            });
+        for key in &ended {
+            self.forget(key);
+        }
+        // Copies this gateway cached under keys the store no longer had.
+        let stale: Vec<SessionKey> = self
+            .cache
             .iter()
-            .filter(|e| self.expired(e.value(), now))
+            .filter(|e| e.value().user == user && Some(e.key()) != keep)
             .map(|e| *e.key())
             .collect();
-        for k in &expired {
-            self.destroy(k);
+        for key in &stale {
+            self.forget(key);
         }
+        Ok(ended.len())
+    }
+
+    /// Drops a session from this gateway's memory (cache and followers) only.
+    fn forget(&self, key: &SessionKey) {
+        self.cache.remove(key);
+        self.tell_ended(key);
+    }
+
+    fn tell_ended(&self, key: &SessionKey) {
+        for f in &self.followers {
+            f.session_ended(key);
+        }
+    }
+
+    /// Follows what another gateway did (see the module docs).
+    pub fn apply(&self, event: SessionEvent) {
+        match event {
+            SessionEvent::Ended(key) => self.forget(&key),
+            SessionEvent::Resync => {
+                self.cache.clear();
+                for f in &self.followers {
+                    f.all_sessions_ended();
+                }
+            }
+        }
+    }
+
+    /// Ends expired sessions, writes recent activity to the store, drops cache entries that can
+    /// no longer be used, and recounts the live sessions. Periodic.
+    pub async fn housekeeping(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
         let seen: Vec<(SessionKey, u64)> = self
-            .map
+            .cache
             .iter()
             .filter(|e| e.value().dirty.swap(false, Ordering::Relaxed))
             .map(|e| (*e.key(), e.value().last_seen_ms()))
             .collect();
         if !seen.is_empty() {
-            self.store.touch(&seen)?;
+            self.store.sessions().touch_sessions(&seen).await?;
         }
+        let created_before = now.saturating_sub(millis(self.cfg.lifetime));
+        let seen_before = now.saturating_sub(millis(self.cfg.idle_timeout));
+        let purged = self
+            .store
+            .sessions()
+            .purge_sessions(
+                created_before.saturating_add(1),
+                seen_before.saturating_add(1),
+            )
+            .await?;
+        for key in &purged {
+            self.forget(key);
+        }
+        let expired: Vec<SessionKey> = self
+            .cache
+            .iter()
+            .filter(|e| self.expired(e.value(), now))
+            .map(|e| *e.key())
+            .collect();
+        for key in &expired {
+            self.forget(key);
+        }
+        let live = self.store.sessions().count_sessions().await?;
+        self.live.store(
+            usize::try_from(live).unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+    /// Sessions this gateway holds in memory.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::{Clock, ManualClock};
-
-    fn sessions(dir: &std::path::Path, clock: Arc<ManualClock>) -> Sessions {
-        let store = Arc::new(store::SqliteStore::open(dir).unwrap());
-        Sessions::open(
-            store,
-            SessionConfig {
-                max_per_user: 2,
-                ..SessionConfig::default()
-            },
-            clock,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn ids_are_random_and_only_issued_ones_are_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = sessions(dir.path(), ManualClock::now());
-        let (a, _) = s
-            .create("alice", AuthLevel::OneFactor, vec!["pwd".into()], None)
-            .unwrap();
-        let (b, _) = s
-            .create("alice", AuthLevel::OneFactor, vec!["pwd".into()], None)
-            .unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), ID_LEN);
-        assert!(s.lookup(&a).is_some());
-        let (forged, _) = new_id();
-        assert!(s.lookup(&forged).is_none());
-        assert!(s.lookup("short").is_none());
-    }
-
-    #[test]
-    fn idle_and_absolute_expiry_are_enforced() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::now();
-        let s = sessions(dir.path(), clock.clone());
-        let (id, _) = s.create("bob", AuthLevel::OneFactor, vec![], None).unwrap();
-        clock.advance(Duration::from_secs(29 * 60));
-        assert!(s.lookup(&id).is_some(), "used within the idle timeout");
-        clock.advance(Duration::from_secs(31 * 60));
-        assert!(s.lookup(&id).is_none(), "idle for 31 minutes");
-        let (id, _) = s.create("bob", AuthLevel::OneFactor, vec![], None).unwrap();
-        for _ in 0..25 {
-            clock.advance(Duration::from_secs(29 * 60));
-            if s.lookup(&id).is_none() {
-                break;
-            }
-        }
-        assert!(s.lookup(&id).is_none(), "past the absolute lifetime");
-    }
-
-    #[test]
-    fn step_up_rotates_the_id_and_caps_apply() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = sessions(dir.path(), ManualClock::now());
-        let (old, _) = s
-            .create("carol", AuthLevel::OneFactor, vec!["pwd".into()], None)
-            .unwrap();
-        let old_key = key_of(&old).unwrap();
-        let (new, sess) = s
-            .create(
-                "carol",
-                AuthLevel::TwoFactor,
-                vec!["pwd".into(), "otp".into()],
-                Some(&old_key),
-            )
-            .unwrap();
-        assert_ne!(old, new);
-        assert!(s.lookup(&old).is_none());
-        assert_eq!(sess.level, AuthLevel::TwoFactor);
-        s.create("carol", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        s.create("carol", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        assert_eq!(s.len(), 2, "max_per_user = 2");
-    }
-
-    #[test]
-    fn the_per_user_index_follows_creates_and_destroys() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = sessions(dir.path(), ManualClock::now());
-        let (a, _) = s
-            .create("erin", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        s.create("erin", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        s.create("erin", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        assert_eq!(s.keys_of("erin").len(), 2, "the cap ended the oldest");
-        assert!(s.lookup(&a).is_none(), "and it was the oldest");
-        let (f, _) = s
-            .create("frank", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        let keep = key_of(&f).unwrap();
-        s.create("frank", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        assert_eq!(s.destroy_others("frank", &keep), 1);
-        assert!(s.lookup(&f).is_some());
-        assert_eq!(s.destroy_user("erin"), 2);
-        assert!(s.keys_of("erin").is_empty() && !s.by_user.contains_key("erin"));
-        assert_eq!(s.len(), 1);
-    }
-
-    #[test]
-    fn a_proof_is_fresh_for_five_minutes_and_only_at_two_factors() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::now();
-        let s = sessions(dir.path(), clock.clone());
-        let (_, one) = s
-            .create("gina", AuthLevel::OneFactor, vec![], None)
-            .unwrap();
-        assert!(
-            !one.has_fresh_proof(clock.now_ms()),
-            "a password is not a second factor"
-        );
-        let (_, two) = s
-            .create("gina", AuthLevel::TwoFactor, vec![], None)
-            .unwrap();
-        assert!(two.has_fresh_proof(clock.now_ms()));
-        clock.advance(FRESH_PROOF - Duration::from_millis(1));
-        assert!(two.has_fresh_proof(clock.now_ms()));
-        clock.advance(Duration::from_millis(1));
-        assert!(!two.has_fresh_proof(clock.now_ms()));
-        assert!(
-            !two.has_fresh_proof(two.auth_ms - 1),
-            "a clock behind the proof is not fresh"
-        );
-    }
-
-    #[test]
-    fn sessions_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::now();
-        let id = {
-            let s = sessions(dir.path(), clock.clone());
-            s.create("dave", AuthLevel::OneFactor, vec!["pwd".into()], None)
-                .unwrap()
-                .0
-        };
-        let s = sessions(dir.path(), clock);
-        let (_, sess) = s.lookup(&id).expect("restored");
-        assert_eq!(sess.user, "dave");
-        assert_eq!(sess.amr, vec!["pwd".to_owned()]);
-    }
-}
+mod tests;

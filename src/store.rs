@@ -170,6 +170,9 @@ pub enum Write {
     InsertNew(Credential),
     /// Adds or replaces a credential.
     Put(Credential),
+    /// Replaces a credential that exists; if it does not, the whole batch is abandoned and
+    /// `write` returns `false`.
+    ReplaceExisting(Credential),
     /// Removes every credential of `user` of these kinds.
     DeleteKinds { user: String, kinds: Vec<String> },
     /// Sets (or with `None` removes) the emergency email, verified at `at_ms`.
@@ -188,7 +191,7 @@ pub trait CredentialStore: Send + Sync {
     /// The user's credentials of `kind` (all kinds with `None`), in `(kind, id)` order.
     async fn credentials(&self, user: &str, kind: Option<&str>) -> Result<Vec<Credential>>;
     /// Applies the writes in one transaction; `false` when an `InsertNew` found its credential
-    /// there already (then nothing was written).
+    /// there already or a `ReplaceExisting` did not (then nothing was written).
     async fn write(&self, batch: Vec<Write>) -> Result<bool>;
     /// Sets `counter` to `new` only if it is below `new` and the secret is still `secret`
     /// (TOTP: a step is accepted once, even by two gateways racing; a code of a replaced secret
@@ -367,6 +370,28 @@ impl Store {
     pub fn audit(&self) -> &dyn AuditLog {
         &*self.0
     }
+}
+
+/// Runs a store future to completion from synchronous code (start-up, the admin CLI). It runs on
+/// a thread of its own with a small runtime, so it works whether or not the caller is inside a
+/// tokio runtime. Never for a request path.
+pub fn run_blocking<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread tokio runtime can be built at start-up")
+                .block_on(future)
+        });
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// SQL integers are signed 64-bit; our times, steps and counts are far below `i64::MAX`, and

@@ -159,6 +159,31 @@ async fn credentials(store: Store) {
         7
     );
 
+    // Replacing needs the credential to be there; otherwise nothing of the batch is written.
+    let mut newer = cred(ALICE, "totp", "", b"sealed-3");
+    newer.counter = 3;
+    assert!(c
+        .write(vec![Write::ReplaceExisting(newer.clone())])
+        .await
+        .unwrap());
+    assert_eq!(
+        c.credentials(ALICE, Some("totp")).await.unwrap(),
+        vec![newer]
+    );
+    let absent = vec![
+        Write::DeleteKinds {
+            user: ALICE.into(),
+            kinds: vec!["recovery".into()],
+        },
+        Write::ReplaceExisting(cred(ALICE, "passkey", "k1", b"x")),
+    ];
+    assert!(!c.write(absent).await.unwrap());
+    assert_eq!(
+        c.credentials(ALICE, Some("recovery")).await.unwrap().len(),
+        3,
+        "rolled back"
+    );
+
     assert!(c.delete_credential(ALICE, "totp", "").await.unwrap());
     assert!(!c.delete_credential(ALICE, "totp", "").await.unwrap());
     assert!(c

@@ -184,6 +184,7 @@ impl Validator<'_> {
             assertion,
             two_factor,
             notify,
+            store: crate::store::StoreConfig::default(),
             listeners,
             apps,
             rules,

@@ -24,6 +24,7 @@ pub const KEY_LEN: usize = 32;
 /// used directly and the AES key and the pepper are independent.
 const LABEL_AEAD: &[u8] = b"stepgate factor secret aes-256-gcm v1";
 const LABEL_PEPPER: &[u8] = b"stepgate factor hash pepper v1";
+const LABEL_CODE: &[u8] = b"stepgate one-time code mac v1";
 
 /// Seals and opens factor secrets. `Debug` is redacted.
 ///
@@ -34,6 +35,7 @@ const LABEL_PEPPER: &[u8] = b"stepgate factor hash pepper v1";
 pub struct SecretCipher {
     key: LessSafeKey,
     pepper: [u8; 32],
+    code_key: super::code::CodeKey,
     rng: SystemRandom,
 }
 
@@ -51,6 +53,9 @@ impl SecretCipher {
     pub fn from_key(mut key: [u8; KEY_LEN]) -> SecretCipher {
         let mut aead_key = derive(&key, LABEL_AEAD);
         let pepper = derive(&key, LABEL_PEPPER);
+        let mut code_key = derive(&key, LABEL_CODE);
+        let code_key_hmac = super::code::CodeKey::new(&code_key);
+        super::wipe(&mut code_key);
         super::wipe(&mut key);
         // AES-256 takes any 32 bytes, so this cannot fail; the fallback is unreachable.
         let unbound = UnboundKey::new(&AES_256_GCM, &aead_key)
@@ -59,6 +64,7 @@ impl SecretCipher {
         SecretCipher {
             key: LessSafeKey::new(unbound),
             pepper,
+            code_key: code_key_hmac,
             rng: SystemRandom::new(),
         }
     }
@@ -132,6 +138,11 @@ impl SecretCipher {
     /// key file, never stored in the database.
     pub fn pepper(&self) -> &[u8; 32] {
         &self.pepper
+    }
+
+    /// The key one-time codes (emailed, later SMS) are hashed under while they wait.
+    pub fn code_key(&self) -> &super::code::CodeKey {
+        &self.code_key
     }
 }
 

@@ -6,11 +6,10 @@
 //! resend. Sending is `notify`'s business.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rand::rngs::OsRng;
-use rand::{Rng, RngCore};
+use rand::Rng;
 use ring::hmac;
 use subtle::ConstantTimeEq;
 
@@ -21,35 +20,37 @@ pub const MAX_TTL: Duration = Duration::from_secs(10 * 60);
 /// Digits per code: 10^6 possibilities, about 20 bits.
 pub const CODE_DIGITS: usize = 6;
 
-/// The per-process key the codes are hashed under.
+/// The key codes are hashed under, derived from the factor key file
+/// ([`super::SecretCipher::code_key`]), so a code sent before a restart, or by another gateway
+/// on the same database, still checks out.
 ///
-/// This is process-wide immutable state, deliberately: a pending code only lives in this
-/// process's memory, so a key that dies with the process is exactly as long-lived as it needs to
-/// be, and no caller has to thread a key through. It does not stop several gateways running in
-/// one test process (each code simply carries a MAC under the same key). What the hash buys is
-/// modest and worth saying plainly: with 10^6 possible codes, anyone who can read this process's
-/// memory can read the key and search the code space too; the point is that the code never sits
-/// in memory, `Debug` output or a core dump in clear, and that comparison is constant-time.
-fn process_key() -> &'static hmac::Key {
-    static KEY: OnceLock<hmac::Key> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let mut bytes = [0u8; 32];
-        // `OsRng` panics only if the operating system cannot supply randomness at all.
-        OsRng.fill_bytes(&mut bytes);
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &bytes);
-        super::wipe(&mut bytes);
-        key
-    })
+/// What the hash buys is modest and worth saying plainly: with 10^6 possible codes, anyone who
+/// holds the key can search the code space; the point is that the code never sits in the
+/// database, `Debug` output or a core dump in clear, and that comparison is constant-time.
+pub struct CodeKey(hmac::Key);
+
+impl CodeKey {
+    pub fn new(bytes: &[u8; 32]) -> CodeKey {
+        CodeKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+
+    fn mac(&self, code: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.0, code.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
 }
 
-fn mac(code: &str) -> [u8; 32] {
-    let tag = hmac::sign(process_key(), code.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    out
+impl fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeKey(<redacted>)")
+    }
 }
 
-/// A one-time code waiting to be entered. `Debug` shows the state, never the hash.
+/// A one-time code waiting to be entered. `Debug` shows the state, never the hash. It is plain
+/// data: the caller keeps it (in the store's challenges) with the attempt that asked for it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingCode {
     mac: [u8; 32],
     expires_ms: u64,
@@ -77,13 +78,13 @@ pub enum CodeCheck {
 impl PendingCode {
     /// Issues a fresh code: returns it (six digits, leading zeros kept) for sending, and the
     /// pending state to keep. `ttl` is capped at `MAX_TTL`.
-    pub fn issue(now_ms: u64, ttl: Duration) -> (String, PendingCode) {
+    pub fn issue(key: &CodeKey, now_ms: u64, ttl: Duration) -> (String, PendingCode) {
         // `gen_range` samples without modulo bias.
         let value: u32 = OsRng.gen_range(0..1_000_000);
         let code = format!("{value:06}");
         let ttl_ms = u64::try_from(ttl.min(MAX_TTL).as_millis()).unwrap_or(u64::MAX);
         let pending = PendingCode {
-            mac: mac(&code),
+            mac: key.mac(&code),
             expires_ms: now_ms.saturating_add(ttl_ms),
             wrong: 0,
             used: false,
@@ -92,7 +93,7 @@ impl PendingCode {
     }
 
     /// Checks an entered code at `now_ms`. A code is accepted at most once.
-    pub fn check(&mut self, code: &str, now_ms: u64) -> CodeCheck {
+    pub fn check(&mut self, key: &CodeKey, code: &str, now_ms: u64) -> CodeCheck {
         if self.used || now_ms >= self.expires_ms {
             return CodeCheck::Expired;
         }
@@ -102,7 +103,7 @@ impl PendingCode {
         let Some(entered) = normalize(code) else {
             return CodeCheck::Malformed;
         };
-        if bool::from(mac(&entered).ct_eq(&self.mac)) {
+        if bool::from(key.mac(&entered).ct_eq(&self.mac)) {
             self.used = true;
             return CodeCheck::Accepted;
         }
@@ -149,9 +150,25 @@ fn normalize(code: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
 
     const T0: u64 = 1_700_000_000_000;
     const TTL: Duration = Duration::from_secs(300);
+
+    fn key() -> &'static CodeKey {
+        static KEY: OnceLock<CodeKey> = OnceLock::new();
+        KEY.get_or_init(|| CodeKey::new(&[7; 32]))
+    }
+
+    #[test]
+    fn another_key_does_not_check_out() {
+        let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
+        let other = CodeKey::new(&[8; 32]);
+        assert!(matches!(
+            pending.check(&other, &code, T0),
+            CodeCheck::Wrong { .. }
+        ));
+    }
 
     /// A code that is certainly not `code`.
     fn other(code: &str) -> String {
@@ -161,46 +178,52 @@ mod tests {
 
     #[test]
     fn accepted_once_then_dead() {
-        let (code, mut pending) = PendingCode::issue(T0, TTL);
-        assert_eq!(pending.check(&code, T0 + 1_000), CodeCheck::Accepted);
-        assert_eq!(pending.check(&code, T0 + 2_000), CodeCheck::Expired);
+        let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
+        assert_eq!(pending.check(key(), &code, T0 + 1_000), CodeCheck::Accepted);
+        assert_eq!(pending.check(key(), &code, T0 + 2_000), CodeCheck::Expired);
         assert_eq!(pending.attempts_left(), 0);
     }
 
     #[test]
     fn five_wrong_tries_exhaust_even_the_right_code() {
-        let (code, mut pending) = PendingCode::issue(T0, TTL);
+        let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
         let wrong = other(&code);
         for left in (0..MAX_ATTEMPTS).rev() {
             assert_eq!(
-                pending.check(&wrong, T0),
+                pending.check(key(), &wrong, T0),
                 CodeCheck::Wrong {
                     attempts_left: left
                 }
             );
         }
-        assert_eq!(pending.check(&code, T0), CodeCheck::Exhausted);
-        assert_eq!(pending.check(&wrong, T0), CodeCheck::Exhausted);
+        assert_eq!(pending.check(key(), &code, T0), CodeCheck::Exhausted);
+        assert_eq!(pending.check(key(), &wrong, T0), CodeCheck::Exhausted);
     }
 
     #[test]
     fn expires_at_ttl() {
-        let (code, mut pending) = PendingCode::issue(T0, TTL);
+        let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
         assert_eq!(pending.expires_ms(), T0 + 300_000);
-        assert_eq!(pending.check(&code, T0 + 300_000), CodeCheck::Expired);
-        let (code, mut pending) = PendingCode::issue(T0, TTL);
-        assert_eq!(pending.check(&code, T0 + 299_999), CodeCheck::Accepted);
+        assert_eq!(
+            pending.check(key(), &code, T0 + 300_000),
+            CodeCheck::Expired
+        );
+        let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
+        assert_eq!(
+            pending.check(key(), &code, T0 + 299_999),
+            CodeCheck::Accepted
+        );
     }
 
     #[test]
     fn ttl_is_capped_at_ten_minutes() {
-        let (_, pending) = PendingCode::issue(T0, Duration::from_secs(3600));
+        let (_, pending) = PendingCode::issue(key(), T0, Duration::from_secs(3600));
         assert_eq!(pending.expires_ms(), T0 + 600_000);
     }
 
     #[test]
     fn malformed_does_not_count_as_a_try() {
-        let (code, mut pending) = PendingCode::issue(T0, TTL);
+        let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
         let long = "9".repeat(10_000);
         for bad in [
             "",
@@ -211,25 +234,29 @@ mod tests {
             long.as_str(),
             "１２３４５６",
         ] {
-            assert_eq!(pending.check(bad, T0), CodeCheck::Malformed, "{bad:?}");
+            assert_eq!(
+                pending.check(key(), bad, T0),
+                CodeCheck::Malformed,
+                "{bad:?}"
+            );
         }
         assert_eq!(pending.attempts_left(), MAX_ATTEMPTS);
         let spaced = format!("{} {}", &code[..3], &code[3..]);
-        assert_eq!(pending.check(&spaced, T0), CodeCheck::Accepted);
+        assert_eq!(pending.check(key(), &spaced, T0), CodeCheck::Accepted);
     }
 
     #[test]
     fn leading_zero_codes_work() {
         // Issue until a code with a leading zero turns up (p = 0.1 per draw).
         for _ in 0..1_000 {
-            let (code, mut pending) = PendingCode::issue(T0, TTL);
+            let (code, mut pending) = PendingCode::issue(key(), T0, TTL);
             if code.starts_with('0') {
                 assert_eq!(code.len(), 6);
                 let trimmed = code.trim_start_matches('0');
                 if trimmed.len() < 6 {
-                    assert_eq!(pending.check(trimmed, T0), CodeCheck::Malformed);
+                    assert_eq!(pending.check(key(), trimmed, T0), CodeCheck::Malformed);
                 }
-                assert_eq!(pending.check(&code, T0), CodeCheck::Accepted);
+                assert_eq!(pending.check(key(), &code, T0), CodeCheck::Accepted);
                 return;
             }
         }
@@ -240,7 +267,7 @@ mod tests {
     fn codes_are_always_six_digits() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1_000 {
-            let (code, _) = PendingCode::issue(T0, TTL);
+            let (code, _) = PendingCode::issue(key(), T0, TTL);
             assert_eq!(code.len(), 6, "{code}");
             assert!(code.bytes().all(|b| b.is_ascii_digit()), "{code}");
             seen.insert(code);
@@ -251,7 +278,7 @@ mod tests {
 
     #[test]
     fn debug_shows_no_hash() {
-        let (code, pending) = PendingCode::issue(T0, TTL);
+        let (code, pending) = PendingCode::issue(key(), T0, TTL);
         let shown = format!("{pending:?}");
         assert!(!shown.contains("mac"), "{shown}");
         // The expiry time is shown; only a code that happens to be a substring of it may appear.

@@ -1,10 +1,127 @@
 //! Recovery codes: ten single-use look-up secrets a user keeps on paper for when the
-//! authenticator is lost. This module makes, normalises and hashes them; `Factors` stores the
-//! hashes and marks them used. The same alphabet serves the operator's enrolment tokens.
+//! authenticator is lost. This module makes, normalises and hashes them, and [`RecoveryCodes`]
+//! is the second factor over the store: one credential (kind `recovery`) per code, identified by
+//! its keyed hash, marked used by the one request that used it. The same alphabet serves the
+//! operator's enrolment tokens.
+//!
+//! A code is looked up by its keyed hash (the pepper is not in the database), so the lookup's
+//! timing can tell an attacker nothing they could not compute without the key file.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use rand::rngs::OsRng;
 use rand::Rng;
 use ring::hmac;
+
+use super::{Begun, FactorError, FactorKind, SecondFactor, Shared, Verdict, LOG_TARGET};
+use crate::store::{Credential, Write};
+
+const KIND: &str = "recovery";
+
+/// Recovery codes as a second factor.
+pub struct RecoveryCodes {
+    shared: Arc<Shared>,
+}
+
+impl RecoveryCodes {
+    pub(crate) fn new(shared: Arc<Shared>) -> RecoveryCodes {
+        RecoveryCodes { shared }
+    }
+
+    /// Adds to `batch` the writes that replace the user's codes with a fresh set, and returns
+    /// the codes (for showing once).
+    pub(crate) fn fresh_batch(&self, user: &str, batch: &mut Vec<Write>) -> Vec<String> {
+        let codes = generate();
+        let now = self.shared.clock.now_ms();
+        batch.push(Write::DeleteKinds {
+            user: user.to_owned(),
+            kinds: vec![KIND.to_owned()],
+        });
+        for code in &codes {
+            // `generate` makes XXXXX-XXXXX from alphabet characters: without the dash it is
+            // exactly the normalised form.
+            let digest = hash(self.shared.cipher.pepper(), user, &code.replace('-', ""));
+            batch.push(Write::Put(Credential {
+                user: user.to_owned(),
+                kind: KIND.to_owned(),
+                id: hex(&digest),
+                secret: digest.to_vec(),
+                counter: 0,
+                created_ms: now,
+                used_ms: None,
+                expires_ms: None,
+                data: Vec::new(),
+            }));
+        }
+        codes
+    }
+
+    /// Unused codes of the user.
+    pub async fn remaining(&self, user: &str) -> Result<usize, FactorError> {
+        let codes = self
+            .shared
+            .store
+            .credentials()
+            .credentials(user, Some(KIND))
+            .await?;
+        Ok(codes.iter().filter(|c| c.used_ms.is_none()).count())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait]
+impl SecondFactor for RecoveryCodes {
+    fn kind(&self) -> FactorKind {
+        FactorKind::Recovery
+    }
+
+    async fn enrolled(&self, user: &str) -> Result<bool, FactorError> {
+        Ok(self.remaining(user).await? > 0)
+    }
+
+    async fn begin(&self, _user: &str) -> Result<Begun, FactorError> {
+        Ok(Begun::Ready)
+    }
+
+    /// Uses a code: single use, marked used by one conditional update. Attempts must be
+    /// rate-limited by the caller, like every second-factor attempt.
+    async fn verify(&self, user: &str, answer: &str) -> Result<Verdict, FactorError> {
+        let Some(normalized) = normalize(answer) else {
+            return Ok(Verdict::Malformed);
+        };
+        let id = hex(&hash(self.shared.cipher.pepper(), user, &normalized));
+        let store = self.shared.store.credentials();
+        let now = self.shared.clock.now_ms();
+        if !store.consume(user, KIND, &id, now).await? {
+            // Not one of the user's unused codes (a code used already included).
+            return Ok(if self.remaining(user).await? == 0 {
+                Verdict::NotEnrolled
+            } else {
+                Verdict::Wrong
+            });
+        }
+        let remaining = self.remaining(user).await?;
+        tracing::info!(target: LOG_TARGET, user, remaining, "recovery code used");
+        Ok(Verdict::Accepted {
+            kind: FactorKind::Recovery,
+            remaining: Some(remaining),
+        })
+    }
+
+    async fn remove(&self, user: &str) -> Result<bool, FactorError> {
+        let had = self.remaining(user).await? > 0;
+        let batch = vec![Write::DeleteKinds {
+            user: user.to_owned(),
+            kinds: vec![KIND.to_owned()],
+        }];
+        self.shared.store.credentials().write(batch).await?;
+        Ok(had)
+    }
+}
 
 /// Codes per set.
 pub const COUNT: usize = 10;

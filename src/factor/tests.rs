@@ -2,11 +2,57 @@
 //! well under the ~800-line limit of STYLE.md). Each test gets its own temporary data directory
 //! and a manual clock: no sleeps, no wall-clock assertions.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+
+use rusqlite::Connection;
 
 use super::totp::{self, Algorithm, STEP_SECS};
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::store::StoreConfig;
+
+/// The verdicts of the authenticator app as these tests were first written against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TotpVerdict {
+    Accepted,
+    Replayed,
+    Wrong,
+    Malformed,
+    NotEnrolled,
+}
+
+/// The verdicts of recovery codes as these tests were first written against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecoveryVerdict {
+    Accepted { remaining: usize },
+    Wrong,
+}
+
+impl Factors {
+    async fn verify_totp(&self, user: &str, code: &str) -> Result<TotpVerdict, FactorError> {
+        Ok(match self.app().verify(user, code).await? {
+            Verdict::Accepted { .. } => TotpVerdict::Accepted,
+            Verdict::Replayed => TotpVerdict::Replayed,
+            Verdict::Wrong => TotpVerdict::Wrong,
+            Verdict::Malformed => TotpVerdict::Malformed,
+            Verdict::NotEnrolled => TotpVerdict::NotEnrolled,
+        })
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: &str,
+        code: &str,
+    ) -> Result<RecoveryVerdict, FactorError> {
+        Ok(match self.recovery().verify(user, code).await? {
+            Verdict::Accepted {
+                remaining: Some(remaining),
+                ..
+            } => RecoveryVerdict::Accepted { remaining },
+            _ => RecoveryVerdict::Wrong,
+        })
+    }
+}
 
 /// 2023-11-14T22:13:20Z, in the middle of a 30 s step.
 const T0_MS: u64 = 1_700_000_000_000;
@@ -17,10 +63,17 @@ struct Fixture {
     factors: Factors,
 }
 
+/// `Factors` over its own SQLite store in `dir` (a second call: another process, as far as the
+/// store knows).
+fn open(dir: &std::path::Path, key: Option<&std::path::Path>, clock: Arc<ManualClock>) -> Factors {
+    let store = Store::open(&StoreConfig::default(), dir).expect("store");
+    Factors::open(store, dir, key, clock).expect("open")
+}
+
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0_MS);
-    let factors = Factors::open(dir.path(), None, clock.clone()).expect("open");
+    let factors = open(dir.path(), None, clock.clone());
     Fixture {
         dir,
         clock,
@@ -31,7 +84,7 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// A second `Factors` on the same data directory (another process, as far as it knows).
     fn second(&self) -> Factors {
-        Factors::open(self.dir.path(), None, self.clock.clone()).expect("open second")
+        open(self.dir.path(), None, self.clock.clone())
     }
 
     fn code_now(&self, secret: &TotpSecret) -> String {
@@ -52,29 +105,30 @@ impl Fixture {
 
     /// Enrols `user` with a fresh secret, activated one step before now (as if the activation
     /// code was entered in the previous step).
-    fn enrol(&self, user: &str) -> TotpSecret {
+    async fn enrol(&self, user: &str) -> TotpSecret {
         let secret = TotpSecret::generate();
         self.factors
             .activate_totp(user, &secret, self.step_now() - 1)
+            .await
             .expect("activate");
         secret
     }
 }
 
-#[test]
-fn activate_then_verify_at_the_clocks_time() {
+#[tokio::test]
+async fn activate_then_verify_at_the_clocks_time() {
     let f = fixture();
-    let secret = f.enrol("alice");
-    assert!(f.factors.totp_enrolled("alice").expect("query"));
+    let secret = f.enrol("alice").await;
+    assert!(f.factors.totp_enrolled("alice").await.expect("query"));
     let code = f.code_now(&secret);
     assert_eq!(
-        f.factors.verify_totp("alice", &code).expect("verify"),
+        f.factors.verify_totp("alice", &code).await.expect("verify"),
         TotpVerdict::Accepted
     );
 }
 
-#[test]
-fn activation_step_cannot_be_replayed_and_next_step_is_accepted() {
+#[tokio::test]
+async fn activation_step_cannot_be_replayed_and_next_step_is_accepted() {
     let f = fixture();
     let secret = TotpSecret::generate();
     let code = f.code_now(&secret);
@@ -85,54 +139,64 @@ fn activation_step_cannot_be_replayed_and_next_step_is_accepted() {
     };
     f.factors
         .activate_totp("alice", &secret, step)
+        .await
         .expect("activate");
     assert_eq!(
-        f.factors.verify_totp("alice", &code).expect("verify"),
+        f.factors.verify_totp("alice", &code).await.expect("verify"),
         TotpVerdict::Replayed
     );
 
     f.next_step();
     let next = f.code_now(&secret);
     assert_eq!(
-        f.factors.verify_totp("alice", &next).expect("verify"),
+        f.factors.verify_totp("alice", &next).await.expect("verify"),
         TotpVerdict::Accepted
     );
     assert_eq!(
-        f.factors.verify_totp("alice", &next).expect("verify"),
+        f.factors.verify_totp("alice", &next).await.expect("verify"),
         TotpVerdict::Replayed
     );
     // The old activation code is inside the drift window but before the last step.
     assert_eq!(
-        f.factors.verify_totp("alice", &code).expect("verify"),
+        f.factors.verify_totp("alice", &code).await.expect("verify"),
         TotpVerdict::Replayed
     );
 }
 
-#[test]
-fn replay_is_refused_and_an_earlier_step_after_a_later_one_too() {
+#[tokio::test]
+async fn replay_is_refused_and_an_earlier_step_after_a_later_one_too() {
     let f = fixture();
-    let secret = f.enrol("alice");
+    let secret = f.enrol("alice").await;
     let earlier = f.code_now(&secret);
     f.next_step();
     let later = f.code_now(&secret);
     assert_eq!(
-        f.factors.verify_totp("alice", &later).expect("verify"),
+        f.factors
+            .verify_totp("alice", &later)
+            .await
+            .expect("verify"),
         TotpVerdict::Accepted
     );
     assert_eq!(
-        f.factors.verify_totp("alice", &later).expect("verify"),
+        f.factors
+            .verify_totp("alice", &later)
+            .await
+            .expect("verify"),
         TotpVerdict::Replayed
     );
     assert_eq!(
-        f.factors.verify_totp("alice", &earlier).expect("verify"),
+        f.factors
+            .verify_totp("alice", &earlier)
+            .await
+            .expect("verify"),
         TotpVerdict::Replayed
     );
 }
 
-#[test]
-fn wrong_malformed_and_not_enrolled() {
+#[tokio::test]
+async fn wrong_malformed_and_not_enrolled() {
     let f = fixture();
-    let secret = f.enrol("alice");
+    let secret = f.enrol("alice").await;
     let code = f.code_now(&secret);
     // A code that matches none of the three steps in the window.
     let t = f.clock.now_secs();
@@ -146,37 +210,41 @@ fn wrong_malformed_and_not_enrolled() {
     assert_eq!(
         f.factors
             .verify_totp("alice", &format!("{wrong:06}"))
+            .await
             .expect("verify"),
         TotpVerdict::Wrong
     );
     assert_eq!(
-        f.factors.verify_totp("alice", "12a456").expect("verify"),
+        f.factors
+            .verify_totp("alice", "12a456")
+            .await
+            .expect("verify"),
         TotpVerdict::Malformed
     );
     assert_eq!(
-        f.factors.verify_totp("bob", &code).expect("verify"),
+        f.factors.verify_totp("bob", &code).await.expect("verify"),
         TotpVerdict::NotEnrolled
     );
 }
 
-#[test]
-fn short_secrets_are_refused() {
+#[tokio::test]
+async fn short_secrets_are_refused() {
     let f = fixture();
     let short = TotpSecret::from_bytes(vec![1; 10]);
     assert!(matches!(
-        f.factors.activate_totp("alice", &short, 0),
+        f.factors.activate_totp("alice", &short, 0).await,
         Err(FactorError::SecretTooShort { bits: 80 })
     ));
 }
 
-#[test]
-fn secret_is_not_stored_in_clear() {
+#[tokio::test]
+async fn secret_is_not_stored_in_clear() {
     let f = fixture();
-    let secret = f.enrol("alice");
+    let secret = f.enrol("alice").await;
     let conn = Connection::open(f.dir.path().join("stepgate.db")).expect("raw open");
     let blob: Vec<u8> = conn
         .query_row(
-            "SELECT secret FROM factor_totp WHERE user = 'alice'",
+            "SELECT secret FROM credentials WHERE user = 'alice' AND kind = 'totp'",
             [],
             |r| r.get(0),
         )
@@ -193,109 +261,147 @@ fn secret_is_not_stored_in_clear() {
     }
 }
 
-#[test]
-fn another_key_cannot_read_the_secret() {
+#[tokio::test]
+async fn another_key_cannot_read_the_secret() {
     let f = fixture();
-    let secret = f.enrol("alice");
+    let secret = f.enrol("alice").await;
     let other_key = f.dir.path().join("other.key");
-    let other = Factors::open(f.dir.path(), Some(&other_key), f.clock.clone()).expect("open");
+    let other = open(f.dir.path(), Some(&other_key), f.clock.clone());
     let code = f.code_now(&secret);
-    match other.verify_totp("alice", &code) {
+    match other.verify_totp("alice", &code).await {
         Err(FactorError::Undecryptable { user }) => assert_eq!(user, "alice"),
         other => panic!("expected an undecryptable error, got {other:?}"),
     }
 }
 
-#[test]
-fn a_row_moved_to_another_user_does_not_decrypt() {
+#[tokio::test]
+async fn a_row_moved_to_another_user_does_not_decrypt() {
     let f = fixture();
-    let secret = f.enrol("alice");
-    f.enrol("mallory");
+    let secret = f.enrol("alice").await;
+    f.enrol("mallory").await;
     let conn = Connection::open(f.dir.path().join("stepgate.db")).expect("raw open");
     conn.execute(
-        "UPDATE factor_totp SET secret = (SELECT secret FROM factor_totp WHERE user = 'alice')
-         WHERE user = 'mallory'",
+        "UPDATE credentials SET secret =
+             (SELECT secret FROM credentials WHERE user = 'alice' AND kind = 'totp')
+         WHERE user = 'mallory' AND kind = 'totp'",
         [],
     )
     .expect("copy row");
     let code = f.code_now(&secret);
     assert!(matches!(
-        f.factors.verify_totp("mallory", &code),
+        f.factors.verify_totp("mallory", &code).await,
         Err(FactorError::Undecryptable { .. })
     ));
 }
 
-#[test]
-fn remove_totp() {
+#[tokio::test]
+async fn remove_totp() {
     let f = fixture();
-    f.enrol("alice");
-    assert!(f.factors.enrolled("alice").expect("enrolled"));
-    assert!(f.factors.remove_totp("alice").expect("remove"));
-    assert!(!f.factors.remove_totp("alice").expect("remove again"));
-    assert!(!f.factors.enrolled("alice").expect("enrolled"));
+    f.enrol("alice").await;
+    assert!(f.factors.enrolled("alice").await.expect("enrolled"));
+    assert!(f.factors.remove_totp("alice").await.expect("remove"));
+    assert!(!f.factors.remove_totp("alice").await.expect("remove again"));
+    assert!(!f.factors.enrolled("alice").await.expect("enrolled"));
 }
 
-#[test]
-fn recovery_codes_each_work_once() {
+#[tokio::test]
+async fn recovery_codes_each_work_once() {
     let f = fixture();
-    let codes = f.factors.new_recovery_codes("alice").expect("codes");
+    let codes = f.factors.new_recovery_codes("alice").await.expect("codes");
     assert_eq!(codes.len(), recovery::COUNT);
-    assert_eq!(f.factors.recovery_remaining("alice").expect("count"), 10);
+    assert_eq!(
+        f.factors.recovery_remaining("alice").await.expect("count"),
+        10
+    );
     for (i, code) in codes.iter().enumerate() {
         // Typed in lower case with spaces: still the same code.
         let typed = code.to_lowercase().replace('-', " ");
         assert_eq!(
-            f.factors.use_recovery_code("alice", &typed).expect("use"),
+            f.factors
+                .use_recovery_code("alice", &typed)
+                .await
+                .expect("use"),
             RecoveryVerdict::Accepted {
                 remaining: recovery::COUNT - i - 1
             }
         );
         assert_eq!(
-            f.factors.use_recovery_code("alice", code).expect("reuse"),
+            f.factors
+                .use_recovery_code("alice", code)
+                .await
+                .expect("reuse"),
             RecoveryVerdict::Wrong
         );
     }
-    assert_eq!(f.factors.recovery_remaining("alice").expect("count"), 0);
+    assert_eq!(
+        f.factors.recovery_remaining("alice").await.expect("count"),
+        0
+    );
 }
 
-#[test]
-fn recovery_wrong_code_other_user_and_regeneration() {
+#[tokio::test]
+async fn recovery_wrong_code_other_user_and_regeneration() {
     let f = fixture();
-    let old = f.factors.new_recovery_codes("alice").expect("codes");
+    let old = f.factors.new_recovery_codes("alice").await.expect("codes");
     for bad in ["", "ABCDE-FGHJK", "not a code at all", "0000000000"] {
         assert_eq!(
-            f.factors.use_recovery_code("alice", bad).expect("use"),
+            f.factors
+                .use_recovery_code("alice", bad)
+                .await
+                .expect("use"),
             RecoveryVerdict::Wrong,
             "{bad}"
         );
     }
     // Alice's code is not Bob's.
-    f.factors.new_recovery_codes("bob").expect("codes");
+    f.factors.new_recovery_codes("bob").await.expect("codes");
     assert_eq!(
-        f.factors.use_recovery_code("bob", &old[0]).expect("use"),
+        f.factors
+            .use_recovery_code("bob", &old[0])
+            .await
+            .expect("use"),
         RecoveryVerdict::Wrong
     );
     assert_eq!(
-        f.factors.use_recovery_code("alice", &old[0]).expect("use"),
+        f.factors
+            .use_recovery_code("alice", &old[0])
+            .await
+            .expect("use"),
         RecoveryVerdict::Accepted { remaining: 9 }
     );
-    let new = f.factors.new_recovery_codes("alice").expect("regenerate");
-    assert_eq!(f.factors.recovery_remaining("alice").expect("count"), 10);
+    let new = f
+        .factors
+        .new_recovery_codes("alice")
+        .await
+        .expect("regenerate");
     assert_eq!(
-        f.factors.use_recovery_code("alice", &old[1]).expect("use"),
+        f.factors.recovery_remaining("alice").await.expect("count"),
+        10
+    );
+    assert_eq!(
+        f.factors
+            .use_recovery_code("alice", &old[1])
+            .await
+            .expect("use"),
         RecoveryVerdict::Wrong
     );
     assert_eq!(
-        f.factors.use_recovery_code("alice", &new[1]).expect("use"),
+        f.factors
+            .use_recovery_code("alice", &new[1])
+            .await
+            .expect("use"),
         RecoveryVerdict::Accepted { remaining: 9 }
     );
-    assert_eq!(f.factors.recovery_remaining("bob").expect("count"), 10);
+    assert_eq!(
+        f.factors.recovery_remaining("bob").await.expect("count"),
+        10
+    );
 }
 
-#[test]
-fn recovery_codes_are_stored_hashed() {
+#[tokio::test]
+async fn recovery_codes_are_stored_hashed() {
     let f = fixture();
-    let codes = f.factors.new_recovery_codes("alice").expect("codes");
+    let codes = f.factors.new_recovery_codes("alice").await.expect("codes");
     let file = std::fs::read(f.dir.path().join("stepgate.db-wal"))
         .or_else(|_| std::fs::read(f.dir.path().join("stepgate.db")))
         .expect("db bytes");
@@ -305,88 +411,108 @@ fn recovery_codes_are_stored_hashed() {
     }
 }
 
-#[test]
-fn enrolment_token_works_once() {
+#[tokio::test]
+async fn enrolment_token_works_once() {
     let f = fixture();
     let token = f
         .factors
         .issue_enrolment_token("alice", Duration::from_secs(3600))
+        .await
         .expect("issue");
     assert_eq!(token.len(), 24, "{token}");
     assert_eq!(token.matches('-').count(), 4, "{token}");
     assert!(!f
         .factors
         .redeem_enrolment_token("bob", &token)
+        .await
         .expect("other user"));
     assert!(f
         .factors
         .redeem_enrolment_token("alice", &token.to_lowercase())
+        .await
         .expect("redeem"));
     assert!(!f
         .factors
         .redeem_enrolment_token("alice", &token)
+        .await
         .expect("again"));
 }
 
-#[test]
-fn enrolment_token_expires_and_is_replaced() {
+#[tokio::test]
+async fn enrolment_token_expires_and_is_replaced() {
     let f = fixture();
     let ttl = Duration::from_secs(600);
     let first = f
         .factors
         .issue_enrolment_token("alice", ttl)
+        .await
         .expect("issue");
     let second = f
         .factors
         .issue_enrolment_token("alice", ttl)
+        .await
         .expect("issue");
     assert_ne!(first, second);
     assert!(!f
         .factors
         .redeem_enrolment_token("alice", &first)
+        .await
         .expect("replaced"));
     f.clock.advance(ttl);
     assert!(!f
         .factors
         .redeem_enrolment_token("alice", &second)
+        .await
         .expect("expired"));
 
     let third = f
         .factors
         .issue_enrolment_token("alice", ttl)
+        .await
         .expect("issue");
     f.clock.advance(ttl - Duration::from_millis(1));
     for bad in ["", "nonsense", "AAAA-AAAA-AAAA-AAAA-AAA0"] {
-        assert!(!f.factors.redeem_enrolment_token("alice", bad).expect("bad"));
+        assert!(!f
+            .factors
+            .redeem_enrolment_token("alice", bad)
+            .await
+            .expect("bad"));
     }
     assert!(f
         .factors
         .redeem_enrolment_token("alice", &third)
+        .await
         .expect("just in time"));
 }
 
-#[test]
-fn skips_are_counted_per_user() {
+#[tokio::test]
+async fn skips_are_counted_per_user() {
     let f = fixture();
-    assert_eq!(f.factors.skips_used("alice").expect("count"), 0);
-    assert_eq!(f.factors.record_skip("alice").expect("skip"), 1);
-    assert_eq!(f.factors.record_skip("alice").expect("skip"), 2);
-    assert_eq!(f.factors.record_skip("bob").expect("skip"), 1);
-    assert_eq!(f.factors.skips_used("alice").expect("count"), 2);
+    assert_eq!(f.factors.skips_used("alice").await.expect("count"), 0);
+    assert_eq!(f.factors.record_skip("alice").await.expect("skip"), 1);
+    assert_eq!(f.factors.record_skip("alice").await.expect("skip"), 2);
+    assert_eq!(f.factors.record_skip("bob").await.expect("skip"), 1);
+    assert_eq!(f.factors.skips_used("alice").await.expect("count"), 2);
 }
 
-#[test]
-fn emergency_email() {
+#[tokio::test]
+async fn emergency_email() {
     let f = fixture();
-    assert_eq!(f.factors.emergency_email("alice").expect("get"), None);
+    assert_eq!(f.factors.emergency_email("alice").await.expect("get"), None);
     f.factors
         .set_emergency_email("alice", "alice@example.org")
+        .await
         .expect("set");
     f.factors
         .set_emergency_email("alice", "a.lice@example.net")
+        .await
         .expect("replace");
     assert_eq!(
-        f.factors.emergency_email("alice").expect("get").as_deref(),
+        f.factors
+            .emergency_email("alice")
+            .await
+            .expect("get")
+            .as_deref(),
         Some("a.lice@example.net")
     );
     for bad in [
@@ -400,7 +526,7 @@ fn emergency_email() {
     ] {
         assert!(
             matches!(
-                f.factors.set_emergency_email("alice", bad),
+                f.factors.set_emergency_email("alice", bad).await,
                 Err(FactorError::InvalidEmail(_))
             ),
             "{bad:?}"
@@ -408,29 +534,34 @@ fn emergency_email() {
     }
 }
 
-#[test]
-fn reset_removes_everything_but_the_contact_when_asked() {
+#[tokio::test]
+async fn reset_removes_everything_but_the_contact_when_asked() {
     let f = fixture();
-    f.enrol("alice");
-    f.factors.new_recovery_codes("alice").expect("codes");
+    f.enrol("alice").await;
+    f.factors.new_recovery_codes("alice").await.expect("codes");
     f.factors
         .issue_enrolment_token("alice", Duration::from_secs(60))
+        .await
         .expect("token");
-    f.factors.record_skip("alice").expect("skip");
+    f.factors.record_skip("alice").await.expect("skip");
     f.factors
         .set_emergency_email("alice", "alice@example.org")
+        .await
         .expect("email");
-    f.enrol("bob");
-    assert!(f.factors.enrolled("alice").expect("enrolled"));
+    f.enrol("bob").await;
+    assert!(f.factors.enrolled("alice").await.expect("enrolled"));
 
-    f.factors.reset("alice", true).expect("reset");
+    f.factors.reset("alice", true).await.expect("reset");
     assert!(
-        !f.factors.enrolled("alice").expect("enrolled"),
+        !f.factors.enrolled("alice").await.expect("enrolled"),
         "cache invalidated at once"
     );
-    assert_eq!(f.factors.recovery_remaining("alice").expect("count"), 0);
-    assert_eq!(f.factors.skips_used("alice").expect("skips"), 0);
-    let summary = f.factors.summary("alice").expect("summary");
+    assert_eq!(
+        f.factors.recovery_remaining("alice").await.expect("count"),
+        0
+    );
+    assert_eq!(f.factors.skips_used("alice").await.expect("skips"), 0);
+    let summary = f.factors.summary("alice").await.expect("summary");
     assert_eq!(
         summary,
         FactorSummary {
@@ -439,102 +570,110 @@ fn reset_removes_everything_but_the_contact_when_asked() {
             emergency_email: Some("alice@example.org".into()),
         }
     );
-    assert!(f.factors.enrolled("bob").expect("bob untouched"));
+    assert!(f.factors.enrolled("bob").await.expect("bob untouched"));
 
-    f.factors.reset("alice", false).expect("reset");
-    assert_eq!(f.factors.emergency_email("alice").expect("email"), None);
+    f.factors.reset("alice", false).await.expect("reset");
+    assert_eq!(
+        f.factors.emergency_email("alice").await.expect("email"),
+        None
+    );
 }
 
-#[test]
-fn reset_consumes_the_enrolment_token() {
+#[tokio::test]
+async fn reset_consumes_the_enrolment_token() {
     let f = fixture();
     let token = f
         .factors
         .issue_enrolment_token("alice", Duration::from_secs(60))
+        .await
         .expect("token");
-    f.factors.reset("alice", true).expect("reset");
+    f.factors.reset("alice", true).await.expect("reset");
     assert!(!f
         .factors
         .redeem_enrolment_token("alice", &token)
+        .await
         .expect("redeem"));
 }
 
-#[test]
-fn summary_for_the_account_page() {
+#[tokio::test]
+async fn summary_for_the_account_page() {
     let f = fixture();
-    f.enrol("alice");
-    f.factors.new_recovery_codes("alice").expect("codes");
-    let summary = f.factors.summary("alice").expect("summary");
+    f.enrol("alice").await;
+    f.factors.new_recovery_codes("alice").await.expect("codes");
+    let summary = f.factors.summary("alice").await.expect("summary");
     assert_eq!(summary.totp, Some(T0_MS));
     assert_eq!(summary.recovery_remaining, 10);
     assert_eq!(summary.emergency_email, None);
 }
 
-#[test]
-fn enrolled_cache_sees_another_process_after_ten_seconds() {
+#[tokio::test]
+async fn enrolled_cache_sees_another_process_after_ten_seconds() {
     let f = fixture();
     let other = f.second();
-    assert!(!f.factors.enrolled("alice").expect("enrolled"));
+    assert!(!f.factors.enrolled("alice").await.expect("enrolled"));
     other
         .activate_totp("alice", &TotpSecret::generate(), 0)
+        .await
         .expect("activate elsewhere");
     f.clock.advance(Duration::from_millis(9_999));
-    assert!(!f.factors.enrolled("alice").expect("still cached"));
+    assert!(!f.factors.enrolled("alice").await.expect("still cached"));
     f.clock.advance(Duration::from_millis(1));
-    assert!(f.factors.enrolled("alice").expect("refreshed"));
+    assert!(f.factors.enrolled("alice").await.expect("refreshed"));
 
-    other.reset("alice", true).expect("reset elsewhere");
-    assert!(f.factors.enrolled("alice").expect("still cached"));
+    other.reset("alice", true).await.expect("reset elsewhere");
+    assert!(f.factors.enrolled("alice").await.expect("still cached"));
     f.clock.advance(ENROLLED_CACHE_TTL);
-    assert!(!f.factors.enrolled("alice").expect("refreshed"));
+    assert!(!f.factors.enrolled("alice").await.expect("refreshed"));
 }
 
-#[test]
-fn enrolled_cache_sees_local_changes_at_once() {
+#[tokio::test]
+async fn enrolled_cache_sees_local_changes_at_once() {
     let f = fixture();
-    assert!(!f.factors.enrolled("alice").expect("enrolled"));
+    assert!(!f.factors.enrolled("alice").await.expect("enrolled"));
     let secret = TotpSecret::generate();
     f.factors
         .activate_totp("alice", &secret, 0)
+        .await
         .expect("activate");
-    assert!(f.factors.enrolled("alice").expect("enrolled"));
-    f.factors.remove_totp("alice").expect("remove");
-    assert!(!f.factors.enrolled("alice").expect("enrolled"));
+    assert!(f.factors.enrolled("alice").await.expect("enrolled"));
+    f.factors.remove_totp("alice").await.expect("remove");
+    assert!(!f.factors.enrolled("alice").await.expect("enrolled"));
 }
 
-#[test]
-fn enrolled_cache_treats_a_backwards_clock_as_stale() {
+#[tokio::test]
+async fn enrolled_cache_treats_a_backwards_clock_as_stale() {
     let f = fixture();
-    assert!(!f.factors.enrolled("alice").expect("enrolled"));
+    assert!(!f.factors.enrolled("alice").await.expect("enrolled"));
     f.second()
         .activate_totp("alice", &TotpSecret::generate(), 0)
+        .await
         .expect("activate elsewhere");
     f.clock.set_ms(T0_MS - 1);
-    assert!(f.factors.enrolled("alice").expect("re-read"));
+    assert!(f.factors.enrolled("alice").await.expect("re-read"));
 }
 
 /// Races two verifications of one fresh code, `rounds` times (a new step each round), through
 /// `a` and `b`; exactly one of each pair must be accepted.
-fn race(fx: &Fixture, a: Arc<Factors>, b: Arc<Factors>, secret: &TotpSecret, rounds: usize) {
+async fn race(fx: &Fixture, a: Arc<Factors>, b: Arc<Factors>, secret: &TotpSecret, rounds: usize) {
     for round in 0..rounds {
         fx.next_step();
         let code = fx.code_now(secret);
-        let barrier = Arc::new(Barrier::new(2));
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let handles: Vec<_> = [a.clone(), b.clone()]
             .into_iter()
             .map(|factors| {
                 let barrier = barrier.clone();
                 let code = code.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    factors.verify_totp("alice", &code).expect("verify")
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    factors.verify_totp("alice", &code).await.expect("verify")
                 })
             })
             .collect();
-        let verdicts: Vec<TotpVerdict> = handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect();
+        let mut verdicts: Vec<TotpVerdict> = Vec::new();
+        for h in handles {
+            verdicts.push(h.await.expect("task"));
+        }
         let accepted = verdicts
             .iter()
             .filter(|v| **v == TotpVerdict::Accepted)
@@ -547,54 +686,55 @@ fn race(fx: &Fixture, a: Arc<Factors>, b: Arc<Factors>, secret: &TotpSecret, rou
     }
 }
 
-#[test]
-fn concurrent_verifications_accept_a_code_once_in_one_process() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_verifications_accept_a_code_once_in_one_process() {
     let fx = fixture();
-    let secret = fx.enrol("alice");
+    let secret = fx.enrol("alice").await;
     let shared = Arc::new(fx.second());
-    race(&fx, shared.clone(), shared, &secret, 20);
+    race(&fx, shared.clone(), shared, &secret, 20).await;
 }
 
-#[test]
-fn concurrent_verifications_accept_a_code_once_across_two_connections() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_verifications_accept_a_code_once_across_two_connections() {
     let fx = fixture();
-    let secret = fx.enrol("alice");
+    let secret = fx.enrol("alice").await;
     race(
         &fx,
         Arc::new(fx.second()),
         Arc::new(fx.second()),
         &secret,
         20,
-    );
+    )
+    .await;
 }
 
-#[test]
-fn a_poisoned_lock_is_an_error_not_a_panic() {
+#[tokio::test]
+async fn a_store_that_is_gone_is_an_error_not_a_panic() {
     let f = fixture();
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _guard = f.factors.conn.lock();
-        panic!("poison the connection lock (expected in this test)");
-    }));
+    // The raw database changed under the store (a table dropped by hand): every call is an
+    // `Err` the caller fails closed on.
+    let conn = Connection::open(f.dir.path().join("stepgate.db")).expect("raw open");
+    conn.execute_batch("DROP TABLE credentials").expect("drop");
     assert!(matches!(
-        f.factors.totp_enrolled("alice"),
-        Err(FactorError::Poisoned)
+        f.factors.totp_enrolled("alice").await,
+        Err(FactorError::Store(_))
     ));
 }
 
-#[test]
-fn debug_shows_no_secrets() {
+#[tokio::test]
+async fn debug_shows_no_secrets() {
     let f = fixture();
-    f.enrol("alice");
-    f.factors.enrolled("alice").expect("enrolled");
+    f.enrol("alice").await;
+    f.factors.enrolled("alice").await.expect("enrolled");
     let shown = format!("{:?}", f.factors);
     assert!(shown.starts_with("Factors {"), "{shown}");
     assert!(!shown.contains("alice"), "{shown}");
 }
 
-#[test]
-fn error_messages_are_lowercase() {
+#[tokio::test]
+async fn error_messages_are_lowercase() {
     let errors = [
-        FactorError::Poisoned.to_string(),
+        FactorError::Store(StoreError::Closed).to_string(),
         FactorError::SecretTooShort { bits: 80 }.to_string(),
         FactorError::Undecryptable { user: "a".into() }.to_string(),
         FactorError::InvalidEmail("x").to_string(),
@@ -606,8 +746,8 @@ fn error_messages_are_lowercase() {
     }
 }
 
-#[test]
-fn open_creates_the_default_key_file_and_reopens_with_it() {
+#[tokio::test]
+async fn open_creates_the_default_key_file_and_reopens_with_it() {
     use std::os::unix::fs::PermissionsExt;
     let f = fixture();
     let key = f.dir.path().join("keys").join("factor.key");
@@ -616,31 +756,32 @@ fn open_creates_the_default_key_file_and_reopens_with_it() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let secret = f.enrol("alice");
+    let secret = f.enrol("alice").await;
     drop(f.factors);
-    let reopened = Factors::open(f.dir.path(), None, f.clock.clone()).expect("reopen");
+    let reopened = open(f.dir.path(), None, f.clock.clone());
     let code = format!(
         "{:06}",
         totp::totp(secret.as_bytes(), f.clock.now_secs(), 6, Algorithm::Sha1)
     );
     assert_eq!(
-        reopened.verify_totp("alice", &code).expect("verify"),
+        reopened.verify_totp("alice", &code).await.expect("verify"),
         TotpVerdict::Accepted
     );
 }
 
-#[test]
-fn first_time_enrolment_never_replaces_a_factor() {
+#[tokio::test]
+async fn first_time_enrolment_never_replaces_a_factor() {
     let f = fixture();
     let first = TotpSecret::generate();
     let codes = f
         .factors
         .enrol_totp("alice", &first, f.step_now() - 1, "alice@example.test")
+        .await
         .expect("enrol")
         .expect("nothing there yet");
     assert_eq!(codes.len(), 10);
     assert_eq!(
-        f.factors.emergency_email("alice").unwrap().as_deref(),
+        f.factors.emergency_email("alice").await.unwrap().as_deref(),
         Some("alice@example.test")
     );
     // A second first-time setup (another session, or an attacker's) changes nothing.
@@ -648,53 +789,74 @@ fn first_time_enrolment_never_replaces_a_factor() {
     assert_eq!(
         f.factors
             .enrol_totp("alice", &second, f.step_now() - 1, "mallory@example.test")
+            .await
             .expect("enrol"),
         None
     );
     assert_eq!(
-        f.factors.emergency_email("alice").unwrap().as_deref(),
+        f.factors.emergency_email("alice").await.unwrap().as_deref(),
         Some("alice@example.test"),
         "the contact is untouched"
     );
-    assert_eq!(f.factors.recovery_remaining("alice").unwrap(), 10);
+    assert_eq!(f.factors.recovery_remaining("alice").await.unwrap(), 10);
     assert!(matches!(
-        f.factors.use_recovery_code("alice", &codes[0]).unwrap(),
+        f.factors
+            .use_recovery_code("alice", &codes[0])
+            .await
+            .unwrap(),
         RecoveryVerdict::Accepted { .. }
     ));
     assert_eq!(
-        f.factors.verify_totp("alice", &f.code_now(&first)).unwrap(),
+        f.factors
+            .verify_totp("alice", &f.code_now(&first))
+            .await
+            .unwrap(),
         TotpVerdict::Accepted,
         "the first secret still works"
     );
 }
 
-#[test]
-fn replacing_swaps_the_secret_and_keeps_recovery_codes() {
+#[tokio::test]
+async fn replacing_swaps_the_secret_and_keeps_recovery_codes() {
     let f = fixture();
     assert!(!f
         .factors
         .replace_totp("alice", &TotpSecret::generate(), 0)
+        .await
         .unwrap());
     assert!(
-        !f.factors.totp_enrolled("alice").unwrap(),
+        !f.factors.totp_enrolled("alice").await.unwrap(),
         "nothing to replace"
     );
-    let old = f.enrol("alice");
-    let codes = f.factors.new_recovery_codes("alice").unwrap();
+    let old = f.enrol("alice").await;
+    let codes = f.factors.new_recovery_codes("alice").await.unwrap();
     let new = TotpSecret::generate();
-    assert!(f.factors.replace_totp("alice", &new, f.step_now()).unwrap());
+    assert!(f
+        .factors
+        .replace_totp("alice", &new, f.step_now())
+        .await
+        .unwrap());
     f.next_step();
     assert_eq!(
-        f.factors.verify_totp("alice", &f.code_now(&old)).unwrap(),
+        f.factors
+            .verify_totp("alice", &f.code_now(&old))
+            .await
+            .unwrap(),
         TotpVerdict::Wrong,
         "the old app's codes stop working"
     );
     assert_eq!(
-        f.factors.verify_totp("alice", &f.code_now(&new)).unwrap(),
+        f.factors
+            .verify_totp("alice", &f.code_now(&new))
+            .await
+            .unwrap(),
         TotpVerdict::Accepted
     );
     assert!(matches!(
-        f.factors.use_recovery_code("alice", &codes[0]).unwrap(),
+        f.factors
+            .use_recovery_code("alice", &codes[0])
+            .await
+            .unwrap(),
         RecoveryVerdict::Accepted { remaining: 9 }
     ));
 }

@@ -13,7 +13,7 @@ use super::login::{form_value, lang_of, PortalRequest};
 use super::reauth::{self, Refusal};
 use super::setup::codes_page;
 use super::{notice_addresses, origin_of, tell, PageContext, Pages, Reply};
-use crate::access::AuthLevel;
+use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
@@ -78,24 +78,24 @@ fn done_notice(done: Option<&str>, lang: Lang) -> Option<&'static str> {
 }
 
 /// `GET /account`, and the page again after a change (`message`: error or notice).
-pub fn show(
+pub async fn show(
     auth: &Auth,
     pages: &Pages,
     req: &PortalRequest<'_>,
     message: Option<(bool, &str, StatusCode)>,
 ) -> Reply {
     let lang = lang_of(pages, req, form_value(&req.body, "lang"));
-    let who = match pages.signed_in(auth, req, "/account") {
+    let who = match pages.signed_in(auth, req, "/account").await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
     let done = req.param("done");
     let message = message
         .or_else(|| done_notice(done.as_deref(), lang).map(|text| (false, text, StatusCode::OK)));
-    render(auth, pages, req, &who, lang, message)
+    render(auth, pages, req, &who, lang, message).await
 }
 
-fn render(
+async fn render(
     auth: &Auth,
     pages: &Pages,
     req: &PortalRequest<'_>,
@@ -103,7 +103,7 @@ fn render(
     lang: Lang,
     message: Option<(bool, &str, StatusCode)>,
 ) -> Reply {
-    let summary = match auth.factors.summary(&who.user.name) {
+    let summary = match auth.factors.summary(&who.user.name).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(target: "stepgate::portal", error = %e, "account: could not read second factors");
@@ -113,7 +113,7 @@ fn render(
     let t = texts(lang);
     let account_url = format!("{}{}/account", req.origin, pages.config().prefix);
     let account_rd: String = url::form_urlencoded::byte_serialize(account_url.as_bytes()).collect();
-    let csrf = auth.csrf.token(&who.key);
+    let csrf = pages.csrf.token(&who.key);
     let (error, notice, status) = match message {
         Some((true, text, status)) => (Some(text), None, status),
         Some((false, text, status)) => (None, Some(text), status),
@@ -134,11 +134,11 @@ fn render(
             user => &who.user.name,
             name => &who.user.display_name,
             email => &who.user.email,
-            level => who.session.level_str(),
+            level => who.session.level().as_str(),
             totp => summary.totp.map(date_of),
             recovery_remaining => summary.recovery_remaining,
             emergency_email => summary.emergency_email,
-            two_factor_session => who.session.level == AuthLevel::TwoFactor,
+            two_factor_session => who.session.level() == AuthLevel::TwoFactor,
             fresh => who.session.has_fresh_proof(auth.clock.now_ms()),
             fresh_until => time_of(who.session.fresh_until_ms()),
             account_rd,
@@ -152,7 +152,7 @@ fn render(
 /// proof, or with a current code in the form (which must then be right).
 pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let body = &req.body[..];
-    let (who, lang) = match pages.signed_in_post(auth, req, "/account") {
+    let (who, lang) = match pages.signed_in_post(auth, req, "/account").await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
@@ -161,20 +161,21 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     let refuse = |text: &'static str, status: StatusCode| {
         render(auth, pages, req, &who, lang, Some((true, text, status)))
     };
-    if who.session.level != AuthLevel::TwoFactor {
+    if who.session.level() != AuthLevel::TwoFactor {
         return refuse(
             tr(
                 "Verify with your second factor first.",
                 "먼저 2단계 인증을 완료하세요.",
             ),
             StatusCode::FORBIDDEN,
-        );
+        )
+        .await;
     }
     let code = form_value(body, "code").unwrap_or_default();
     if !code.trim().is_empty() {
         match reauth::prove(auth, pages, req, &who, &code, lang).await {
             Ok(()) => {}
-            Err(Refusal::Shown(text, status)) => return refuse(text, status),
+            Err(Refusal::Shown(text, status)) => return refuse(text, status).await,
             Err(Refusal::Fault) => return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
         }
     } else if !who.session.has_fresh_proof(auth.clock.now_ms()) {
@@ -185,13 +186,14 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
                 "먼저 본인 확인을 해 주세요. 인증 앱의 현재 코드나 복구 코드를 입력하세요.",
             ),
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     }
     let account_url = format!("{}/account", pages.config().prefix);
-    let before = notice_addresses(auth, &who.user);
+    let before = notice_addresses(auth, &who.user).await;
     let origin = origin_of(auth, req);
     if req.sub == "/account/recovery-codes" {
-        let codes = match auth.factors.new_recovery_codes(user) {
+        let codes = match auth.factors.new_recovery_codes(user).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(target: "stepgate::portal", error = %e, "could not make recovery codes");
@@ -207,11 +209,17 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         );
         return codes_page(pages, lang, intro, &codes, &account_url);
     }
-    if let Err(e) = auth.factors.reset(user, true) {
+    if let Err(e) = auth.factors.reset(user, true).await {
         tracing::error!(target: "stepgate::portal", error = %e, "could not remove the authenticator");
         return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
     }
-    let ended = auth.sessions.destroy_others(user, &who.key);
+    let ended = match auth.sessions.end_others(user, &who.key).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not end the other sessions");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
+    };
     tracing::info!(target: "stepgate::portal", %user, other_sessions_ended = ended, "authenticator app removed");
     let kind = MessageKind::FactorRemoved {
         factor: "totp",

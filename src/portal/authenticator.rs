@@ -28,8 +28,8 @@ fn title(lang: Lang) -> &'static str {
 
 /// Whether the user has an app to replace; `Err` is the reply to send instead (a user without
 /// one sets it up; a store fault is a 503).
-fn has_app(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<(), Reply> {
-    match auth.factors.totp_enrolled(&who.user.name) {
+async fn has_app(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<(), Reply> {
+    match auth.factors.totp_enrolled(&who.user.name).await {
         Ok(true) => Ok(()),
         Ok(false) => {
             let account = format!("{}/account", pages.config().prefix);
@@ -43,19 +43,20 @@ fn has_app(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<(),
 }
 
 /// `GET /account/authenticator`: a new secret to scan (kept for this session until confirmed).
-pub fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, PAGE) {
+    let who = match pages.signed_in(auth, req, PAGE).await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    if let Err(r) = require_fresh(auth, pages, req, &who, PAGE, lang)
-        .and_then(|()| has_app(auth, pages, &who, lang))
-    {
+    if let Err(r) = require_fresh(auth, pages, req, &who, PAGE, lang) {
+        return r;
+    }
+    if let Err(r) = has_app(auth, pages, &who, lang).await {
         return r;
     }
     let pending = matches!(
-        auth.enrolments.changes.get(&who.key).as_deref(),
+        pages.enrolments.changes.get(&who.key).as_deref(),
         Some(Change::Authenticator { .. })
     );
     if !pending {
@@ -63,7 +64,7 @@ pub fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
             started_ms: auth.clock.now_ms(),
             secret: TotpSecret::generate(),
         };
-        if !auth.enrolments.begin_change(who.key, change) {
+        if !pages.enrolments.begin_change(who.key, change) {
             tracing::warn!(target: "stepgate::portal", "change refused: too many in progress");
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
@@ -79,11 +80,11 @@ fn render(
     error: Option<&str>,
     status: StatusCode,
 ) -> Reply {
-    let qr = match auth.enrolments.changes.get(&who.key).as_deref() {
+    let qr = match pages.enrolments.changes.get(&who.key).as_deref() {
         Some(Change::Authenticator { secret, .. }) => qr_context(auth, &who.user.name, secret),
         _ => return Reply::redirect(&format!("{}{PAGE}", pages.config().prefix)),
     };
-    let csrf = auth.csrf.token(&who.key);
+    let csrf = pages.csrf.token(&who.key);
     pages.page(
         "authenticator.html",
         status,
@@ -101,12 +102,12 @@ fn render(
 /// `POST /account/authenticator`: a code from the new app. Right: the swap. Wrong: the page
 /// again (the code counts in the failure limits).
 pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let (who, lang) = match pages.signed_in_post(auth, req, PAGE) {
+    let (who, lang) = match pages.signed_in_post(auth, req, PAGE).await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
     let user = &who.user.name;
-    let secret = match auth.enrolments.changes.get(&who.key).as_deref() {
+    let secret = match pages.enrolments.changes.get(&who.key).as_deref() {
         Some(Change::Authenticator { secret, .. }) => {
             TotpSecret::from_bytes(secret.as_bytes().to_vec())
         }
@@ -153,12 +154,12 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
             );
         }
     };
-    let before = notice_addresses(auth, &who.user);
-    match auth.factors.replace_totp(user, &secret, step) {
+    let before = notice_addresses(auth, &who.user).await;
+    match auth.factors.replace_totp(user, &secret, step).await {
         Ok(true) => {}
         Ok(false) => {
             // Removed meanwhile: there is nothing to replace.
-            auth.enrolments.changes.remove(&who.key);
+            pages.enrolments.changes.remove(&who.key);
             tracing::info!(target: "stepgate::portal", %user, "replacing the app refused: it was removed meanwhile");
             return pages.error(StatusCode::CONFLICT, lang);
         }
@@ -167,9 +168,15 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
     }
-    auth.enrolments.changes.remove(&who.key);
+    pages.enrolments.changes.remove(&who.key);
     auth.regulator.record_success(&code_key(user), req.client);
-    let ended = auth.sessions.destroy_others(user, &who.key);
+    let ended = match auth.sessions.end_others(user, &who.key).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not end the other sessions");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
+    };
     tracing::info!(target: "stepgate::portal", %user, other_sessions_ended = ended, "authenticator app replaced");
     let origin = origin_of(auth, req);
     let kind = MessageKind::FactorReplaced {
@@ -178,5 +185,5 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
     };
     tell(auth, pages, &who.user, kind, lang, &before).await;
     let target = format!("{}/account?done=authenticator", pages.config().prefix);
-    step_up(auth, pages, req, &who, &target, lang)
+    step_up(auth, pages, req, &who, &target, lang).await
 }

@@ -17,6 +17,11 @@ pub struct Csrf {
 }
 
 impl Csrf {
+    /// Tokens under a given key (tests, benchmarks).
+    pub fn from_key(key: [u8; 32]) -> Csrf {
+        Csrf { key }
+    }
+
     /// Loads `<data dir>/csrf.key`, creating it (mode 0600) on first start.
     pub fn open(data_dir: &Path) -> std::io::Result<Csrf> {
         let path = data_dir.join("csrf.key");

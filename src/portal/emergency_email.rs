@@ -28,33 +28,40 @@ fn tr(lang: Lang, en: &'static str, ko: &'static str) -> &'static str {
 
 /// The address on file, if the user has two-step verification; `Err` is the reply to send
 /// instead (without it, the address is set during setup; a store fault is a 503).
-fn current(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<String, Reply> {
+async fn current(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<String, Reply> {
     let fault = |e: crate::factor::FactorError| {
         tracing::error!(target: "stepgate::portal", error = %e, "could not read the user's second factors");
         pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
     };
-    if !auth.factors.totp_enrolled(&who.user.name).map_err(fault)? {
+    if !auth
+        .factors
+        .totp_enrolled(&who.user.name)
+        .await
+        .map_err(fault)?
+    {
         let account = format!("{}/account", pages.config().prefix);
         return Err(Reply::redirect(&pages.url_with_rd("/setup", &account)));
     }
     Ok(auth
         .factors
         .emergency_email(&who.user.name)
+        .await
         .map_err(fault)?
         .unwrap_or_default())
 }
 
 /// `GET /emergency-email`.
-pub fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, PAGE) {
+    let who = match pages.signed_in(auth, req, PAGE).await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    match require_fresh(auth, pages, req, &who, PAGE, lang)
-        .and_then(|()| current(auth, pages, &who, lang))
-    {
-        Ok(on_file) => render(auth, pages, &who, lang, &on_file, None, StatusCode::OK),
+    if let Err(r) = require_fresh(auth, pages, req, &who, PAGE, lang) {
+        return r;
+    }
+    match current(auth, pages, &who, lang).await {
+        Ok(on_file) => render(pages, &who, lang, &on_file, None, StatusCode::OK),
         Err(r) => r,
     }
 }
@@ -63,7 +70,6 @@ pub fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
 type Said = Option<(bool, &'static str)>;
 
 fn render(
-    auth: &Auth,
     pages: &Pages,
     who: &Identity,
     lang: Lang,
@@ -71,11 +77,11 @@ fn render(
     said: Said,
     status: StatusCode,
 ) -> Reply {
-    let pending = match auth.enrolments.changes.get(&who.key).as_deref() {
+    let pending = match pages.enrolments.changes.get(&who.key).as_deref() {
         Some(Change::EmergencyEmail { email, .. }) => Some(mask_email(email)),
         _ => None,
     };
-    let csrf = auth.csrf.token(&who.key);
+    let csrf = pages.csrf.token(&who.key);
     pages.page(
         "emergency_email.html",
         status,
@@ -99,15 +105,15 @@ fn render(
 /// proof), `code` (the code from the new address) or `restart` (enter another address).
 pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let body = &req.body[..];
-    let (who, lang) = match pages.signed_in_post(auth, req, PAGE) {
+    let (who, lang) = match pages.signed_in_post(auth, req, PAGE).await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
-    let on_file = match current(auth, pages, &who, lang) {
+    let on_file = match current(auth, pages, &who, lang).await {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let again = |said: Said, status| render(auth, pages, &who, lang, &on_file, said, status);
+    let again = |said: Said, status| render(pages, &who, lang, &on_file, said, status);
     match form_value(body, "step").as_deref() {
         Some("email") => {
             if let Err(r) = require_fresh(auth, pages, req, &who, PAGE, lang) {
@@ -140,7 +146,7 @@ pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
                         email,
                         code,
                     };
-                    if !auth.enrolments.begin_change(who.key, change) {
+                    if !pages.enrolments.begin_change(who.key, change) {
                         return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
                     }
                     let text = tr(
@@ -169,7 +175,7 @@ pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         }
         Some("code") => confirm(auth, pages, req, &who, lang, &on_file).await,
         Some("restart") => {
-            auth.enrolments.changes.remove(&who.key);
+            pages.enrolments.changes.remove(&who.key);
             again(None, StatusCode::OK)
         }
         _ => again(None, StatusCode::OK),
@@ -186,7 +192,7 @@ async fn confirm(
     on_file: &str,
 ) -> Reply {
     let user = &who.user.name;
-    let again = |said: Said, status| render(auth, pages, who, lang, on_file, said, status);
+    let again = |said: Said, status| render(pages, who, lang, on_file, said, status);
     if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
         let text = tr(
             lang,
@@ -197,12 +203,15 @@ async fn confirm(
     }
     let code = form_value(&req.body, "code").unwrap_or_default();
     let now = auth.clock.now_ms();
-    let checked = match auth.enrolments.changes.get_mut(&who.key).as_deref_mut() {
+    let checked = match pages.enrolments.changes.get_mut(&who.key).as_deref_mut() {
         Some(Change::EmergencyEmail {
             email,
             code: pending,
             ..
-        }) => Some((pending.check(&code, now), email.clone())),
+        }) => Some((
+            pending.check(auth.factors.code_key(), &code, now),
+            email.clone(),
+        )),
         _ => None,
     };
     let email = match checked {
@@ -217,7 +226,7 @@ async fn confirm(
             return again(Some((true, text)), StatusCode::UNAUTHORIZED);
         }
         Some((CodeCheck::Expired | CodeCheck::Exhausted, _)) => {
-            auth.enrolments.changes.remove(&who.key);
+            pages.enrolments.changes.remove(&who.key);
             auth.regulator.record_failure(&code_key(user), req.client);
             let text = tr(
                 lang,
@@ -228,12 +237,12 @@ async fn confirm(
         }
         None => return again(None, StatusCode::OK),
     };
-    let before = notice_addresses(auth, &who.user);
-    if let Err(e) = auth.factors.set_emergency_email(user, &email) {
+    let before = notice_addresses(auth, &who.user).await;
+    if let Err(e) = auth.factors.set_emergency_email(user, &email).await {
         tracing::error!(target: "stepgate::portal", %user, error = %e, "could not change the emergency email");
         return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
     }
-    auth.enrolments.changes.remove(&who.key);
+    pages.enrolments.changes.remove(&who.key);
     auth.regulator.record_success(&code_key(user), req.client);
     tracing::info!(target: "stepgate::portal", %user, "emergency email changed");
     let origin = origin_of(auth, req);

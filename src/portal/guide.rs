@@ -13,7 +13,7 @@ use minijinja::context;
 
 use super::login::{lang_of, PortalRequest};
 use super::{PageContext, Pages, Reply};
-use crate::access::AuthLevel;
+use crate::amr::AuthLevel;
 use crate::auth::Auth;
 use crate::config::TwoFactorConfig;
 use crate::i18n::Lang;
@@ -108,11 +108,11 @@ fn title(lang: Lang) -> &'static str {
     }
 }
 
-fn later_for(auth: &Auth, user: &str) -> Result<Later, crate::factor::FactorError> {
+async fn later_for(auth: &Auth, user: &str) -> Result<Later, crate::factor::FactorError> {
     Ok(Later::decide(
         &auth.two_factor,
         auth.clock.now_ms(),
-        auth.factors.skips_used(user)?,
+        auth.factors.skips_used(user).await?,
     ))
 }
 
@@ -125,17 +125,17 @@ pub async fn show(
 ) -> Reply {
     let lang = lang_of(pages, req, None);
     let rd = req.param("rd").unwrap_or_default();
-    let who = match pages.signed_in(auth, req, "/guide") {
+    let who = match pages.signed_in(auth, req, "/guide").await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    if who.session.level == AuthLevel::TwoFactor || who.session.deferred {
-        return Reply::redirect(&auth.return_to.resolve(Some(&rd), &req.origin, router));
+    if who.session.level() == AuthLevel::TwoFactor || who.session.deferred {
+        return Reply::redirect(&pages.return_to.resolve(Some(&rd), &req.origin, router));
     }
     if who.second_factor {
         return Reply::redirect(&pages.url_with_rd("/2fa", &rd));
     }
-    let later = match later_for(auth, &who.user.name) {
+    let later = match later_for(auth, &who.user.name).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(target: "stepgate::portal", error = %e, "guide: could not read the grace");
@@ -156,7 +156,7 @@ fn render(
     error: Option<&str>,
     status: StatusCode,
 ) -> Reply {
-    let csrf = auth.csrf.token(&who.key);
+    let csrf = pages.csrf.token(&who.key);
     pages.page(
         "guide.html",
         status,
@@ -185,14 +185,14 @@ pub async fn later(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let (who, lang, rd) = match pages.signed_in_post(auth, req, "/guide") {
+    let (who, lang, rd) = match pages.signed_in_post(auth, req, "/guide").await {
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
-    if who.session.level == AuthLevel::TwoFactor || who.second_factor {
+    if who.session.level() == AuthLevel::TwoFactor || who.second_factor {
         return pages.error(StatusCode::CONFLICT, lang);
     }
-    let later = match later_for(auth, &who.user.name) {
+    let later = match later_for(auth, &who.user.name).await {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(target: "stepgate::portal", error = %e, "guide: could not read the grace");
@@ -217,16 +217,19 @@ pub async fn later(
         );
     }
     if matches!(later, Later::Counted { .. }) {
-        if let Err(e) = auth.factors.record_skip(&who.user.name) {
+        if let Err(e) = auth.factors.record_skip(&who.user.name).await {
             tracing::error!(target: "stepgate::portal", error = %e, "guide: could not record the skip");
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
     }
-    auth.assertions.forget_session(&who.key);
-    match auth.sessions.defer_second_factor(&who.key) {
+    match auth
+        .sessions
+        .defer_second_factor(&who.key, &who.session)
+        .await
+    {
         Ok(Some((id, _))) => {
             tracing::info!(target: "stepgate::portal", user = %who.user.name, ?later, "two-step setup postponed for this session");
-            let target = auth.return_to.resolve(Some(&rd), &req.origin, router);
+            let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
             let mut r = Reply::redirect(&target)
                 .with_header("set-cookie", auth.jar(req.tls).set_session(&id));
             r.status = StatusCode::SEE_OTHER;

@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::csrf;
 use super::{Pages, Reply};
-use crate::access::AuthLevel;
+use crate::amr::Amr;
 use crate::auth::Auth;
 use crate::i18n::Lang;
 use crate::regulation::Verdict;
@@ -125,12 +125,24 @@ pub(crate) fn lang_of(pages: &Pages, req: &PortalRequest<'_>, form_lang: Option<
 }
 
 /// `GET /login`: the form, or straight on to `rd` when already signed in.
-pub fn show(auth: &Auth, pages: &Pages, router: &HostRouter, req: &PortalRequest<'_>) -> Reply {
+pub async fn show(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+) -> Reply {
     let rd = req.param("rd").unwrap_or_default();
-    if auth.identify(req.headers, req.tls).is_some() {
-        return Reply::redirect(&auth.return_to.resolve(Some(&rd), &req.origin, router));
-    }
     let lang = lang_of(pages, req, None);
+    match auth.identify(req.headers, req.tls).await {
+        Ok(Some(_)) => {
+            return Reply::redirect(&pages.return_to.resolve(Some(&rd), &req.origin, router))
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not read the session");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
+    }
     form(auth, pages, req, lang, &rd, "", false, StatusCode::OK)
 }
 
@@ -151,7 +163,7 @@ fn form(
     let existing =
         crate::session::cookie::read(req.headers, &cookie_name).filter(|v| v.len() == 22);
     let binding = existing.map_or_else(csrf::random_binding, str::to_owned);
-    let token = auth.csrf.token(binding.as_bytes());
+    let token = pages.csrf.token(binding.as_bytes());
     let page = LoginPage {
         lang,
         rd,
@@ -186,7 +198,7 @@ pub async fn submit(
     let binding =
         crate::session::cookie::read(req.headers, &jar.other_name(FORM_COOKIE)).unwrap_or("");
     let token = form_value(body, "csrf").unwrap_or_default();
-    if binding.is_empty() || !auth.csrf.verify(binding.as_bytes(), &token) {
+    if binding.is_empty() || !pages.csrf.verify(binding.as_bytes(), &token) {
         tracing::warn!(target: "stepgate::portal", client = %req.client, "sign-in refused: missing or invalid CSRF token");
         return pages.error(StatusCode::FORBIDDEN, lang);
     }
@@ -235,19 +247,21 @@ pub async fn submit(
         return failed(&raw_name);
     };
     auth.regulator.record_success(&user.name, req.client);
-    let previous = auth.identify(req.headers, req.tls).map(|i| i.key);
-    if let Some(old) = &previous {
-        auth.assertions.forget_session(old);
-    }
-    match auth.sessions.create(
-        &user.name,
-        AuthLevel::OneFactor,
-        vec!["pwd".to_owned()],
-        previous.as_ref(),
-    ) {
+    let previous = match auth.identify(req.headers, req.tls).await {
+        Ok(who) => who.map(|i| i.key),
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not read the session");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
+    };
+    match auth
+        .sessions
+        .create(&user.name, Amr::PASSWORD, previous.as_ref())
+        .await
+    {
         Ok((id, _)) => {
             tracing::info!(target: "stepgate::portal", user = %user.name, client = %req.client, "signed in (password)");
-            let target = auth.return_to.resolve(Some(&rd), &req.origin, router);
+            let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
             let mut reply =
                 Reply::redirect(&target).with_header("set-cookie", jar.set_session(&id));
             reply.status = StatusCode::SEE_OTHER;
@@ -261,22 +275,31 @@ pub async fn submit(
 }
 
 /// `POST /logout`: ends the session (server-side), clears the cookie and site data.
-pub fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+pub async fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, None);
     let jar = auth.jar(req.tls);
     let sign_in = format!("{}/login", pages.config().prefix);
-    let Some(who) = auth.identify(req.headers, req.tls) else {
+    let who = match auth.identify(req.headers, req.tls).await {
+        Ok(who) => who,
+        Err(e) => {
+            tracing::error!(target: "stepgate::portal", error = %e, "could not read the session");
+            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+        }
+    };
+    let Some(who) = who else {
         let mut r = Reply::redirect(&sign_in).with_header("set-cookie", jar.clear_session());
         r.status = StatusCode::SEE_OTHER;
         return r;
     };
     let token = form_value(&req.body, "csrf").unwrap_or_default();
-    if !auth.csrf.verify(&who.key, &token) {
+    if !pages.csrf.verify(&who.key, &token) {
         tracing::warn!(target: "stepgate::portal", user = %who.user.name, "sign-out refused: missing or invalid CSRF token");
         return pages.error(StatusCode::FORBIDDEN, lang);
     }
-    auth.sessions.destroy(&who.key);
-    auth.assertions.forget_session(&who.key);
+    if let Err(e) = auth.sessions.end(&who.key).await {
+        tracing::error!(target: "stepgate::portal", error = %e, "could not end the session");
+        return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+    }
     tracing::info!(target: "stepgate::portal", user = %who.user.name, "signed out");
     let mut r = Reply::redirect(&sign_in)
         .with_header("set-cookie", jar.clear_session())

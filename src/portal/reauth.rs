@@ -11,11 +11,11 @@
 use http::StatusCode;
 use minijinja::context;
 
-use super::challenge::{self, Outcome};
 use super::login::{form_value, PortalRequest};
 use super::{step_up, tell, PageContext, Pages, Reply};
-use crate::access::AuthLevel;
+use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
+use crate::factor::{FactorKind, Verdict as FactorVerdict};
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
 use crate::regulation::{code_key, Verdict};
@@ -50,27 +50,18 @@ pub(crate) fn require_fresh(
     sub: &'static str,
     lang: Lang,
 ) -> Result<(), Reply> {
-    if who.session.level != AuthLevel::TwoFactor {
+    if who.session.level() != AuthLevel::TwoFactor {
         let back = format!("{}{}{sub}", req.origin, pages.config().prefix);
         return Err(Reply::redirect(&pages.url_with_rd("/2fa", &back)));
     }
     if who.session.has_fresh_proof(auth.clock.now_ms()) {
         return Ok(());
     }
-    Err(confirm_page(
-        auth,
-        pages,
-        who,
-        lang,
-        sub,
-        None,
-        StatusCode::OK,
-    ))
+    Err(confirm_page(pages, who, lang, sub, None, StatusCode::OK))
 }
 
 /// The confirmation page: one code field, posting to `/account/verify`, then on to `next`.
 pub(crate) fn confirm_page(
-    auth: &Auth,
     pages: &Pages,
     who: &Identity,
     lang: Lang,
@@ -78,7 +69,7 @@ pub(crate) fn confirm_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Reply {
-    let csrf = auth.csrf.token(&who.key);
+    let csrf = pages.csrf.token(&who.key);
     pages.page(
         "confirm.html",
         status,
@@ -124,22 +115,26 @@ pub(crate) async fn prove(
             StatusCode::TOO_MANY_REQUESTS,
         ));
     }
-    let outcome = challenge::check(auth, user, code).map_err(|e| {
-        tracing::error!(target: "stepgate::portal", %user, error = %e, "confirmation: could not check the code");
-        Refusal::Fault
-    })?;
-    let replayed = matches!(outcome, Outcome::Replayed);
-    match outcome {
-        Outcome::Passed { recovery_left } => {
+    let verdict = auth
+        .factors
+        .verify(FactorKind::Totp, user, code)
+        .await
+        .map_err(|e| {
+            tracing::error!(target: "stepgate::portal", %user, error = %e, "confirmation: could not check the code");
+            Refusal::Fault
+        })?;
+    let replayed = verdict == FactorVerdict::Replayed;
+    match verdict {
+        FactorVerdict::Accepted { remaining, .. } => {
             auth.regulator.record_success(&code_key(user), req.client);
             tracing::info!(target: "stepgate::portal", %user, "confirmed it is them with a second factor");
-            if let Some(remaining) = recovery_left {
+            if let Some(remaining) = remaining {
                 let kind = MessageKind::RecoveryCodeUsed { remaining };
                 tell(auth, pages, &who.user, kind, lang, &[]).await;
             }
             Ok(())
         }
-        Outcome::NotEnrolled => Err(Refusal::Shown(
+        FactorVerdict::NotEnrolled => Err(Refusal::Shown(
             tr(
                 lang,
                 "Two-step verification is not set up.",
@@ -147,7 +142,7 @@ pub(crate) async fn prove(
             ),
             StatusCode::CONFLICT,
         )),
-        Outcome::Replayed | Outcome::Wrong => {
+        FactorVerdict::Replayed | FactorVerdict::Wrong | FactorVerdict::Malformed => {
             let ban = auth.regulator.record_failure(&code_key(user), req.client);
             tracing::info!(target: "stepgate::portal", %user, client = %req.client, replayed, "confirmation refused: the code did not check out");
             if replayed {
@@ -173,12 +168,12 @@ pub(crate) async fn prove(
 /// fresh proof, and on to `next`. Wrong: the page again, with the reason.
 pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let body = &req.body[..];
-    let (who, lang) = match pages.signed_in_post(auth, req, "/account") {
+    let (who, lang) = match pages.signed_in_post(auth, req, "/account").await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
     let next = next_page(form_value(body, "next").as_deref());
-    if who.session.level != AuthLevel::TwoFactor {
+    if who.session.level() != AuthLevel::TwoFactor {
         let back = format!("{}{}{next}", req.origin, pages.config().prefix);
         let mut r = Reply::redirect(&pages.url_with_rd("/2fa", &back));
         r.status = StatusCode::SEE_OTHER;
@@ -188,10 +183,10 @@ pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     match prove(auth, pages, req, &who, &code, lang).await {
         Ok(()) => {
             let target = format!("{}{next}", pages.config().prefix);
-            step_up(auth, pages, req, &who, &target, lang)
+            step_up(auth, pages, req, &who, &target, lang).await
         }
         Err(Refusal::Shown(text, status)) => {
-            confirm_page(auth, pages, &who, lang, next, Some(text), status)
+            confirm_page(pages, &who, lang, next, Some(text), status)
         }
         Err(Refusal::Fault) => pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
     }

@@ -25,7 +25,7 @@ use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
 use super::{mask_email, notice_addresses, origin_of, tell, PageContext, Pages, Reply};
-use crate::access::AuthLevel;
+use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::code::{CodeCheck, PendingCode};
 use crate::factor::totp::{self, TotpCheck, TotpSecret};
@@ -223,14 +223,20 @@ fn say(lang: Lang, what: &str) -> &'static str {
 /// a first factor only: a user who has one changes it on the account page, behind a fresh
 /// proof with it (a one-factor session proves it at the challenge first). Read from the store,
 /// not the cache, and a fault refuses (503).
-fn elsewhere(auth: &Auth, pages: &Pages, who: &Identity, rd: &str, lang: Lang) -> Option<Reply> {
-    match auth.factors.totp_enrolled(&who.user.name) {
+async fn elsewhere(
+    auth: &Auth,
+    pages: &Pages,
+    who: &Identity,
+    rd: &str,
+    lang: Lang,
+) -> Option<Reply> {
+    match auth.factors.totp_enrolled(&who.user.name).await {
         Ok(false) => None,
         Ok(true) => {
-            tracing::info!(target: "stepgate::portal", user = %who.user.name, level = who.session.level_str(), "setup refused: the user has a second factor already");
+            tracing::info!(target: "stepgate::portal", user = %who.user.name, level = who.session.level().as_str(), "setup refused: the user has a second factor already");
             let account = format!("{}/account", pages.config().prefix);
             Some(Reply::redirect(
-                &if who.session.level == AuthLevel::TwoFactor {
+                &if who.session.level() == AuthLevel::TwoFactor {
                     account
                 } else {
                     pages.url_with_rd("/2fa", rd)
@@ -244,11 +250,11 @@ fn elsewhere(auth: &Auth, pages: &Pages, who: &Identity, rd: &str, lang: Lang) -
     }
 }
 
-fn start(auth: &Auth, who: &Identity) -> Option<()> {
-    if auth.enrolments.map.contains_key(&who.key) {
+fn start(auth: &Auth, pages: &Pages, who: &Identity) -> Option<()> {
+    if pages.enrolments.map.contains_key(&who.key) {
         return Some(());
     }
-    if auth.enrolments.map.len() >= MAX_SETUPS {
+    if pages.enrolments.map.len() >= MAX_SETUPS {
         return None;
     }
     // Only a second factor proven in this session minutes ago stands in for the emailed code
@@ -261,7 +267,7 @@ fn start(auth: &Auth, who: &Identity) -> Option<()> {
     } else {
         Proof::Needed { code: None }
     };
-    auth.enrolments.map.insert(
+    pages.enrolments.map.insert(
         who.key,
         Enrolment {
             started_ms: auth.clock.now_ms(),
@@ -277,22 +283,22 @@ fn start(auth: &Auth, who: &Identity) -> Option<()> {
 pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, None);
     let rd = req.param("rd").unwrap_or_default();
-    let who = match pages.signed_in(auth, req, "/setup") {
+    let who = match pages.signed_in(auth, req, "/setup").await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    if let Some(r) = elsewhere(auth, pages, &who, &rd, lang) {
+    if let Some(r) = elsewhere(auth, pages, &who, &rd, lang).await {
         return r;
     }
-    if start(auth, &who).is_none() {
+    if start(auth, pages, &who).is_none() {
         tracing::warn!(target: "stepgate::portal", "setup refused: too many setups in progress");
         return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
     }
-    render(auth, pages, &who, lang, &rd, None, None, StatusCode::OK)
+    render(auth, pages, &who, lang, &rd, None, None, StatusCode::OK).await
 }
 
 #[allow(clippy::too_many_arguments)]
-fn render(
+async fn render(
     auth: &Auth,
     pages: &Pages,
     who: &Identity,
@@ -302,7 +308,7 @@ fn render(
     notice: Option<&str>,
     status: StatusCode,
 ) -> Reply {
-    let Some(mut e) = auth.enrolments.map.get_mut(&who.key) else {
+    let Some(mut e) = pages.enrolments.map.get_mut(&who.key) else {
         // Expired between steps: start again.
         return Reply::redirect(&pages.url_with_rd("/setup", rd));
     };
@@ -315,7 +321,12 @@ fn render(
     match stage {
         Stage::Prove => {}
         Stage::Contact => {
-            let on_file = auth.factors.emergency_email(&who.user.name).ok().flatten();
+            let on_file = auth
+                .factors
+                .emergency_email(&who.user.name)
+                .await
+                .ok()
+                .flatten();
             let suggested = on_file
                 .or_else(|| who.user.email.clone())
                 .unwrap_or_default();
@@ -332,7 +343,7 @@ fn render(
         }
     }
     drop(e);
-    let csrf = auth.csrf.token(&who.key);
+    let csrf = pages.csrf.token(&who.key);
     pages.page(
         "setup.html",
         status,
@@ -380,17 +391,17 @@ pub async fn submit(
     req: &PortalRequest<'_>,
 ) -> Reply {
     let body = &req.body[..];
-    let (who, lang, rd) = match pages.signed_in_post(auth, req, "/setup") {
+    let (who, lang, rd) = match pages.signed_in_post(auth, req, "/setup").await {
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
-    if let Some(mut r) = elsewhere(auth, pages, &who, &rd, lang) {
+    if let Some(mut r) = elsewhere(auth, pages, &who, &rd, lang).await {
         if r.status == StatusCode::FOUND {
             r.status = StatusCode::SEE_OTHER;
         }
         return r;
     }
-    if !auth.enrolments.map.contains_key(&who.key) {
+    if !pages.enrolments.map.contains_key(&who.key) {
         // Expired or never started (or the gateway restarted): begin again.
         let mut r = Reply::redirect(&pages.url_with_rd("/setup", &rd));
         r.status = StatusCode::SEE_OTHER;
@@ -398,7 +409,7 @@ pub async fn submit(
     }
     let step = form_value(body, "step").unwrap_or_default();
     let code = form_value(body, "code").unwrap_or_default();
-    let again = |error: Option<&str>, notice: Option<&str>, status: StatusCode| {
+    let again = |error: Option<&'static str>, notice: Option<&'static str>, status: StatusCode| {
         render(auth, pages, &who, lang, &rd, error, notice, status)
     };
     // Every step that checks a code is under the account's failure limits.
@@ -409,33 +420,38 @@ pub async fn submit(
                 Some(say(lang, "banned")),
                 None,
                 StatusCode::TOO_MANY_REQUESTS,
-            );
+            )
+            .await;
         }
     }
-    let stage = match auth.enrolments.map.get(&who.key) {
+    let stage = match pages.enrolments.map.get(&who.key) {
         Some(e) => Stage::of(&e),
-        None => return again(None, None, StatusCode::OK),
+        None => return again(None, None, StatusCode::OK).await,
     };
     match (step.as_str(), stage) {
         ("send", Stage::Prove) => {
             let Some(email) = who.user.email.clone() else {
-                return again(None, None, StatusCode::CONFLICT);
+                return again(None, None, StatusCode::CONFLICT).await;
             };
             match send_code(auth, pages, &who, lang, &email, true).await {
                 Ok(pending) => {
-                    if let Some(mut e) = auth.enrolments.map.get_mut(&who.key) {
+                    if let Some(mut e) = pages.enrolments.map.get_mut(&who.key) {
                         e.proof = Proof::Needed {
                             code: Some(pending),
                         };
                     }
-                    again(None, Some(say(lang, "sent")), StatusCode::OK)
+                    again(None, Some(say(lang, "sent")), StatusCode::OK).await
                 }
-                Err((what, status)) => again(Some(say(lang, what)), None, status),
+                Err((what, status)) => again(Some(say(lang, what)), None, status).await,
             }
         }
         ("prove", Stage::Prove) => {
             let verdict = if looks_like_token(&code) {
-                match auth.factors.redeem_enrolment_token(&who.user.name, &code) {
+                match auth
+                    .factors
+                    .redeem_enrolment_token(&who.user.name, &code)
+                    .await
+                {
                     Ok(true) => Some(Proof::Done {
                         email_proven: false,
                     }),
@@ -446,19 +462,20 @@ pub async fn submit(
                             Some(say(lang, "fault")),
                             None,
                             StatusCode::SERVICE_UNAVAILABLE,
-                        );
+                        )
+                        .await;
                     }
                 }
             } else {
                 let now = auth.clock.now_ms();
-                let mut e = match auth.enrolments.map.get_mut(&who.key) {
+                let mut e = match pages.enrolments.map.get_mut(&who.key) {
                     Some(e) => e,
-                    None => return again(None, None, StatusCode::OK),
+                    None => return again(None, None, StatusCode::OK).await,
                 };
                 match &mut e.proof {
                     Proof::Needed {
                         code: Some(pending),
-                    } => match pending.check(&code, now) {
+                    } => match pending.check(auth.factors.code_key(), &code, now) {
                         CodeCheck::Accepted => Some(Proof::Done { email_proven: true }),
                         CodeCheck::Expired | CodeCheck::Exhausted => {
                             e.proof = Proof::Needed { code: None };
@@ -469,7 +486,8 @@ pub async fn submit(
                                 Some(say(lang, "expired")),
                                 None,
                                 StatusCode::UNAUTHORIZED,
-                            );
+                            )
+                            .await;
                         }
                         CodeCheck::Wrong { .. } | CodeCheck::Malformed => None,
                     },
@@ -478,17 +496,17 @@ pub async fn submit(
             };
             match verdict {
                 Some(proof) => {
-                    if let Some(mut e) = auth.enrolments.map.get_mut(&who.key) {
+                    if let Some(mut e) = pages.enrolments.map.get_mut(&who.key) {
                         e.proof = proof;
                     }
                     tracing::info!(target: "stepgate::portal", user = %who.user.name, "setup: identity confirmed");
-                    again(None, None, StatusCode::OK)
+                    again(None, None, StatusCode::OK).await
                 }
                 None => {
                     auth.regulator
                         .record_failure(&code_key(&who.user.name), req.client);
                     tracing::info!(target: "stepgate::portal", user = %who.user.name, client = %req.client, "setup: wrong code or token");
-                    again(Some(say(lang, "wrong")), None, StatusCode::UNAUTHORIZED)
+                    again(Some(say(lang, "wrong")), None, StatusCode::UNAUTHORIZED).await
                 }
             }
         }
@@ -498,9 +516,9 @@ pub async fn submit(
                 .trim()
                 .to_owned();
             if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
-                return again(Some(say(lang, "bad_email")), None, StatusCode::BAD_REQUEST);
+                return again(Some(say(lang, "bad_email")), None, StatusCode::BAD_REQUEST).await;
             }
-            let proven = auth
+            let proven = pages
                 .enrolments
                 .map
                 .get(&who.key)
@@ -513,35 +531,36 @@ pub async fn submit(
             let on_file = auth
                 .factors
                 .emergency_email(&who.user.name)
+                .await
                 .ok()
                 .flatten()
                 .is_some_and(|f| f.eq_ignore_ascii_case(&email));
             if (proven && registered) || on_file {
-                if let Some(mut e) = auth.enrolments.map.get_mut(&who.key) {
+                if let Some(mut e) = pages.enrolments.map.get_mut(&who.key) {
                     e.contact = Contact::Verified(email);
                 }
-                return again(None, None, StatusCode::OK);
+                return again(None, None, StatusCode::OK).await;
             }
             match send_code(auth, pages, &who, lang, &email, false).await {
                 Ok(code) => {
-                    if let Some(mut e) = auth.enrolments.map.get_mut(&who.key) {
+                    if let Some(mut e) = pages.enrolments.map.get_mut(&who.key) {
                         e.contact = Contact::Pending { email, code };
                     }
-                    again(None, Some(say(lang, "sent")), StatusCode::OK)
+                    again(None, Some(say(lang, "sent")), StatusCode::OK).await
                 }
-                Err((what, status)) => again(Some(say(lang, what)), None, status),
+                Err((what, status)) => again(Some(say(lang, what)), None, status).await,
             }
         }
         ("contact_change", Stage::ContactCode) => {
-            if let Some(mut e) = auth.enrolments.map.get_mut(&who.key) {
+            if let Some(mut e) = pages.enrolments.map.get_mut(&who.key) {
                 e.contact = Contact::Needed;
             }
-            again(None, None, StatusCode::OK)
+            again(None, None, StatusCode::OK).await
         }
         ("contact_code", Stage::ContactCode) => {
             let now = auth.clock.now_ms();
-            let Some(mut e) = auth.enrolments.map.get_mut(&who.key) else {
-                return again(None, None, StatusCode::OK);
+            let Some(mut e) = pages.enrolments.map.get_mut(&who.key) else {
+                return again(None, None, StatusCode::OK).await;
             };
             let Contact::Pending {
                 email,
@@ -549,26 +568,26 @@ pub async fn submit(
             } = &mut e.contact
             else {
                 drop(e);
-                return again(None, None, StatusCode::OK);
+                return again(None, None, StatusCode::OK).await;
             };
-            match pending.check(&code, now) {
+            match pending.check(auth.factors.code_key(), &code, now) {
                 CodeCheck::Accepted => {
                     e.contact = Contact::Verified(email.clone());
                     drop(e);
-                    again(None, None, StatusCode::OK)
+                    again(None, None, StatusCode::OK).await
                 }
                 CodeCheck::Expired | CodeCheck::Exhausted => {
                     e.contact = Contact::Needed;
                     drop(e);
                     auth.regulator
                         .record_failure(&code_key(&who.user.name), req.client);
-                    again(Some(say(lang, "expired")), None, StatusCode::UNAUTHORIZED)
+                    again(Some(say(lang, "expired")), None, StatusCode::UNAUTHORIZED).await
                 }
                 CodeCheck::Wrong { .. } | CodeCheck::Malformed => {
                     drop(e);
                     auth.regulator
                         .record_failure(&code_key(&who.user.name), req.client);
-                    again(Some(say(lang, "wrong")), None, StatusCode::UNAUTHORIZED)
+                    again(Some(say(lang, "wrong")), None, StatusCode::UNAUTHORIZED).await
                 }
             }
         }
@@ -577,7 +596,7 @@ pub async fn submit(
         }
         // A step that does not match where the setup is (a stale tab, a double submit): show
         // where it is now.
-        _ => again(None, None, StatusCode::OK),
+        _ => again(None, None, StatusCode::OK).await,
     }
 }
 
@@ -592,12 +611,12 @@ pub(crate) async fn send_code(
     enrolment: bool,
 ) -> Result<PendingCode, (&'static str, StatusCode)> {
     let now = auth.clock.now_ms();
-    if !auth.enrolments.take_send(&who.user.name, now) {
+    if !pages.enrolments.take_send(&who.user.name, now) {
         tracing::warn!(target: "stepgate::portal", user = %who.user.name, "setup: code sends over the hourly limit");
         return Err(("send_limit", StatusCode::TOO_MANY_REQUESTS));
     }
     let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
-    let (code, pending) = PendingCode::issue(now, ttl);
+    let (code, pending) = PendingCode::issue(auth.factors.code_key(), now, ttl);
     let kind = if enrolment {
         MessageKind::EnrolmentCode { code: &code }
     } else {
@@ -615,7 +634,7 @@ pub(crate) async fn send_code(
     match auth.notifiers.send(&msg).await {
         Ok(()) => Ok(pending),
         Err(e) => {
-            auth.enrolments.refund_send(&who.user.name);
+            pages.enrolments.refund_send(&who.user.name);
             tracing::error!(target: "stepgate::portal", user = %who.user.name, error = %e, "setup: could not send a code");
             Err(("send_failed", StatusCode::SERVICE_UNAVAILABLE))
         }
@@ -635,18 +654,19 @@ async fn activate(
     rd: &str,
     code: &str,
 ) -> Reply {
-    let again = |error: &str, status| render(auth, pages, who, lang, rd, Some(error), None, status);
-    let (secret, contact) = match auth.enrolments.map.get(&who.key) {
+    let again =
+        |error: &'static str, status| render(auth, pages, who, lang, rd, Some(error), None, status);
+    let (secret, contact) = match pages.enrolments.map.get(&who.key) {
         Some(e) => match (&e.secret, &e.contact) {
             (Some(s), Contact::Verified(c)) => {
                 (TotpSecret::from_bytes(s.as_bytes().to_vec()), c.clone())
             }
             _ => {
                 drop(e);
-                return render(auth, pages, who, lang, rd, None, None, StatusCode::OK);
+                return render(auth, pages, who, lang, rd, None, None, StatusCode::OK).await;
             }
         },
-        None => return render(auth, pages, who, lang, rd, None, None, StatusCode::OK),
+        None => return render(auth, pages, who, lang, rd, None, None, StatusCode::OK).await,
     };
     let step = match totp::check(secret.as_bytes(), code, auth.clock.now_secs(), None) {
         TotpCheck::Accepted { step } => step,
@@ -654,18 +674,19 @@ async fn activate(
             auth.regulator
                 .record_failure(&code_key(&who.user.name), req.client);
             tracing::info!(target: "stepgate::portal", user = %who.user.name, "setup: the app's code did not match");
-            return again(say(lang, "not_yet"), StatusCode::UNAUTHORIZED);
+            return again(say(lang, "not_yet"), StatusCode::UNAUTHORIZED).await;
         }
     };
-    let before = notice_addresses(auth, &who.user);
+    let before = notice_addresses(auth, &who.user).await;
     let codes = match auth
         .factors
         .enrol_totp(&who.user.name, &secret, step, &contact)
+        .await
     {
         Ok(Some(codes)) => codes,
         Ok(None) => {
             // Set up meanwhile in another session: this one changes nothing.
-            auth.enrolments.map.remove(&who.key);
+            pages.enrolments.map.remove(&who.key);
             tracing::warn!(target: "stepgate::portal", user = %who.user.name, "setup refused at the last step: a second factor was set up meanwhile");
             let mut r = Reply::redirect(&format!("{}/account", pages.config().prefix));
             r.status = StatusCode::SEE_OTHER;
@@ -673,10 +694,10 @@ async fn activate(
         }
         Err(e) => {
             tracing::error!(target: "stepgate::portal", user = %who.user.name, error = %e, "setup: could not store the factor");
-            return again(say(lang, "fault"), StatusCode::SERVICE_UNAVAILABLE);
+            return again(say(lang, "fault"), StatusCode::SERVICE_UNAVAILABLE).await;
         }
     };
-    auth.enrolments.map.remove(&who.key);
+    pages.enrolments.map.remove(&who.key);
     auth.regulator
         .record_success(&code_key(&who.user.name), req.client);
     tracing::info!(target: "stepgate::portal", user = %who.user.name, "two-step verification turned on (authenticator app)");
@@ -686,13 +707,11 @@ async fn activate(
         origin: &origin,
     };
     tell(auth, pages, &who.user, kind, lang, &before).await;
-    auth.assertions.forget_session(&who.key);
-    let session = auth.sessions.create(
-        &who.user.name,
-        AuthLevel::TwoFactor,
-        vec!["pwd".to_owned(), "otp".to_owned()],
-        Some(&who.key),
-    );
+    let amr = who.session.amr.with(crate::amr::Method::Otp);
+    let session = auth
+        .sessions
+        .create(&who.user.name, amr, Some(&who.key))
+        .await;
     let id = match session {
         Ok((id, _)) => id,
         Err(e) => {
@@ -700,7 +719,7 @@ async fn activate(
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
     };
-    let continue_url = auth.return_to.resolve(Some(rd), &req.origin, router);
+    let continue_url = pages.return_to.resolve(Some(rd), &req.origin, router);
     let intro = match lang {
         Lang::En => "Two-step verification is on. From now on, signing in asks for a code from your authenticator app.",
         Lang::Ko => "2단계 인증이 설정되었습니다. 이제 로그인할 때 인증 앱의 코드를 입력합니다.",

@@ -71,7 +71,7 @@ fn lang(state: &State, session: &Session) -> crate::i18n::Lang {
     )
 }
 
-pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
+pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let peer = session
         .client_addr()
@@ -109,7 +109,23 @@ pub fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {
     };
 
     // Who is signed in is read before hygiene removes the gateway's cookies from the request.
-    let identity = state.auth.identify(&session.req_header().headers, tls);
+    // A store fault is answered, never guessed past (fail closed).
+    let identity = match state
+        .auth
+        .identify(&session.req_header().headers, tls)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::error!(target: "stepgate::session", error = %e, "could not read the session");
+            return refuse(
+                state,
+                session,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_error",
+            );
+        }
+    };
     let req = session.req_header_mut();
     state.hygiene.clean(req);
     let client = state.hygiene.client_ip(req, peer);

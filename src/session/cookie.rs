@@ -69,13 +69,22 @@ impl CookieJar<'_> {
 
 /// The value of cookie `name` in the request's `Cookie` headers (the first one).
 pub fn read<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    read_all(headers, name).next()
+}
+
+/// Every value of cookie `name` in the request's `Cookie` headers, in the order sent (browsers
+/// send the more specific path, then the older cookie, first).
+pub fn read_all<'h, 'n>(
+    headers: &'h HeaderMap,
+    name: &'n str,
+) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
+        .filter(move |(n, _)| *n == name)
         .map(|(_, v)| v.trim())
 }
 
@@ -122,5 +131,7 @@ mod tests {
         );
         assert_eq!(read(&h, "stepgate_session"), Some("xyz"));
         assert_eq!(read(&h, "missing"), None);
+        let all: Vec<&str> = read_all(&h, "stepgate_session").collect();
+        assert_eq!(all, vec!["xyz", "second"]);
     }
 }

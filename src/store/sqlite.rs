@@ -318,6 +318,16 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<bool> {
             )?;
             Ok(true)
         }
+        Write::ReplaceExisting(c) => {
+            let p = cred_params(c);
+            let n = tx.execute(
+                "UPDATE credentials SET secret = ?4, counter = ?5, created_ms = ?6, used_ms = ?7,
+                     expires_ms = ?8, data = ?9
+                 WHERE user = ?1 AND kind = ?2 AND id = ?3",
+                params![p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7, p.8],
+            )?;
+            Ok(n == 1)
+        }
         Write::DeleteKinds { user, kinds } => {
             let mut stmt = tx.prepare("DELETE FROM credentials WHERE user = ?1 AND kind = ?2")?;
             for kind in kinds {
