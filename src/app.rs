@@ -129,11 +129,15 @@ fn prepare_data_dir(dir: &std::path::Path) -> Result<(), BuildError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)
 }
 
+/// Bans waiting to be written to the store (they are rare; a burst beyond this is logged and
+/// held in memory only).
+const BAN_LOG: usize = 1024;
+
 fn build_auth(
     cfg: &Config,
     clock: SharedClock,
     identities: Arc<IdentityCache>,
-) -> Result<(Auth, Option<Arc<FileDirectory>>), BuildError> {
+) -> Result<(Auth, Option<Arc<FileDirectory>>, BanLog), BuildError> {
     let data = &cfg.server.data_dir;
     let (users, directory): (Arc<dyn UserDirectory>, Option<Arc<FileDirectory>>) =
         match &cfg.users_file {
@@ -145,17 +149,22 @@ fn build_auth(
         };
     let store = Store::open(&cfg.store, data)?;
     let followers: Vec<Arc<dyn SessionEnded>> = vec![identities];
-    let sessions = crate::store::run_blocking(Sessions::open(
-        store.clone(),
-        cfg.session.clone(),
-        clock.clone(),
-        followers,
-    ))?;
+    let (sessions, kept_bans) = crate::store::run_blocking(async {
+        let sessions = Sessions::open(store.clone(), cfg.session.clone(), clock.clone(), followers);
+        let bans = store.bans().active_bans(clock.now_ms());
+        Ok::<_, crate::store::StoreError>((sessions.await?, bans.await?))
+    })?;
+    let (ban_tx, ban_rx) = tokio::sync::mpsc::channel(BAN_LOG);
+    let regulator = Regulator::new(cfg.regulation.clone(), clock.clone()).with_ban_log(ban_tx);
+    let restored = regulator.restore(&kept_bans);
+    if restored > 0 {
+        tracing::info!(target: "stepgate::regulation", restored, "bans kept from before the restart are back in force");
+    }
     let auth = Auth {
         sessions,
         users,
         verifier: PasswordVerifier::new(cfg.server.password_hash_concurrency),
-        regulator: Regulator::new(cfg.regulation.clone(), clock.clone()),
+        regulator,
         signer: Signer::open(data, cfg.assertion.clone(), clock.clone())?,
         factors: Factors::open(
             store.clone(),
@@ -168,8 +177,11 @@ fn build_auth(
         clock,
         store,
     };
-    Ok((auth, directory))
+    Ok((auth, directory, BanLog(tokio::sync::Mutex::new(ban_rx))))
 }
+
+/// New bans on their way to the store (drained by `Housekeeping`).
+struct BanLog(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::store::BanRecord>>);
 
 /// Builds the server with time from `clock` (tests use a manual clock).
 pub fn build_with_clock(
@@ -218,7 +230,7 @@ pub fn build_with_clock(
     }
 
     let identities = Arc::new(IdentityCache::new(clock.clone()));
-    let (auth, directory) = build_auth(cfg, clock, Arc::clone(&identities))?;
+    let (auth, directory, bans) = build_auth(cfg, clock, Arc::clone(&identities))?;
     let pages = Pages::new(
         cfg.portal.clone(),
         Csrf::open(&cfg.server.data_dir).map_err(BuildError::Csrf)?,
@@ -253,6 +265,7 @@ pub fn build_with_clock(
         Housekeeping {
             state: Arc::clone(&state),
             directory,
+            bans,
         },
     ));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -331,6 +344,7 @@ fn ensure_bindable(address: std::net::SocketAddr) -> Result<(), BuildError> {
 struct Housekeeping {
     state: Arc<State>,
     directory: Option<Arc<FileDirectory>>,
+    bans: BanLog,
 }
 
 #[async_trait]
@@ -338,6 +352,7 @@ impl pingora::services::background::BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut events = self.state.auth.store.backend().session_events();
+        let mut bans = self.bans.0.lock().await;
         let mut n: u64 = 0;
         loop {
             tokio::select! {
@@ -345,6 +360,12 @@ impl pingora::services::background::BackgroundService for Housekeeping {
                 _ = shutdown.changed() => break,
                 event = next_event(&mut events) => {
                     self.state.auth.sessions.apply(event);
+                    continue;
+                }
+                Some(ban) = bans.recv() => {
+                    if let Err(e) = self.state.auth.store.bans().put_ban(&ban).await {
+                        tracing::error!(target: "stepgate::regulation", error = %e, "could not keep a ban in the store");
+                    }
                     continue;
                 }
             }
@@ -364,7 +385,12 @@ impl pingora::services::background::BackgroundService for Housekeeping {
                 self.sweep().await;
             }
         }
-        // Last activity reaches the store before the process ends.
+        // Last bans and activity reach the store before the process ends.
+        while let Ok(ban) = bans.try_recv() {
+            if let Err(e) = self.state.auth.store.bans().put_ban(&ban).await {
+                tracing::error!(target: "stepgate::regulation", error = %e, "could not keep a ban in the store");
+            }
+        }
         self.sweep().await;
     }
 }
@@ -395,6 +421,9 @@ impl Housekeeping {
             tracing::error!(error = %e, "session housekeeping failed");
         }
         auth.regulator.cleanup();
+        if let Err(e) = auth.store.bans().purge_bans(auth.clock.now_ms()).await {
+            tracing::error!(error = %e, "ban housekeeping failed");
+        }
         self.state.identities.purge_expired();
         return_free_memory();
         self.state

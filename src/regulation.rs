@@ -57,7 +57,12 @@
 //!
 //! **Time** comes only from the injected [`crate::clock::Clock`]; governor reads it through an
 //! adapter. If the clock steps back, elapsed times saturate at zero, so limits last longer.
-//! Nothing is persisted: a restart forgets counters, bans and known addresses.
+//!
+//! **Bans outlive a restart.** Each new ban is sent to a ban log (a bounded channel the gateway
+//! drains into the store, see [`Regulator::with_ban_log`]), and [`Regulator::restore`] puts back
+//! the bans still running when a gateway starts, with their back-off level. Counters below a ban
+//! and known addresses are not kept: after a restart a key starts counting afresh, which at most
+//! gives a guesser one more window of tries, never an early end to a ban.
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
@@ -73,6 +78,7 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 use crate::clock::SharedClock;
+use crate::store::BanRecord;
 use counted::CountedMap;
 
 mod counted;
@@ -143,6 +149,8 @@ pub struct Regulator {
     known_full_logged: AtomicBool,
     /// `None` when `form_posts_per_minute` is 0: every post is refused.
     form_posts: Option<FormLimiter>,
+    /// Where new bans go to be kept (the store); `None`: kept in memory only.
+    ban_log: Option<tokio::sync::mpsc::Sender<BanRecord>>,
 }
 
 impl Regulator {
@@ -170,6 +178,68 @@ impl Regulator {
             known_full_logged: AtomicBool::new(false),
             form_posts,
             clock,
+            ban_log: None,
+        }
+    }
+
+    /// Sends every new ban to `log` (the gateway writes them to the store). A full log drops
+    /// the record with a warning: the ban itself holds in memory all the same.
+    pub fn with_ban_log(mut self, log: tokio::sync::mpsc::Sender<BanRecord>) -> Regulator {
+        self.ban_log = Some(log);
+        self
+    }
+
+    /// Puts back bans kept from before a restart (those still running); returns how many.
+    /// Records this build cannot read are skipped with a warning.
+    pub fn restore(&self, bans: &[BanRecord]) -> usize {
+        let now = self.clock.now_ms();
+        let mut restored = 0;
+        for ban in bans.iter().filter(|b| b.until_ms > now) {
+            let strikes = Strikes {
+                window_start_ms: now,
+                last_failure_ms: now,
+                ban_until_ms: ban.until_ms,
+                prev: 0,
+                cur: 0,
+                bans: u8::try_from(ban.level).unwrap_or(u8::MAX),
+            };
+            let max = self.max_keys;
+            let put = match ban.scope.as_str() {
+                "pair" => ban.key.split_once('\u{1f}').and_then(|(user, addr)| {
+                    let addr = addr.parse::<IpAddr>().ok()?;
+                    self.pairs.restore((Box::from(user), addr), strikes, max)
+                }),
+                "address" => ban
+                    .key
+                    .parse::<IpAddr>()
+                    .ok()
+                    .and_then(|a| self.addrs.restore(a, strikes, max)),
+                "user" => self
+                    .users
+                    .restore(Box::from(ban.key.as_str()), strikes, max),
+                _ => None,
+            };
+            match put {
+                Some(()) => restored += 1,
+                None => {
+                    tracing::warn!(target: "stepgate::regulation", scope = %ban.scope, "a kept ban could not be restored")
+                }
+            }
+        }
+        restored
+    }
+
+    /// Sends a new ban to the ban log, if there is one.
+    fn log_ban(&self, scope: &str, key: String, until_ms: u64, level: u8) {
+        let Some(log) = &self.ban_log else { return };
+        let record = BanRecord {
+            scope: scope.to_owned(),
+            key,
+            until_ms,
+            level: u32::from(level),
+        };
+        if log.try_send(record).is_err() {
+            tracing::warn!(target: "stepgate::regulation", scope, "ban log full or closed; this ban is not kept across a restart");
         }
     }
 
@@ -195,17 +265,28 @@ impl Regulator {
         let by_addr = self.addrs.fail(key, now, b, max);
         let by_user = self.users.fail(Box::from(user), now, b, max);
         let scopes = [
-            ("user+address", by_pair),
-            ("address", by_addr),
-            ("user", by_user),
+            (
+                "user+address",
+                "pair",
+                by_pair,
+                format!("{user}\u{1f}{key}"),
+            ),
+            ("address", "address", by_addr, key.to_string()),
+            ("user", "user", by_user, user.to_owned()),
         ];
-        for (scope, until_ms) in scopes {
-            if let Some(until_ms) = until_ms {
+        for (scope, kept_as, ban, kept_key) in scopes {
+            if let Some((until_ms, level)) = ban {
                 let ban_secs = until_ms.saturating_sub(now) / 1000;
                 tracing::warn!(target: "stepgate::regulation", scope, user = ?user, %addr,
                     until_ms, ban_secs, "too many failed sign-in attempts; banned");
+                self.log_ban(kept_as, kept_key, until_ms, level);
             }
         }
+        let (by_pair, by_addr, by_user) = (
+            by_pair.map(|b| b.0),
+            by_addr.map(|b| b.0),
+            by_user.map(|b| b.0),
+        );
         let by_user = by_user.filter(|_| !self.is_known(user, key, now));
         verdict([by_pair, by_addr, by_user])
     }
@@ -374,8 +455,14 @@ impl Strikes {
         self.last_failure_ms.max(self.ban_until_ms)
     }
 
-    /// Counts one failure; returns the end of the ban it starts, if it starts one.
-    fn fail(&mut self, now: u64, limit: u32, window_ms: u64, backoff: &Backoff) -> Option<u64> {
+    /// Counts one failure; returns the end of the ban it starts and its level, if it starts one.
+    fn fail(
+        &mut self,
+        now: u64,
+        limit: u32,
+        window_ms: u64,
+        backoff: &Backoff,
+    ) -> Option<(u64, u8)> {
         if self.bans > 0 && now.saturating_sub(self.quiet_since()) >= backoff.max_ban_ms {
             self.bans = 0;
         }
@@ -397,7 +484,7 @@ impl Strikes {
         }
         self.bans = self.bans.saturating_add(1);
         self.ban_until_ms = now.saturating_add(backoff.duration_ms(self.bans));
-        self.banned_until(now)
+        self.banned_until(now).map(|until| (until, self.bans))
     }
 
     /// True when dropping the entry changes no future decision.
@@ -446,7 +533,7 @@ impl<K: Hash + Eq> Ledger<K> {
             .flatten()
     }
 
-    fn fail(&self, key: K, now: u64, b: &Backoff, max_keys: usize) -> Option<u64> {
+    fn fail(&self, key: K, now: u64, b: &Backoff, max_keys: usize) -> Option<(u64, u8)> {
         let (limit, window_ms) = (self.limit, self.window_ms);
         if let Some(mut s) = self.map.get_mut(&key) {
             return s.fail(now, limit, window_ms, b);
@@ -458,6 +545,15 @@ impl<K: Hash + Eq> Ledger<K> {
         // A default entry's window starts at 0, so its first failure starts a fresh one.
         let mut s = self.map.get_or_default(key);
         s.fail(now, limit, window_ms, b)
+    }
+
+    /// Puts a kept ban back; `None` when the table is full (the key stays unknown).
+    fn restore(&self, key: K, strikes: Strikes, max_keys: usize) -> Option<()> {
+        if self.map.len() >= max_keys {
+            return None;
+        }
+        *self.map.get_or_default(key) = strikes;
+        Some(())
     }
 
     fn cleanup(&self, now: u64, b: &Backoff) {
@@ -537,243 +633,4 @@ impl ShrinkableKeyedStateStore<IpAddr> for FormPostStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use std::sync::Arc;
-    use Verdict::Allowed;
-
-    const MIN: Duration = Duration::from_secs(60);
-    const DAYS_30: Duration = Duration::from_secs(30 * 24 * 3600);
-
-    fn regulator(cfg: RegulationConfig) -> (Regulator, Arc<ManualClock>) {
-        let clock = ManualClock::new(1_700_000_000_000);
-        (Regulator::new(cfg, clock.clone()), clock)
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    /// 203.0.0.0 + i
-    fn v4(i: u32) -> IpAddr {
-        IpAddr::from((0xCB00_0000 + i).to_be_bytes())
-    }
-
-    /// The ban that starts now and lasts `d`.
-    fn ban(d: Duration, clock: &ManualClock) -> Verdict {
-        Verdict::Banned {
-            until_ms: clock.now_ms() + millis(d),
-        }
-    }
-
-    fn is_banned(v: Verdict) -> bool {
-        matches!(v, Verdict::Banned { .. })
-    }
-
-    fn fail_until_banned(r: &Regulator, user: &str, addr: IpAddr) -> Verdict {
-        (0..1000)
-            .find_map(|_| r.record_failure(user, addr))
-            .expect("a ban")
-    }
-
-    #[test]
-    fn bans_after_max_failures_refuses_even_the_right_secret_and_expires() {
-        let (r, clock) = regulator(RegulationConfig::default());
-        let a = v4(1);
-        for _ in 0..4 {
-            assert_eq!(r.record_failure("alice", a), None);
-            assert_eq!(r.check("alice", a), Allowed);
-        }
-        let banned = ban(5 * MIN, &clock);
-        assert_eq!(r.record_failure("alice", a), Some(banned));
-        clock.advance(5 * MIN - Duration::from_millis(1));
-        // The caller asks before it checks the secret, right or wrong: still banned.
-        assert_eq!(r.check("alice", a), banned);
-        // Failures during a ban are counted but do not lengthen it.
-        assert_eq!(r.record_failure("alice", a), None);
-        assert_eq!(r.check("alice", a), banned);
-        assert_eq!(r.check("bob", a), Allowed);
-        assert_eq!(r.check("alice", v4(2)), Allowed);
-        clock.advance(Duration::from_millis(1));
-        assert_eq!(r.check("alice", a), Allowed);
-    }
-
-    #[test]
-    fn repeated_bans_double_up_to_the_cap_and_a_success_or_quiet_resets_them() {
-        let (r, clock) = regulator(RegulationConfig::default());
-        for minutes in [5, 10, 20, 40, 60, 60] {
-            let expected = ban(minutes * MIN, &clock);
-            assert_eq!(fail_until_banned(&r, "alice", v4(1)), expected);
-            clock.advance(minutes * MIN);
-        }
-        clock.advance(60 * MIN); // quiet for max_ban after the last ban ended
-        assert_eq!(fail_until_banned(&r, "alice", v4(1)), ban(5 * MIN, &clock));
-        clock.advance(5 * MIN);
-        let _ = fail_until_banned(&r, "alice", v4(1)); // 10 min
-        clock.advance(10 * MIN);
-        r.record_success("alice", v4(1)); // clears the counter and the ban level
-        assert!((0..4).all(|_| r.record_failure("alice", v4(1)).is_none()));
-        assert_eq!(r.record_failure("alice", v4(1)), Some(ban(5 * MIN, &clock)));
-    }
-
-    #[test]
-    fn per_address_ban_covers_all_users_and_a_success_does_not_clear_it() {
-        let (r, clock) = regulator(RegulationConfig::default());
-        assert!((0..19).all(|i| r.record_failure(&format!("u{i}"), v4(7)).is_none()));
-        r.record_success("mallory", v4(7));
-        let banned = ban(5 * MIN, &clock);
-        assert_eq!(r.record_failure("u19", v4(7)), Some(banned));
-        assert_eq!(r.check("someone-else", v4(7)), banned);
-        assert_eq!(r.check("someone-else", v4(8)), Allowed);
-        // One IPv6 /64 is one address.
-        for i in 0..20 {
-            let _ = r.record_failure(&format!("v{i}"), ip(&format!("2001:db8:1:2::{i:x}")));
-        }
-        assert!(is_banned(r.check("x", ip("2001:db8:1:2:ffff::1"))));
-        assert_eq!(r.check("x", ip("2001:db8:1:3::1")), Allowed);
-    }
-
-    #[test]
-    fn per_user_throttle_spares_known_addresses_only() {
-        let (r, clock) = regulator(RegulationConfig::default());
-        let home = ip("2001:db8:aa:bb::10");
-        r.record_success("alice", home);
-        clock.advance(MIN);
-        let last = (0..100).map(|i| r.record_failure("alice", v4(i))).last();
-        let banned = ban(5 * MIN, &clock);
-        assert_eq!(last.flatten(), Some(banned)); // the 100th throttles new addresses
-        assert_eq!(r.check("alice", v4(500)), banned);
-        assert_eq!(r.check("bob", v4(500)), Allowed);
-        // Home is spared across its /64, and a failure there does not report the throttle.
-        assert_eq!(r.check("alice", home), Allowed);
-        assert_eq!(r.check("alice", ip("2001:db8:aa:bb::beef")), Allowed);
-        assert_eq!(r.record_failure("alice", home), None);
-        // Known addresses expire after 30 days.
-        clock.advance(DAYS_30);
-        (0..100).for_each(|i| _ = r.record_failure("alice", v4(1000 + i)));
-        assert!(is_banned(r.check("alice", home)));
-        // Only the 16 most recent addresses are kept.
-        (0..20).for_each(|i| r.record_success("carol", v4(i)));
-        let now = clock.now_ms();
-        assert_eq!(r.known.get("carol").map(|l| l.len()), Some(16));
-        assert!(!r.is_known("carol", v4(3), now) && r.is_known("carol", v4(4), now));
-        assert!(r.is_known("carol", addr_key(ip("::ffff:203.0.0.19")), now));
-    }
-
-    #[test]
-    fn cleanup_empties_the_tables_once_time_has_passed() {
-        let (r, clock) = regulator(RegulationConfig::default());
-        for i in 0..50 {
-            let _ = fail_until_banned(&r, &format!("u{i}"), v4(i));
-            r.record_success("carol", v4(i));
-            assert!(r.allow_form_post(v4(i)));
-        }
-        let all = 4 * 50 + 1; // pairs, addresses, users, form posts; carol's known addresses
-        assert_eq!(r.tracked_keys(), all);
-        r.cleanup();
-        assert_eq!(r.tracked_keys(), all, "nothing has expired yet");
-        clock.advance(2 * 60 * MIN);
-        r.cleanup();
-        assert_eq!(r.tracked_keys(), 1, "only known addresses remain");
-        clock.advance(DAYS_30);
-        r.cleanup();
-        assert_eq!(r.tracked_keys(), 0);
-    }
-
-    #[test]
-    fn form_posts_get_429_after_the_budget_and_refill_after_a_minute() {
-        let (r, clock) = regulator(RegulationConfig::default());
-        assert!((0..30).all(|_| r.allow_form_post(v4(1))));
-        assert!(!r.allow_form_post(v4(1)));
-        assert!(!r.allow_form_post(ip("::ffff:203.0.0.1")));
-        assert!(r.allow_form_post(v4(2)));
-        clock.advance(Duration::from_secs(2));
-        assert!(r.allow_form_post(v4(1)), "one post refills every 2 s");
-        assert!(!r.allow_form_post(v4(1)));
-        clock.advance(MIN);
-        assert!((0..30).all(|_| r.allow_form_post(v4(1))));
-        assert!(!r.allow_form_post(v4(1)));
-        let cfg = RegulationConfig {
-            form_posts_per_minute: 0,
-            ..Default::default()
-        };
-        assert!(!regulator(cfg).0.allow_form_post(v4(1)));
-    }
-
-    #[test]
-    fn full_tables_fail_closed_with_a_shared_budget() {
-        let cfg = RegulationConfig {
-            max_keys: 2,
-            max_failures: 3,
-            ..Default::default()
-        };
-        let (r, clock) = regulator(cfg);
-        assert_eq!(r.record_failure("u1", v4(1)), None);
-        assert_eq!(r.record_failure("u2", v4(2)), None);
-        // Every table is full: new keys share one budget instead of being forgotten.
-        assert_eq!(r.record_failure("u3", v4(3)), None);
-        assert_eq!(r.record_failure("u4", v4(4)), None);
-        r.record_success("u5", v4(5)); // does not clear the shared budget
-        let banned = ban(5 * MIN, &clock);
-        assert_eq!(r.record_failure("u5", v4(5)), Some(banned));
-        assert_eq!(r.check("anyone", v4(9)), banned);
-        assert_eq!(r.check("u1", v4(1)), Allowed); // tracked keys keep their own
-                                                   // Form posts from untracked addresses share one bucket of the same size.
-        assert!(r.allow_form_post(v4(100)) && r.allow_form_post(v4(101)));
-        assert!((0..30).all(|i| r.allow_form_post(v4(200 + i))));
-        assert!(!r.allow_form_post(v4(300)));
-        assert!(r.allow_form_post(v4(100))); // tracked addresses keep their own
-        assert_eq!(r.tracked_keys(), 2 + 2 + 2 + 1 + 2);
-        // Cleanup makes room once entries expire; new keys are tracked again.
-        clock.advance(3 * 60 * MIN);
-        r.cleanup();
-        assert_eq!(r.check("anyone", v4(9)), Allowed);
-        assert_eq!(r.record_failure("u6", v4(6)), None);
-        assert_eq!(r.pairs.map.len(), 1);
-    }
-
-    #[test]
-    fn odd_input_and_config_do_not_panic() {
-        let (d, z) = (Duration::MAX, Duration::ZERO);
-        let (mut zero, mut huge) = (RegulationConfig::default(), RegulationConfig::default());
-        (zero.window, zero.ban, zero.max_ban, zero.max_keys) = (z, z, z, 0);
-        (
-            zero.max_failures,
-            zero.max_failures_per_address,
-            zero.max_failures_per_user,
-        ) = (0, 0, 0);
-        zero.form_posts_per_minute = 0;
-        (
-            huge.window,
-            huge.ban,
-            huge.max_ban,
-            huge.form_posts_per_minute,
-        ) = (d, d, d, u32::MAX);
-        let long = "é".repeat(10_000);
-        for cfg in [zero, huge] {
-            let (r, clock) = regulator(cfg);
-            for now in [u64::MAX, 0, 1] {
-                clock.set_ms(now);
-                for user in ["", long.as_str(), "a\nb"] {
-                    let _ = (r.record_failure(user, ip("::")), r.check(user, ip("::1")));
-                    r.record_success(user, ip("255.255.255.255"));
-                }
-                let _ = r.allow_form_post(ip("::1"));
-                r.cleanup();
-            }
-        }
-        assert_eq!(user_key(&long).len(), MAX_USER_KEY_BYTES);
-    }
-
-    #[test]
-    fn entries_stay_small() {
-        use std::mem::size_of;
-        assert_eq!(size_of::<((Box<str>, IpAddr), Strikes)>(), 80); // per (user, address)
-        assert_eq!(size_of::<(IpAddr, Strikes)>(), 64); // per address
-        assert_eq!(size_of::<(Box<str>, Strikes)>(), 56); // per user
-        assert_eq!(size_of::<(Box<str>, Vec<KnownAddr>)>(), 40); // + 32 per known address
-        assert_eq!(size_of::<KnownAddr>(), 32);
-        assert_eq!(size_of::<(IpAddr, InMemoryState)>(), 32); // form posts
-    }
-}
+mod tests;

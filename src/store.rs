@@ -61,6 +61,8 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         Ok(u) => u.to_string(),
+        // Without an `@` there is no password to hide.
+        Err(_) if !url.contains('@') => url.to_owned(),
         Err(_) => "(unparsable url)".to_owned(),
     }
 }
@@ -424,6 +426,7 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db.internal"), "{shown}");
-        assert_eq!(redact_url("not a url"), "(unparsable url)");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("junk:@:secret@"), "(unparsable url)");
     }
 }

@@ -320,6 +320,43 @@ policy = "bypass"
     );
 }
 
+#[test]
+fn the_store_section_names_a_database_and_never_prints_its_password() {
+    let (_dir, run) = check_text(
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[store]
+url = "mysql://stepgate:hunter2@db.test/stepgate"
+redis_url = "redis://:hunter2@127.0.0.1:6379/0"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:5: store.url: must be \"sqlite\", \"sqlite:PATH\" or a PostgreSQL URL such as \"postgres://stepgate@db.internal/stepgate\" (found \"mysql://stepgate:***@db.test/stepgate\")",
+            "stepgate.toml:6: store.redis_url: Redis is not supported by this version: sessions, bans and challenges are shared through the database; remove the key (found \"redis://:***@127.0.0.1:6379/0\")",
+        ],
+    );
+    let (_dir, run) = check_text(
+        "[[listener]]\naddress = \"127.0.0.1:8080\"\n[store]\nurl = \"postgres://stepgate:s3cret@127.0.0.1/stepgate\"\nurl_file = \"db.url\"\n",
+    );
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:5: store.url_file: give either url or url_file, not both (found both)"],
+    );
+    for good in [
+        "sqlite",
+        "sqlite:state/other.db",
+        "postgresql://stepgate@db.internal:5433/sg",
+    ] {
+        let (_dir, run) = check_text(&format!(
+            "[[listener]]\naddress = \"127.0.0.1:8080\"\n[store]\nurl = \"{good}\"\n"
+        ));
+        assert_eq!(run.code, 0, "{good}: {}", run.stdout);
+    }
+}
+
 /// The shipped files are checked from the crate root, where their relative paths point.
 fn check_shipped(name: &str) {
     let run = check_in(Path::new(env!("CARGO_MANIFEST_DIR")), name);

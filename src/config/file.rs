@@ -34,6 +34,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub notify: NotifyFile,
     #[serde(default)]
+    pub store: StoreFile,
+    #[serde(default)]
     pub listener: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
     pub app: Vec<Spanned<AppFile>>,
@@ -50,6 +52,13 @@ pub struct ServerFile {
     pub grace_period: Option<Str>,
     pub shutdown_timeout: Option<Str>,
     pub password_hash_concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StoreFile {
+    pub url: Option<Str>,
+    pub url_file: Option<Str>,
+    pub redis_url: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

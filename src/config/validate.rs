@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 mod network;
+mod store;
 mod two_factor;
 
 use super::file::{self, FileConfig, Str};
@@ -140,6 +141,7 @@ impl Validator<'_> {
         let assertion = self.assertion(f.assertion);
         let two_factor = self.two_factor(f.two_factor, &portal);
         let notify = self.notify(f.notify);
+        let store = self.store(f.store);
         let no_listener = f.listener.is_empty();
         let listeners = f
             .listener
@@ -184,7 +186,7 @@ impl Validator<'_> {
             assertion,
             two_factor,
             notify,
-            store: crate::store::StoreConfig::default(),
+            store,
             listeners,
             apps,
             rules,
