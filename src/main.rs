@@ -10,7 +10,7 @@ use stepgate::config::Config;
 
 /// glibc's allocator cost about a quarter of the proxy's user time per request (pingora
 /// allocates and frees buffers and header maps on every request); mimalloc's per-thread free
-/// lists make that a fraction. Measured with `benches/load.sh`; see README, Performance.
+/// lists make that a fraction. Measured with `benches/load.sh`; see benches/README.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,7 +4,7 @@
 //! These are set on the `http::HeaderMap` itself rather than through pingora's
 //! `RequestHeader::insert_header`, which parses every name again and keeps a second map of
 //! each name's original spelling; that was most of what a signed-in request cost beyond a bypass
-//! route (see README, Performance). Without that second map pingora writes names in lower case
+//! route (see benches/README.md). Without that second map pingora writes names in lower case
 //! (`x-forwarded-for`, `remote-user`, `accept`) except a few it capitalises (`Host`,
 //! `Content-Type`, `Content-Length`, `Transfer-Encoding`, `Connection`), much as HTTP/2 does and
 //! as Envoy and HAProxy do for HTTP/1.1 by default. Header names are case-insensitive (RFC 9110,
