@@ -1,4 +1,5 @@
-//! Access rules: an ordered list, first match wins, default deny.
+//! Access rules: an ordered list, first match wins, default deny. What a match means for the
+//! request, with who is asking, is decided in `decision`.
 //!
 //! A rule matches on host, path (regex on the normalised path, never the query), method and
 //! source network. Its subjects (users, groups) are not part of matching: once a rule matches,
@@ -101,34 +102,6 @@ pub trait Principal {
     }
 }
 
-/// What to do with a request, all things considered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum Decision {
-    /// Proxy it.
-    Allow,
-    /// No session: sign in first.
-    Login,
-    /// Signed in with one factor, the route needs two, and the user has a second factor.
-    SecondFactor,
-    /// Signed in with one factor, the route needs two, and the user has none yet.
-    Guide,
-    /// Refused: a deny rule, no matching rule, or the user is not among the rule's subjects.
-    Deny,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Login => "login",
-            Decision::SecondFactor => "second_factor",
-            Decision::Guide => "guide",
-            Decision::Deny => "deny",
-        }
-    }
-}
-
 /// The outcome of the rules for one request, before sessions are consulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -211,30 +184,6 @@ impl AccessRules {
                 Subject::Group(g) => who.in_group(g),
             })
     }
-
-    /// The decision for a request by `who` (`None`: no session).
-    pub fn decide(&self, req: &Request<'_>, who: Option<&dyn Principal>) -> Decision {
-        let (index, policy) = match self.first_match(req) {
-            RuleMatch::NoRule => return Decision::Deny,
-            RuleMatch::Rule { index, policy } => (index, policy),
-        };
-        match (policy, who) {
-            (Policy::Deny, _) => Decision::Deny,
-            (Policy::Bypass, _) => Decision::Allow,
-            (_, None) => Decision::Login,
-            (_, Some(who)) if !self.admits(index, who) => Decision::Deny,
-            (Policy::TwoFactor, Some(who)) if who.level() < AuthLevel::TwoFactor => {
-                if who.has_second_factor() {
-                    Decision::SecondFactor
-                } else if who.second_factor_deferred() {
-                    Decision::Allow
-                } else {
-                    Decision::Guide
-                }
-            }
-            (Policy::OneFactor | Policy::TwoFactor, Some(_)) => Decision::Allow,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -275,99 +224,6 @@ mod tests {
         fn has_second_factor(&self) -> bool {
             self.0 == "bob"
         }
-    }
-
-    #[test]
-    fn decisions_follow_the_contract_table() {
-        let mut admin = rule(Some("^/admin/"), Policy::TwoFactor);
-        admin.subjects = vec![Subject::Group("admins".into())];
-        let rules = AccessRules::compile(vec![
-            rule(Some("^/public/"), Policy::Bypass),
-            rule(Some("^/1fa/"), Policy::OneFactor),
-            admin,
-            rule(Some("^/deny/"), Policy::Deny),
-            rule(Some("^/"), Policy::TwoFactor),
-        ])
-        .unwrap();
-        let get = Method::GET;
-        let alice = Who("alice", &["users"]);
-        let bob = Who("bob", &["admins"]);
-        assert_eq!(
-            rules.decide(&req("h", "/public/x", &get), None),
-            Decision::Allow
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/1fa/", &get), None),
-            Decision::Login
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/1fa/", &get), Some(&alice)),
-            Decision::Allow
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/", &get), Some(&alice)),
-            Decision::Guide
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/", &get), Some(&bob)),
-            Decision::SecondFactor
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/admin/", &get), Some(&alice)),
-            Decision::Deny
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/admin/", &get), None),
-            Decision::Login
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/deny/", &get), Some(&bob)),
-            Decision::Deny
-        );
-    }
-
-    struct Later;
-    impl Principal for Later {
-        fn user(&self) -> &str {
-            "dave"
-        }
-        fn in_group(&self, _: &str) -> bool {
-            false
-        }
-        fn level(&self) -> AuthLevel {
-            AuthLevel::OneFactor
-        }
-        fn has_second_factor(&self) -> bool {
-            false
-        }
-        fn second_factor_deferred(&self) -> bool {
-            true
-        }
-    }
-
-    #[test]
-    fn a_deferred_session_passes_two_factor_routes_but_not_subject_rules_or_deny() {
-        let mut admin = rule(Some("^/admin/"), Policy::TwoFactor);
-        admin.subjects = vec![Subject::Group("admins".into())];
-        let rules = AccessRules::compile(vec![
-            admin,
-            rule(Some("^/deny/"), Policy::Deny),
-            rule(Some("^/"), Policy::TwoFactor),
-        ])
-        .unwrap();
-        let get = Method::GET;
-        assert_eq!(
-            rules.decide(&req("h", "/", &get), Some(&Later)),
-            Decision::Allow
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/admin/", &get), Some(&Later)),
-            Decision::Deny
-        );
-        assert_eq!(
-            rules.decide(&req("h", "/deny/", &get), Some(&Later)),
-            Decision::Deny
-        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod decision;
 pub mod factor;
 pub mod hygiene;
 pub mod i18n;

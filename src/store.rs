@@ -53,17 +53,18 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-/// A database URL with its password replaced by `***`, for logs and `Debug`.
+/// A database URL with its password replaced by `***`, for logs and `Debug`. Text that is not a
+/// URL with a host but holds an `@` could be anything, so none of it is shown.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) if u.has_host() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
-        // Without an `@` there is no password to hide.
-        Err(_) if !url.contains('@') => url.to_owned(),
-        Err(_) => "(unparsable url)".to_owned(),
+        _ if url.contains('@') => "(unparsable url)".to_owned(),
+        _ => url.to_owned(),
     }
 }
 

@@ -1,14 +1,16 @@
-//! From a downstream request to an outcome: normalise, find the app, clean the headers, decide.
-//! Every refusal here is a reply the gateway writes itself; nothing refused is proxied.
+//! From a downstream request to an outcome: normalise, find the app, clean the headers, read who
+//! is asking, then let the decision core (`crate::decision`) decide and answer. Every refusal
+//! here is a reply the gateway writes itself; nothing refused is proxied.
 
 use std::net::IpAddr;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use pingora::prelude::Session;
 
 use super::State;
-use crate::access::{self, Decision, Principal};
+use crate::access::{self, Principal};
 use crate::auth::Identity;
+use crate::decision::{self, Answer, Decision};
 use crate::hygiene::host::{normalize_host, NormalHost};
 use crate::hygiene::target::{normalize_target, NormalTarget};
 use crate::portal::Reply;
@@ -139,7 +141,8 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     }
 
     let method = session.req_header().method.clone();
-    let decision = state.rules.decide(
+    let decision = decision::decide(
+        &state.rules,
         &access::Request {
             host: &host.name,
             path: &target.path,
@@ -148,9 +151,19 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
         },
         identity.as_ref().map(|i| i as &dyn Principal),
     );
+    let scheme = if tls { "https" } else { "http" };
     let authority = seen.authority.clone();
-    match decision {
-        Decision::Allow => Outcome::Proxy(Route {
+    let original = || format!("{scheme}://{authority}{}", target.to_uri_string());
+    let answer = match decision {
+        // Only a refusal or a redirect needs the rest; the proxied path does not compute it.
+        Decision::Allow => Answer::Proxy,
+        _ => {
+            let browser = decision::is_browser(&method, &session.req_header().headers);
+            decision::answer(decision, browser, &original(), prefix)
+        }
+    };
+    match answer {
+        Answer::Proxy => Outcome::Proxy(Route {
             app,
             authority,
             path: target.path,
@@ -161,44 +174,17 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
             identity,
             retries: 0,
         }),
-        Decision::Deny => {
-            if let Some(who) = &identity {
+        Answer::Redirect(location) => Outcome::Reply {
+            reply: Reply::redirect(&location),
+            decision: decision.as_str(),
+        },
+        Answer::Refuse(status) => {
+            if let (Decision::Deny, Some(who)) = (decision, &identity) {
                 tracing::info!(target: "stepgate::access", user = %who.user.name, host = %host.name, path = %target.path, "refused by rule");
             }
-            refuse(state, session, StatusCode::FORBIDDEN, decision.as_str())
-        }
-        Decision::Login | Decision::SecondFactor | Decision::Guide => {
-            let page = match decision {
-                Decision::Login => "login",
-                Decision::SecondFactor => "2fa",
-                _ => "guide",
-            };
-            if is_browser(session, &method) {
-                let scheme = if tls { "https" } else { "http" };
-                let original = format!("{scheme}://{authority}{}", target.to_uri_string());
-                let rd: String =
-                    url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
-                let reply = Reply::redirect(&format!("{prefix}/{page}?rd={rd}"));
-                Outcome::Reply {
-                    reply,
-                    decision: decision.as_str(),
-                }
-            } else {
-                refuse(state, session, StatusCode::UNAUTHORIZED, decision.as_str())
-            }
+            refuse(state, session, status, decision.as_str())
         }
     }
-}
-
-/// A browser navigation: GET or HEAD with `text/html` in `Accept` (contract: decisions table).
-fn is_browser(session: &Session, method: &Method) -> bool {
-    (*method == Method::GET || *method == Method::HEAD)
-        && session
-            .req_header()
-            .headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
 }
 
 /// Host and target, normalised; `Err` names why the request is refused with 400.
