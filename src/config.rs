@@ -248,41 +248,7 @@ pub struct HealthCheck {
     pub timeout: Duration,
 }
 
-/// One thing wrong with the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: usize,
-    /// Dotted key path, e.g. `app[0].upstreams[1]`.
-    pub key: String,
-    /// What is wrong and what was found.
-    pub message: String,
-}
-
-/// Every problem found in one file.
-#[derive(Debug, thiserror::Error)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file.display(),
-                p.line,
-                p.key,
-                p.message
-            )?;
-        }
-        Ok(())
-    }
-}
+pub use crate::diagnostics::{ConfigError, Problem};
 
 impl Config {
     /// Read and validate a file; relative paths in it are taken from the working directory.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod diagnostics;
 pub mod factor;
 pub mod hygiene;
 pub mod i18n;

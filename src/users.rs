@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use toml::Spanned;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::config::{ConfigError, Problem};
+use crate::diagnostics::{key_in_doc, line_of, unknown_key, ConfigError, KeyPath, Problem};
 
 /// Longest accepted user name, in characters after normalisation.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -401,9 +401,7 @@ pub fn validate_users(path: &Path, text: &str) -> Result<HashMap<String, Arc<Use
     let mut unknown = Vec::new();
     let parsed: Result<UsersFile, _> =
         serde_ignored::deserialize(toml::Deserializer::new(text), |p| {
-            let mut segments = Vec::new();
-            path_segments(&p, &mut segments);
-            unknown.push(segments);
+            unknown.push(KeyPath::of(&p))
         });
     let doc = toml_edit::ImDocument::parse(text.to_owned()).ok();
     let mut v = Checker {
@@ -415,7 +413,10 @@ pub fn validate_users(path: &Path, text: &str) -> Result<HashMap<String, Arc<Use
         Ok(file) => v.users(file, unknown),
         Err(e) => {
             let offset = e.span().map_or(0, |s| s.start);
-            let key = v.doc.as_ref().and_then(|d| key_at(d.as_table(), offset));
+            let key = v
+                .doc
+                .as_ref()
+                .and_then(|d| key_in_doc(d.as_table(), offset));
             let key = key.unwrap_or_else(|| "(syntax)".to_owned());
             // serde quotes the value it rejected; a plaintext password must not reach the log.
             let message = match key.ends_with("password") {
@@ -442,8 +443,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        before.matches('\n').count() + 1
+        line_of(self.text, offset)
     }
 
     fn push(&mut self, line: usize, key: impl Into<String>, message: impl Into<String>) {
@@ -451,38 +451,26 @@ impl Checker<'_> {
         self.problems.push(Problem { line, key, message });
     }
 
-    /// The line of a key given by its path (`["users", "alice", "pasword"]`); 0 if not found.
-    fn line_at(&self, segments: &[String]) -> usize {
-        let (Some(doc), Some((last, parents))) = (&self.doc, segments.split_last()) else {
-            return 0;
-        };
-        let mut table: &dyn toml_edit::TableLike = doc.as_table();
-        for seg in parents {
-            table = match table.get(seg) {
-                Some(toml_edit::Item::Table(t)) => t,
-                Some(toml_edit::Item::Value(toml_edit::Value::InlineTable(t))) => t,
-                _ => return 0,
-            };
-        }
-        let span = table.key(last).and_then(|k| k.span());
-        let span = span.or_else(|| table.get(last).and_then(|item| item.span()));
-        span.map_or(0, |s| self.line_of(s.start))
+    /// The line of a key given by its path; 0 if not found.
+    fn line_at(&self, path: &KeyPath) -> usize {
+        let doc = self.doc.as_ref().map(|d| d.as_table());
+        doc.and_then(|d| path.span_in(d))
+            .map_or(0, |s| self.line_of(s.start))
     }
 
-    fn users(&mut self, file: UsersFile, unknown: Vec<Vec<String>>) -> Option<UserMap> {
-        for segments in unknown {
-            let leaf = segments.last().map_or("", String::as_str);
-            let message = format!("unknown key, remove it or check its spelling (found `{leaf}`)");
-            self.push(self.line_at(&segments), dotted(&segments), message);
+    fn users(&mut self, file: UsersFile, unknown: Vec<KeyPath>) -> Option<UserMap> {
+        for path in unknown {
+            let doc = self.doc.as_ref().map(|d| d.as_table());
+            self.problems.push(unknown_key(self.text, doc, &path));
         }
         let mut entries: Vec<_> = (file.users.into_iter())
-            .map(|(raw, e)| (self.line_at(&["users".to_owned(), raw.clone()]), raw, e))
+            .map(|(raw, e)| (self.line_at(&KeyPath::keys(&["users", &raw])), raw, e))
             .collect();
         entries.sort_by_key(|(line, _, _)| *line);
         let mut users = UserMap::new();
         let mut first: HashMap<String, (String, usize)> = HashMap::new();
         for (line, raw, entry) in entries {
-            let key = dotted(&["users".to_owned(), raw.clone()]);
+            let key = KeyPath::keys(&["users", &raw]).to_string();
             let name = normalize_username(&raw);
             if let Some((other, other_line)) = name.as_ref().and_then(|n| first.get(n)) {
                 let message = format!("`{raw}` is the same user as `{other}` on line {other_line} once case, width and compatibility characters are folded; remove one");
@@ -619,45 +607,6 @@ fn check_phc(phc: &str) -> Result<(), String> {
     hash.hash
         .map(drop)
         .ok_or_else(|| "no hash output".to_owned())
-}
-
-fn path_segments(p: &serde_ignored::Path<'_>, out: &mut Vec<String>) {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => {}
-        P::Map { parent, key } => {
-            path_segments(parent, out);
-            // `toml::Spanned<T>` reads its value through this private key; it is not the user's.
-            if key != "$__serde_spanned_private_value" {
-                out.push(key.clone());
-            }
-        }
-        // No user-file key sits inside an array, so `Seq` needs no index.
-        P::Seq { parent, .. } | P::Some { parent } => path_segments(parent, out),
-        P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => path_segments(parent, out),
-    }
-}
-
-/// `users.alice.email`, quoting segments that are not bare TOML keys (`users."a b"`).
-fn dotted(segments: &[String]) -> String {
-    let bare = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    let quote = |s: &String| if bare(s) { s.clone() } else { format!("{s:?}") };
-    segments.iter().map(quote).collect::<Vec<_>>().join(".")
-}
-
-/// The dotted key whose value holds `offset` (serde's type errors carry only a span).
-fn key_at(table: &dyn toml_edit::TableLike, offset: usize) -> Option<String> {
-    table.iter().find_map(|(key, item)| {
-        let inner = item.as_table_like().and_then(|t| key_at(t, offset));
-        let here = item.span().filter(|s| s.contains(&offset));
-        inner
-            .map(|i| format!("{key}.{i}"))
-            .or(here.map(|_| key.to_owned()))
-    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod two_factor;
 use super::file::{self, FileConfig, Str};
 use super::*;
 use crate::access::{Policy, RuleSpec, Subject};
+use crate::diagnostics::{key_in_text, unknown_key, KeyPath};
 use crate::i18n::Lang;
 use crate::routing::HostPattern;
 
@@ -28,7 +29,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<Problem>> 
     let mut unknown = Vec::new();
     let de = toml::Deserializer::new(text);
     let parsed: Result<FileConfig, _> =
-        serde_ignored::deserialize(de, |p| unknown.push(format_path(&p)));
+        serde_ignored::deserialize(de, |p| unknown.push(KeyPath::of(&p)));
     let mut v = Validator {
         text,
         problems: Vec::new(),
@@ -45,7 +46,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<Problem>> 
                 .unwrap_or_default();
             v.problems.push(Problem {
                 line: v.line_of(offset),
-                key: key_at(text, offset),
+                key: key_in_text(text, offset),
                 message: format!("{message}{found}"),
             });
             return Err(v.problems);
@@ -53,17 +54,8 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, Vec<Problem>> 
     };
     let doc = toml_edit::ImDocument::parse(text.to_owned()).ok();
     for key in unknown {
-        let line = doc
-            .as_ref()
-            .and_then(|d| span_of_path(d.as_table(), &key))
-            .map(|s| v.line_of(s.start))
-            .unwrap_or(0);
-        let leaf = key.rsplit('.').next().unwrap_or(&key).to_owned();
-        v.problems.push(Problem {
-            line,
-            key,
-            message: format!("unknown key, remove it or check its spelling (found `{leaf}`)"),
-        });
+        let table = doc.as_ref().map(|d| d.as_table());
+        v.problems.push(unknown_key(text, table, &key));
     }
     let config = v.config(path, file);
     if v.problems.is_empty() {
@@ -81,12 +73,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+        crate::diagnostics::line_of(self.text, offset)
     }
 
     fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
@@ -703,83 +690,4 @@ fn is_reserved_header(name: &HeaderName) -> bool {
             | "trailer"
             | "keep-alive"
     )
-}
-
-fn format_path(p: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
-        // `toml::Spanned<T>` reads its value through this private key; it is not the user's.
-        P::Map { parent, key } if key == "$__serde_spanned_private_value" => format_path(parent),
-        P::Map { parent, key } => {
-            let parent = format_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            format_path(parent)
-        }
-    }
-}
-
-/// Finds the span of a key written as `a[0].b.c` in the document.
-fn span_of_path(root: &toml_edit::Table, path: &str) -> Option<Range<usize>> {
-    let mut table: &dyn toml_edit::TableLike = root;
-    let mut segments = path.split('.').peekable();
-    while let Some(seg) = segments.next() {
-        let (name, index) = match seg.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        if segments.peek().is_none() && index.is_none() {
-            return table
-                .key(name)
-                .and_then(|k| k.span())
-                .or_else(|| table.get(name).and_then(|i| i.span()));
-        }
-        let item = table.get(name)?;
-        table = match (item, index) {
-            (toml_edit::Item::ArrayOfTables(a), Some(i)) => a.get(i)?,
-            (toml_edit::Item::Table(t), None) => t,
-            (toml_edit::Item::Value(toml_edit::Value::InlineTable(t)), None) => t,
-            (toml_edit::Item::Value(toml_edit::Value::Array(a)), Some(i)) => match a.get(i)? {
-                toml_edit::Value::InlineTable(t) => t,
-                _ => return None,
-            },
-            _ => return None,
-        };
-    }
-    None
-}
-
-/// The key a syntax or type error points at: `[section].key` from the text around `offset`.
-fn key_at(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    // A header line (`[[rule]]`, or a broken one) is its own section and has no key.
-    let header = line.trim_start().starts_with('[');
-    let key = line
-        .split_once('=')
-        .filter(|_| !header)
-        .map(|(k, _)| k.trim().to_owned());
-    let section = text[..line_start + line.len()]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| {
-            let l = l.split('#').next().unwrap_or("").trim();
-            l.trim_matches(|c| c == '[' || c == ']').trim().to_owned()
-        });
-    match (section, key) {
-        (Some(s), Some(k)) => format!("{s}.{k}"),
-        (None, Some(k)) => k,
-        (Some(s), None) => s,
-        (None, None) => "(syntax)".to_owned(),
-    }
 }
