@@ -15,6 +15,7 @@
 //! it sealed or hashed, never in clear. A fault is an `Err`, and every caller on an
 //! authentication path fails closed on it.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -335,12 +336,7 @@ impl Store {
                 let path = path.clone().unwrap_or_else(|| data_dir.join("stepgate.db"));
                 Arc::new(sqlite::Sqlite::open(&path)?)
             }
-            StoreConfig::Postgres { .. } => {
-                return Err(StoreError::Backend {
-                    backend: "postgres",
-                    message: "not available yet".into(),
-                })
-            }
+            StoreConfig::Postgres { url } => Arc::new(postgres::Postgres::open(url)?),
         };
         tracing::info!(target: "stepgate::store", backend = backend.name(), "store open");
         Ok(Store(backend))

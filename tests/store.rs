@@ -434,3 +434,161 @@ suite!(
     audit,
     races
 );
+
+/// What only PostgreSQL does: several gateways on one database.
+mod postgres_only {
+    use std::path::Path;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    use tokio::sync::broadcast::Receiver;
+    use tokio::time::timeout;
+
+    use super::{db, session, ALICE};
+    use stepgate::store::*;
+
+    /// Long enough for a loaded machine; every wait ends as soon as the event arrives.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    async fn next(events: &mut Receiver<SessionEvent>) -> SessionEvent {
+        match timeout(PATIENCE, events.recv()).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(e)) => panic!("the session feed failed: {e}"),
+            Err(_) => panic!("no session event within {PATIENCE:?}"),
+        }
+    }
+
+    /// Waits until every key in `keys` was announced ended; resyncs are skipped.
+    async fn await_ended(events: &mut Receiver<SessionEvent>, keys: &[SessionKey]) {
+        let mut missing = keys.to_vec();
+        while !missing.is_empty() {
+            if let SessionEvent::Ended(key) = next(events).await {
+                missing.retain(|k| *k != key);
+            }
+        }
+    }
+
+    /// Two gateways' stores on one database, and the second one's session feed (which ends
+    /// with that store).
+    type Gateways = (db::Postgres, Store, Store, Receiver<SessionEvent>);
+
+    fn two_gateways(test: &str) -> Option<Gateways> {
+        let db = db::Postgres::create(test)?;
+        let (one, two) = (db.store(), db.store());
+        let events = two.backend().session_events().expect("postgres has a feed");
+        Some((db, one, two, events))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ending_sessions_reaches_the_other_gateway() {
+        let Some((_db, one, _two, mut events)) =
+            two_gateways("ending_sessions_reaches_the_other_gateway")
+        else {
+            return;
+        };
+        let s = one.sessions();
+        let keys: Vec<SessionKey> = (1..=5u8).map(|i| [i; 32]).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let user = if i < 3 { ALICE } else { "bob" };
+            s.put_session(key, &session(user, 100, 200)).await.unwrap();
+        }
+
+        assert!(s.delete_session(&keys[0]).await.unwrap());
+        await_ended(&mut events, &keys[..1]).await;
+        assert_eq!(
+            s.delete_sessions_of(ALICE, Some(&keys[1])).await.unwrap(),
+            vec![keys[2]]
+        );
+        await_ended(&mut events, &keys[2..3]).await;
+        let mut purged = s.purge_sessions(u64::MAX, 0).await.unwrap();
+        purged.sort();
+        assert_eq!(purged, vec![keys[1], keys[3], keys[4]]);
+        await_ended(&mut events, &purged).await;
+
+        // Deleting nothing announces nothing: the next end announced is the next real one
+        // (notifications arrive in commit order).
+        assert!(!s.delete_session(&keys[0]).await.unwrap());
+        let marker = [9u8; 32];
+        s.put_session(&marker, &session(ALICE, 1, 2)).await.unwrap();
+        assert!(s.delete_session(&marker).await.unwrap());
+        let announced = loop {
+            if let SessionEvent::Ended(key) = next(&mut events).await {
+                break key;
+            }
+        };
+        assert_eq!(announced, marker);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listener_reconnects_and_says_resync() {
+        let Some((db, one, _two, mut events)) =
+            two_gateways("a_lost_listener_reconnects_and_says_resync")
+        else {
+            return;
+        };
+        let cut = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'stepgate-listener'",
+        );
+        assert_eq!(cut, 2, "one listener per store");
+        while next(&mut events).await != SessionEvent::Resync {}
+
+        let key = [7u8; 32];
+        let s = one.sessions();
+        s.put_session(&key, &session(ALICE, 1, 2)).await.unwrap();
+        assert!(s.delete_session(&key).await.unwrap());
+        await_ended(&mut events, &[key]).await;
+    }
+
+    #[test]
+    fn gateways_starting_together_migrate_once() {
+        let Some(db) = db::Postgres::create("gateways_starting_together_migrate_once") else {
+            return;
+        };
+        let start = Arc::new(Barrier::new(3));
+        let opening: Vec<_> = (0..3)
+            .map(|_| {
+                let (url, start) = (db.url.clone(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    Store::open(&StoreConfig::Postgres { url }, Path::new(".")).map(|_| ())
+                })
+            })
+            .collect();
+        for t in opening {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(db.execute("SELECT version FROM stepgate_schema"), 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let Some(db) = db::Postgres::create("a_newer_schema_is_refused") else {
+            return;
+        };
+        drop(db.store());
+        assert_eq!(db.execute("UPDATE stepgate_schema SET version = 99"), 1);
+        let opened = Store::open(
+            &StoreConfig::Postgres {
+                url: db.url.clone(),
+            },
+            Path::new("."),
+        );
+        assert!(
+            matches!(
+                opened,
+                Err(StoreError::TooNew {
+                    found: 99,
+                    known: 2
+                })
+            ),
+            "{opened:?}"
+        );
+    }
+}
+
+#[test]
+fn sqlite_has_no_feed_of_other_gateways() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(db::sqlite(dir.path()).backend().session_events().is_none());
+}

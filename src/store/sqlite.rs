@@ -18,7 +18,7 @@ use super::{
     SessionRecord, SessionStore, StoreError, Write,
 };
 
-mod schema;
+pub(crate) mod schema;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
