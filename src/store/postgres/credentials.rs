@@ -37,9 +37,13 @@ macro_rules! insert_credential {
 /// Applies one write inside the batch's transaction; `false` abandons the batch.
 async fn apply(tx: &deadpool_postgres::Transaction<'_>, w: &Write) -> Result<bool> {
     match w {
-        Write::InsertNew(c) | Write::Put(c) => {
+        Write::InsertNew(c) | Write::Put(c) | Write::ReplaceExisting(c) => {
             let sql = if matches!(w, Write::InsertNew(_)) {
                 insert_credential!("ON CONFLICT DO NOTHING")
+            } else if matches!(w, Write::ReplaceExisting(_)) {
+                r#"UPDATE credentials SET secret = $4, counter = $5, created_ms = $6, used_ms = $7,
+                       expires_ms = $8, data = $9
+                   WHERE "user" = $1 AND kind = $2 AND id = $3"#
             } else {
                 insert_credential!(
                     r#"ON CONFLICT ("user", kind, id) DO UPDATE SET secret = excluded.secret,
