@@ -310,8 +310,10 @@ pub trait Backend:
     /// `sqlite` or `postgres`, for logs.
     fn name(&self) -> &'static str;
 
-    /// Session events from other gateways on the same database, if the backend can tell
-    /// (PostgreSQL `LISTEN`); `None` for a database one gateway owns.
+    /// Session events of every gateway on the same database (this one's own included: ending
+    /// a session twice is harmless), if the backend can tell (PostgreSQL `LISTEN`); `None` for a
+    /// database one gateway owns. The receiver closes when the store is dropped; a receiver
+    /// that lagged (`RecvError::Lagged`) missed events and must treat that as `Resync`.
     fn session_events(&self) -> Option<tokio::sync::broadcast::Receiver<SessionEvent>> {
         None
     }
