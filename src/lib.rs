@@ -13,6 +13,7 @@ pub mod config;
 pub mod decision;
 pub mod diagnostics;
 pub mod factor;
+pub mod flow;
 pub mod hygiene;
 pub mod i18n;
 pub mod identity;

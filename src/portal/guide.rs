@@ -15,46 +15,11 @@ use super::login::{lang_of, PortalRequest};
 use super::{PageContext, Pages, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::Auth;
-use crate::config::TwoFactorConfig;
+use crate::flow::grace::Later;
 use crate::i18n::Lang;
 use crate::routing::HostRouter;
 
-/// Whether "later" is on offer, and on what terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum Later {
-    /// Before the mandatory date: not counted.
-    Free,
-    /// After it, within the grace: `left` skips remain after this one (`None`: unlimited until
-    /// the deadline), and the deadline (ms) if there is one.
-    Counted {
-        left: Option<u32>,
-        until_ms: Option<u64>,
-    },
-    /// No way past: set up now.
-    No,
-}
-
 impl Later {
-    pub fn decide(cfg: &TwoFactorConfig, now_ms: u64, skips_used: u32) -> Later {
-        if cfg.required_from.is_some_and(|from| now_ms < from) {
-            return Later::Free;
-        }
-        if cfg.grace_skips.is_none() && cfg.grace_until.is_none() {
-            return Later::No;
-        }
-        let skips_ok = cfg.grace_skips.is_none_or(|n| skips_used < n);
-        let deadline_ok = cfg.grace_until.is_none_or(|until| now_ms < until);
-        if skips_ok && deadline_ok {
-            Later::Counted {
-                left: cfg.grace_skips.map(|n| n - skips_used - 1),
-                until_ms: cfg.grace_until,
-            }
-        } else {
-            Later::No
-        }
-    }
-
     fn describe(self, lang: Lang) -> Option<String> {
         let date = |ms: u64| {
             time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
@@ -248,67 +213,6 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 86_400_000;
-
-    fn cfg(from: Option<u64>, skips: Option<u32>, until: Option<u64>) -> TwoFactorConfig {
-        TwoFactorConfig {
-            required_from: from,
-            grace_skips: skips,
-            grace_until: until,
-            ..TwoFactorConfig::default()
-        }
-    }
-
-    #[test]
-    fn before_the_date_later_is_free() {
-        let c = cfg(Some(10 * DAY), Some(0), None);
-        assert_eq!(Later::decide(&c, 9 * DAY, 99), Later::Free);
-        assert_eq!(
-            Later::decide(&c, 10 * DAY, 0),
-            Later::No,
-            "from the date, 0 skips"
-        );
-    }
-
-    #[test]
-    fn skips_and_deadline_each_limit_and_both_must_hold() {
-        let skips = cfg(Some(0), Some(2), None);
-        assert_eq!(
-            Later::decide(&skips, DAY, 0),
-            Later::Counted {
-                left: Some(1),
-                until_ms: None
-            }
-        );
-        assert_eq!(
-            Later::decide(&skips, DAY, 1),
-            Later::Counted {
-                left: Some(0),
-                until_ms: None
-            }
-        );
-        assert_eq!(Later::decide(&skips, DAY, 2), Later::No);
-        let deadline = cfg(None, None, Some(5 * DAY));
-        assert_eq!(
-            Later::decide(&deadline, 4 * DAY, 50),
-            Later::Counted {
-                left: None,
-                until_ms: Some(5 * DAY)
-            }
-        );
-        assert_eq!(Later::decide(&deadline, 5 * DAY, 0), Later::No);
-        let both = cfg(None, Some(1), Some(5 * DAY));
-        assert_eq!(
-            Later::decide(&both, 6 * DAY, 0),
-            Later::No,
-            "deadline passed"
-        );
-        assert_eq!(Later::decide(&both, DAY, 1), Later::No, "skips used up");
-        assert_eq!(
-            Later::decide(&cfg(None, None, None), 0, 0),
-            Later::No,
-            "no grace configured"
-        );
-    }
 
     #[test]
     fn the_terms_are_described_in_both_languages() {

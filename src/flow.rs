@@ -1,0 +1,322 @@
+//! The sign-in flow: one state machine that the portal's pages (and later forward-auth,
+//! approval and upstream-login callbacks) call. Handlers parse a request, call one function here,
+//! and render what it returns; what happens, in what order, under which limits, with which
+//! notices, is decided here.
+//!
+//! ```text
+//!   no session ──sign_in (password)──▶ 1fa ──┬─ has a second factor ──pass_second_factor──▶ 2fa
+//!                                             └─ has none ──▶ guide ─┬─ defer ("later") ──▶ 1fa, deferred
+//!                                                                    └─ setup::activate ──▶ 2fa
+//!   2fa ──confirm (a current code)──▶ 2fa with a fresh proof ──▶ change::* (replace, remove...)
+//!   any ──sign_out──▶ no session
+//! ```
+//!
+//! Every arrow that authenticates ends the same way ([`finish`]): the browser's old session
+//! ends and a new one starts with the methods proven so far (a new ID at every step, SECURITY 2).
+//! Second-factor answers are checked in one place ([`check_factor`]): under the account's
+//! failure limits, replays and bans reported to the user. Setup progress and changes in flight
+//! live in the store (`flow::progress`), so they survive a restart and are seen by every
+//! gateway on the same database.
+
+pub mod change;
+pub mod grace;
+pub mod notice;
+pub(crate) mod progress;
+pub mod setup;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::amr::{Amr, AuthLevel};
+use crate::auth::{Auth, Identity};
+use crate::factor::{FactorKind, Verdict};
+use crate::i18n::Lang;
+use crate::notify::MessageKind;
+use crate::regulation::{code_key, Verdict as Limit};
+use crate::session::{Session, SessionKey};
+use crate::store::AuditEvent;
+use crate::users::{normalize_username, User, VerifyError};
+
+const LOG: &str = "stepgate::flow";
+
+/// Who is acting, from where, in which language: what every step needs besides its input.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The client address (socket or trusted proxy).
+    pub client: IpAddr,
+    pub user_agent: Option<&'a str>,
+    /// The language of the page, and so of the messages the step sends.
+    pub lang: Lang,
+    /// The operator's service name, for messages.
+    pub service: &'a str,
+}
+
+/// A new session for the browser: the ID goes into its cookie.
+#[derive(Debug)]
+#[must_use]
+pub struct SignedIn {
+    pub id: String,
+    pub session: Arc<Session>,
+}
+
+/// A store, session or factor fault: the caller answers 503 (fail closed). The cause is logged
+/// where it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault;
+
+/// Logs a fault with its cause and turns it into [`Fault`].
+pub(crate) fn fault(what: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> Fault {
+    move |cause| {
+        tracing::error!(target: LOG, error = %cause, "{what}");
+        Fault
+    }
+}
+
+/// The ending of every authentication step: `replaces` (the browser's session, if any) ends and
+/// a new session for `user` starts with the methods `amr` (a new ID).
+pub async fn finish(
+    auth: &Auth,
+    user: &str,
+    amr: Amr,
+    replaces: Option<&SessionKey>,
+) -> Result<SignedIn, Fault> {
+    let (id, session) = auth
+        .sessions
+        .create(user, amr, replaces)
+        .await
+        .map_err(|e| fault("could not create a session")(&e))?;
+    Ok(SignedIn { id, session })
+}
+
+/// Appends to the audit trail; best effort (a failure is logged, the step stands).
+pub async fn audit(auth: &Auth, ctx: &Context<'_>, user: &str, event: &str, detail: &str) {
+    let e = AuditEvent {
+        at_ms: auth.clock.now_ms(),
+        user: user.to_owned(),
+        event: event.to_owned(),
+        client: Some(ctx.client.to_string()),
+        detail: detail.to_owned(),
+    };
+    if let Err(err) = auth.store.audit().append_audit(&e).await {
+        tracing::error!(target: LOG, error = %err, event, "could not write the audit trail");
+    }
+}
+
+/// Why a password sign-in did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum SignInRefused {
+    /// Unknown user, wrong password, disabled user or a ban: one generic failure (SECURITY 14).
+    Failed,
+    /// Too many password checks waiting: shed (503), not a fault.
+    Busy,
+    Fault,
+}
+
+/// Signs in with a password. One generic failure for an unknown user, a wrong password, a
+/// disabled user and a ban; unknown and disabled users still cost one password hash (against a
+/// dummy), so timing does not tell them apart; a ban is answered without hashing. `previous`
+/// (the browser's session, if any) ends.
+pub async fn sign_in(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    raw_name: &str,
+    password: &str,
+    previous: Option<&SessionKey>,
+) -> Result<(SignedIn, Arc<User>), SignInRefused> {
+    let Some(name) = normalize_username(raw_name) else {
+        // Not a possible user name: the same answer as a wrong password, after the same work.
+        let _ = auth.verifier.verify(None, password).await;
+        return Err(SignInRefused::Failed);
+    };
+    if let Limit::Banned { until_ms } = auth.regulator.check(&name, ctx.client) {
+        tracing::info!(target: "stepgate::regulation", user = %name, client = %ctx.client, until_ms, "sign-in refused during a ban");
+        return Err(SignInRefused::Failed);
+    }
+    let user = auth.users.get(&name);
+    let ok = match auth.verifier.verify(user.as_deref(), password).await {
+        Ok(ok) => ok,
+        Err(VerifyError::Busy(waiting)) => {
+            // Load shedding, not a fault: under a flood this happens per post, so it is not
+            // logged at a level that would make the log part of the cost.
+            tracing::debug!(target: LOG, waiting, "sign-in refused: password checks busy");
+            return Err(SignInRefused::Busy);
+        }
+        Err(e) => {
+            tracing::error!(target: LOG, error = %e, "password verification failed");
+            return Err(SignInRefused::Fault);
+        }
+    };
+    let Some(user) = user.filter(|u| ok && !u.disabled) else {
+        let _ = auth.regulator.record_failure(&name, ctx.client);
+        tracing::info!(target: LOG, user = %name, client = %ctx.client, "sign-in failed");
+        return Err(SignInRefused::Failed);
+    };
+    auth.regulator.record_success(&user.name, ctx.client);
+    let signed = finish(auth, &user.name, Amr::PASSWORD, previous)
+        .await
+        .map_err(|Fault| SignInRefused::Fault)?;
+    tracing::info!(target: LOG, user = %user.name, client = %ctx.client, "signed in (password)");
+    audit(auth, ctx, &user.name, "sign_in", "password").await;
+    Ok((signed, user))
+}
+
+/// Ends the browser's session.
+pub async fn sign_out(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Fault> {
+    auth.sessions
+        .end(&who.key)
+        .await
+        .map_err(|e| fault("could not end a session")(&e))?;
+    tracing::info!(target: LOG, user = %who.user.name, "signed out");
+    audit(auth, ctx, &who.user.name, "sign_out", "").await;
+    Ok(())
+}
+
+/// Why a second-factor answer was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum FactorRefused {
+    /// A ban on the account's codes is running: even a right answer is refused.
+    Banned {
+        until_ms: u64,
+    },
+    Wrong,
+    /// A one-time value already used (reported to the user: someone may have watched it).
+    Replayed,
+    /// The user has no such factor (removed meanwhile).
+    NotEnrolled,
+    Fault,
+}
+
+/// Checks `answer` with `who`'s factor of `kind` under the account's failure limits (by user,
+/// and by user and address, in a namespace of their own: a correct password does not buy more
+/// tries). A wrong or replayed answer counts; a replay, a ban it earns and a used recovery code
+/// are reported to the user (SECURITY 20, 21).
+pub async fn check_factor(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    kind: FactorKind,
+    answer: &str,
+) -> Result<FactorKind, FactorRefused> {
+    let user = &who.user.name;
+    let key = code_key(user);
+    if let Limit::Banned { until_ms } = auth.regulator.check(&key, ctx.client) {
+        tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
+        return Err(FactorRefused::Banned { until_ms });
+    }
+    let verdict = auth.factors.verify(kind, user, answer).await.map_err(|e| {
+        tracing::error!(target: LOG, %user, error = %e, "could not check a second factor");
+        FactorRefused::Fault
+    })?;
+    let refused = match verdict {
+        Verdict::Accepted { kind, remaining } => {
+            auth.regulator.record_success(&key, ctx.client);
+            tracing::info!(target: LOG, %user, factor = kind.as_str(), "second factor passed");
+            if let Some(remaining) = remaining {
+                let note = MessageKind::RecoveryCodeUsed { remaining };
+                notice::tell(auth, ctx, &who.user, note, &[]).await;
+            }
+            return Ok(kind);
+        }
+        Verdict::NotEnrolled => return Err(FactorRefused::NotEnrolled),
+        Verdict::Replayed => FactorRefused::Replayed,
+        Verdict::Wrong | Verdict::Malformed => FactorRefused::Wrong,
+    };
+    let ban = auth.regulator.record_failure(&key, ctx.client);
+    tracing::info!(target: LOG, %user, client = %ctx.client, ?refused, "second factor refused");
+    if refused == FactorRefused::Replayed {
+        notice::tell(auth, ctx, &who.user, MessageKind::CodeReplayed, &[]).await;
+    }
+    if ban.is_some() {
+        let note = MessageKind::SecondFactorFailed;
+        notice::tell(auth, ctx, &who.user, note, &[]).await;
+    }
+    Err(refused)
+}
+
+/// Passes the second factor: a new session with the factor's method added (`2fa`).
+pub async fn pass_second_factor(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    kind: FactorKind,
+    answer: &str,
+) -> Result<SignedIn, FactorRefused> {
+    let passed = check_factor(auth, ctx, who, kind, answer).await?;
+    let amr = who.session.amr.with(passed.method());
+    let signed = finish(auth, &who.user.name, amr, Some(&who.key))
+        .await
+        .map_err(|Fault| FactorRefused::Fault)?;
+    audit(auth, ctx, &who.user.name, "second_factor", passed.as_str()).await;
+    Ok(signed)
+}
+
+/// "Confirm it is you" before a change (SECURITY 7, 42): a current code from the app or a
+/// recovery code; a new session whose proof is fresh (see `Session::has_fresh_proof`).
+pub async fn confirm(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    answer: &str,
+) -> Result<SignedIn, FactorRefused> {
+    if who.session.level() != AuthLevel::TwoFactor {
+        return Err(FactorRefused::NotEnrolled);
+    }
+    let passed = check_factor(auth, ctx, who, FactorKind::Totp, answer).await?;
+    let amr = who.session.amr.with(passed.method());
+    let signed = finish(auth, &who.user.name, amr, Some(&who.key))
+        .await
+        .map_err(|Fault| FactorRefused::Fault)?;
+    audit(auth, ctx, &who.user.name, "confirmed", passed.as_str()).await;
+    Ok(signed)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! An `Auth` over a real SQLite store in a temporary directory, on a manual clock, with the
+    //! quickstart's users and the file outbox: for the flow's own unit tests.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::auth::Auth;
+    use crate::clock::ManualClock;
+    use crate::factor::Factors;
+    use crate::notify::{Notifiers, NotifyConfig};
+    use crate::regulation::{RegulationConfig, Regulator};
+    use crate::session::{SessionConfig, Sessions};
+    use crate::store::{Store, StoreConfig};
+    use crate::users::{FileDirectory, PasswordVerifier};
+
+    pub(crate) async fn auth(dir: &Path) -> (Auth, Arc<ManualClock>) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let store = Store::open(&StoreConfig::default(), dir).expect("store");
+        let users = FileDirectory::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart-users.toml"),
+        )
+        .expect("users");
+        let sessions = Sessions::open(
+            store.clone(),
+            SessionConfig::default(),
+            clock.clone(),
+            vec![],
+        )
+        .await
+        .expect("sessions");
+        let auth = Auth {
+            sessions,
+            users: Arc::new(users),
+            verifier: PasswordVerifier::new(1),
+            regulator: Regulator::new(RegulationConfig::default(), clock.clone()),
+            signer: crate::assertion::Signer::open(dir, Default::default(), clock.clone())
+                .expect("signer"),
+            factors: Factors::open(store.clone(), dir, None, clock.clone()).expect("factors"),
+            notifiers: Notifiers::build(&NotifyConfig::default(), dir).expect("notifiers"),
+            two_factor: Default::default(),
+            clock: clock.clone(),
+            store,
+        };
+        (auth, clock)
+    }
+}

@@ -1,0 +1,609 @@
+//! First-time setup of two-step verification, in three steps:
+//!
+//! 1. **Confirm it is you.** A stolen password alone must not attach an attacker's
+//!    authenticator, so a one-factor session first proves control of the registered email with
+//!    a one-time code, or redeems an enrolment token from the operator (`stepgate admin
+//!    enrolment-token`). Only a second factor proven in this session minutes ago (a user who
+//!    just removed their app and sets up another) stands in for it.
+//! 2. **Emergency contact email** (mandatory, as in the seed): the registered address, once
+//!    proven, or the address already on file, is accepted as it is; any other gets a code.
+//! 3. **Authenticator app**: a fresh 160-bit secret (shown as a QR code by the page); it is
+//!    stored only once a code from the app checks out. Then ten recovery codes are made, the
+//!    user is told, and the session steps up to `2fa` with a new ID.
+//!
+//! Setup is for a first factor only: a user who has one is refused (`HasFactor`) and changes it
+//! behind a fresh proof instead (`flow::change`); storing it (`Factors::enrol_totp`) never
+//! replaces one, even when two setups race.
+//!
+//! Progress is kept in the store per session for 30 minutes (`flow::progress`): a restart or
+//! another gateway carries on from the same step, and a failed send keeps it (the user tries
+//! again and loses nothing). The secret shown in step 3 is kept sealed. Codes are the
+//! `factor::code` kind: 6 digits, hashed, single use, 5 tries, at most 10 minutes, replaced on
+//! resend. Wrong codes also count against the account in the failure limits. Sends are capped
+//! per user ([`SENDS_PER_HOUR`]) so the gateway cannot be made to spam an inbox.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::progress::{self, session_key};
+use super::{audit, finish, notice, Context, SignedIn};
+use crate::amr::Method;
+use crate::auth::{Auth, Identity};
+use crate::factor::code::{CodeCheck, PendingCode};
+use crate::factor::totp::{self, TotpCheck, TotpSecret};
+use crate::notify::{compose, Channel, MessageKind};
+use crate::regulation::{code_key, Verdict};
+use crate::store::StoreError;
+
+const LOG: &str = "stepgate::flow";
+/// How long a setup may stay unfinished.
+pub const SETUP_TTL: Duration = Duration::from_secs(30 * 60);
+/// Codes the gateway sends one user in an hour (setup and changes together).
+pub const SENDS_PER_HOUR: u32 = 5;
+/// Setups in progress at once; more are refused until some finish or expire.
+const MAX_SETUPS: u64 = 100_000;
+const HOUR_MS: u64 = 3_600_000;
+
+#[derive(Serialize, Deserialize)]
+struct Enrolment {
+    proof: Proof,
+    contact: Contact,
+    /// The secret shown for the app, sealed for the user.
+    secret: Option<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Proof {
+    Needed {
+        code: Option<PendingCode>,
+    },
+    /// `email_proven`: the registered email was proven by a code (not by a token).
+    Done {
+        email_proven: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum Contact {
+    Needed,
+    Pending { email: String, code: PendingCode },
+    Verified(String),
+}
+
+/// Where a setup is, for the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// Confirm it is you; `code_sent`: a code went to the registered email.
+    Prove { code_sent: bool },
+    /// Enter the emergency email; `suggested`: the address on file, or the registered one.
+    Contact { suggested: String },
+    /// Enter the code sent to `to`.
+    ContactCode { to: String },
+    /// Scan this secret and enter a code from the app.
+    App { secret: Secret },
+}
+
+/// A new authenticator secret, for the page to show as a QR code, a link and text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    pub fn totp(&self) -> TotpSecret {
+        TotpSecret::from_bytes(self.0.clone())
+    }
+}
+
+/// Why a step was not taken. The page shows the setup where it is, with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Refused {
+    /// The user has a second factor: setup is not for them.
+    HasFactor,
+    /// Too many setups in progress on the gateway.
+    Busy,
+    /// The account's failure limits are banning codes now.
+    Banned,
+    Wrong,
+    /// The code expired or was tried too often: a new one is needed.
+    Expired,
+    /// The app's code did not match (wrong, or from another time).
+    NotYet,
+    SendLimit,
+    SendFailed,
+    BadEmail,
+    /// No registered email to send a code to (an enrolment token is the way).
+    NoEmail,
+    Fault,
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(target: LOG, error = %e, "setup: the store failed");
+        Refused::Fault
+    }
+}
+
+impl From<crate::factor::FactorError> for Refused {
+    fn from(e: crate::factor::FactorError) -> Self {
+        tracing::error!(target: LOG, error = %e, "setup: the factors failed");
+        Refused::Fault
+    }
+}
+
+fn key(who: &Identity) -> String {
+    session_key("setup", &who.key)
+}
+
+/// Refuses a user who has a second factor (read from the store, not a cache).
+async fn first_factor_only(auth: &Auth, who: &Identity) -> Result<(), Refused> {
+    if auth.factors.totp_enrolled(&who.user.name).await? {
+        tracing::info!(target: LOG, user = %who.user.name, "setup refused: the user has a second factor already");
+        return Err(Refused::HasFactor);
+    }
+    Ok(())
+}
+
+async fn load(auth: &Auth, who: &Identity) -> Result<Option<Enrolment>, Refused> {
+    let now = auth.clock.now_ms();
+    Ok(progress::load(&auth.store, &key(who), now)
+        .await?
+        .map(|l| l.value))
+}
+
+/// Applies `change` to the setup (begun if there is none) and returns its outcome.
+async fn update<R>(
+    auth: &Auth,
+    who: &Identity,
+    change: impl FnMut(&mut Enrolment) -> R,
+) -> Result<R, Refused> {
+    let mut change = change;
+    let now = auth.clock.now_ms();
+    let user = &who.user.name;
+    let updated = progress::update(&auth.store, &key(who), user, "setup", now, |e| {
+        (change(e), true)
+    })
+    .await?;
+    match updated {
+        Some(r) => Ok(r),
+        // Expired or never begun (or begun before a restart of a gateway that kept nothing).
+        None => {
+            begin(auth, who).await?;
+            let key = key(who);
+            let again =
+                progress::update(&auth.store, &key, user, "setup", now, |e| (change(e), true));
+            again.await?.ok_or(Refused::Fault)
+        }
+    }
+}
+
+async fn begin(auth: &Auth, who: &Identity) -> Result<(), Refused> {
+    let now = auth.clock.now_ms();
+    if auth
+        .store
+        .challenges()
+        .count_challenges("setup:", now)
+        .await?
+        >= MAX_SETUPS
+    {
+        tracing::warn!(target: LOG, "setup refused: too many setups in progress");
+        return Err(Refused::Busy);
+    }
+    let proof = if who.session.has_fresh_proof(now) {
+        Proof::Done {
+            email_proven: false,
+        }
+    } else {
+        Proof::Needed { code: None }
+    };
+    let e = Enrolment {
+        proof,
+        contact: Contact::Needed,
+        secret: None,
+    };
+    let expires = now.saturating_add(SETUP_TTL.as_millis() as u64);
+    progress::save(&auth.store, &key(who), &who.user.name, "setup", &e, expires).await?;
+    Ok(())
+}
+
+/// Where the user's setup is (begun if there is none); makes the app's secret when it is due.
+pub async fn stage(auth: &Auth, who: &Identity) -> Result<Stage, Refused> {
+    first_factor_only(auth, who).await?;
+    let needs_secret = match load(auth, who).await? {
+        None => {
+            begin(auth, who).await?;
+            false
+        }
+        Some(e) => matches!(e.contact, Contact::Verified(_)) && e.secret.is_none(),
+    };
+    if needs_secret {
+        let sealed = auth
+            .factors
+            .seal(&who.user.name, TotpSecret::generate().as_bytes())?;
+        // Kept only if no other request made one meanwhile (one secret per setup).
+        update(auth, who, |e| {
+            e.secret.get_or_insert_with(|| sealed.clone());
+        })
+        .await?;
+    }
+    let e = load(auth, who).await?.ok_or(Refused::Fault)?;
+    describe(auth, who, e).await
+}
+
+async fn describe(auth: &Auth, who: &Identity, e: Enrolment) -> Result<Stage, Refused> {
+    Ok(match (e.proof, e.contact) {
+        (Proof::Needed { code }, _) => Stage::Prove {
+            code_sent: code.is_some(),
+        },
+        (_, Contact::Needed) => {
+            let on_file = auth.factors.emergency_email(&who.user.name).await?;
+            let suggested = on_file.or_else(|| who.user.email.clone());
+            Stage::Contact {
+                suggested: suggested.unwrap_or_default(),
+            }
+        }
+        (_, Contact::Pending { email, .. }) => Stage::ContactCode { to: email },
+        (_, Contact::Verified(_)) => match e.secret {
+            Some(sealed) => Stage::App {
+                secret: Secret(auth.factors.open_sealed(&who.user.name, &sealed)?),
+            },
+            // `stage` makes the secret before it describes; a setup without one is broken.
+            None => return Err(Refused::Fault),
+        },
+    })
+}
+
+/// Takes one send from the user's hourly budget; `false` when it is spent.
+async fn take_send(auth: &Auth, user: &str) -> Result<bool, Refused> {
+    let (key, now) = (format!("sends:{user}"), auth.clock.now_ms());
+    let taken = progress::update(&auth.store, &key, user, "sends", now, |n: &mut u32| {
+        let ok = *n < SENDS_PER_HOUR;
+        if ok {
+            *n += 1;
+        }
+        (ok, true)
+    })
+    .await?;
+    match taken {
+        Some(ok) => Ok(ok),
+        None => {
+            progress::save(&auth.store, &key, user, "sends", &1u32, now + HOUR_MS).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Returns a spent send when the message could not be delivered.
+async fn refund_send(auth: &Auth, user: &str) {
+    let (key, now) = (format!("sends:{user}"), auth.clock.now_ms());
+    let refund = |n: &mut u32| {
+        *n = n.saturating_sub(1);
+        ((), true)
+    };
+    if let Err(e) = progress::update(&auth.store, &key, user, "sends", now, refund).await {
+        tracing::error!(target: LOG, error = %e, "could not return a send to the budget");
+    }
+}
+
+/// Sends a one-time code to `to` (an enrolment code, or a code proving a new emergency email);
+/// the pending code to keep. On failure nothing changes, so the user can simply try again.
+pub(crate) async fn send_code(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    to: &str,
+    enrolment: bool,
+) -> Result<PendingCode, Refused> {
+    let user = &who.user.name;
+    if !take_send(auth, user).await? {
+        tracing::warn!(target: LOG, %user, "code sends over the hourly limit");
+        return Err(Refused::SendLimit);
+    }
+    let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
+    let now = auth.clock.now_ms();
+    let (code, pending) = PendingCode::issue(auth.factors.code_key(), now, ttl);
+    let kind = if enrolment {
+        MessageKind::EnrolmentCode { code: &code }
+    } else {
+        MessageKind::EmergencyEmailCode { code: &code }
+    };
+    let lang = ctx.lang.tag();
+    let msg = compose(
+        &kind,
+        lang,
+        Channel::Email,
+        to,
+        ctx.service,
+        &who.user.display_name,
+        None,
+    );
+    match auth.notifiers.send(&msg).await {
+        Ok(()) => Ok(pending),
+        Err(e) => {
+            refund_send(auth, user).await;
+            tracing::error!(target: LOG, %user, error = %e, "could not send a code");
+            Err(Refused::SendFailed)
+        }
+    }
+}
+
+/// Refuses a code while the account's codes are banned.
+fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refused> {
+    match auth.regulator.check(&code_key(&who.user.name), ctx.client) {
+        Verdict::Banned { .. } => Err(Refused::Banned),
+        Verdict::Allowed => Ok(()),
+    }
+}
+
+/// Counts a wrong code against the account and says so.
+fn failed(auth: &Auth, ctx: &Context<'_>, who: &Identity, why: Refused) -> Refused {
+    let _ = auth
+        .regulator
+        .record_failure(&code_key(&who.user.name), ctx.client);
+    tracing::info!(target: LOG, user = %who.user.name, client = %ctx.client, ?why, "setup: a code did not check out");
+    why
+}
+
+/// Step 1: sends a code to the registered email.
+pub async fn send_proof(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    if !matches!(stage(auth, who).await?, Stage::Prove { .. }) {
+        return Ok(()); // a stale tab: the page shows where the setup is
+    }
+    let Some(email) = who.user.email.clone() else {
+        return Err(Refused::NoEmail);
+    };
+    let pending = send_code(auth, ctx, who, &email, true).await?;
+    update(auth, who, |e| {
+        if matches!(e.proof, Proof::Needed { .. }) {
+            e.proof = Proof::Needed {
+                code: Some(pending.clone()),
+            };
+        }
+    })
+    .await
+}
+
+/// Shape of an operator's enrolment token (`XXXX-XXXX-XXXX-XXXX-XXXX`), as opposed to a
+/// 6-digit code: decides which one an input is checked as, so a token never costs a code
+/// attempt and a code is never looked up as a token.
+fn looks_like_token(input: &str) -> bool {
+    input.chars().filter(|c| c.is_ascii_alphanumeric()).count() >= 16
+}
+
+/// Step 1: the emailed code, or an operator's enrolment token.
+pub async fn prove(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    input: &str,
+) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    if !matches!(stage(auth, who).await?, Stage::Prove { .. }) {
+        return Ok(());
+    }
+    not_banned(auth, ctx, who)?;
+    let proven = if looks_like_token(input) {
+        auth.factors
+            .redeem_enrolment_token(&who.user.name, input)
+            .await?
+            .then_some(false)
+    } else {
+        let (key, now) = (auth.factors.code_key(), auth.clock.now_ms());
+        let checked = update(auth, who, |e| match &mut e.proof {
+            Proof::Needed {
+                code: Some(pending),
+            } => {
+                let check = pending.check(key, input, now);
+                if matches!(check, CodeCheck::Expired | CodeCheck::Exhausted) {
+                    e.proof = Proof::Needed { code: None };
+                }
+                Some(check)
+            }
+            _ => None,
+        })
+        .await?;
+        match checked {
+            Some(CodeCheck::Accepted) => Some(true),
+            Some(CodeCheck::Expired | CodeCheck::Exhausted) => {
+                return Err(failed(auth, ctx, who, Refused::Expired))
+            }
+            _ => None,
+        }
+    };
+    let Some(email_proven) = proven else {
+        return Err(failed(auth, ctx, who, Refused::Wrong));
+    };
+    update(auth, who, |e| e.proof = Proof::Done { email_proven }).await?;
+    tracing::info!(target: LOG, user = %who.user.name, "setup: identity confirmed");
+    Ok(())
+}
+
+/// Step 2: the emergency email. The proven registered address, or the one on file, is taken as
+/// it is; another gets a code.
+pub async fn contact(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    email: &str,
+) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    if !matches!(stage(auth, who).await?, Stage::Contact { .. }) {
+        return Ok(());
+    }
+    let email = email.trim();
+    if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+        return Err(Refused::BadEmail);
+    }
+    let Some(e) = load(auth, who).await? else {
+        return Err(Refused::Fault);
+    };
+    let proven = matches!(e.proof, Proof::Done { email_proven: true });
+    let registered = (who.user.email.as_deref()).is_some_and(|r| r.eq_ignore_ascii_case(email));
+    let on_file = (auth.factors.emergency_email(&who.user.name).await?)
+        .is_some_and(|f| f.eq_ignore_ascii_case(email));
+    let contact = if (proven && registered) || on_file {
+        Contact::Verified(email.to_owned())
+    } else {
+        let code = send_code(auth, ctx, who, email, false).await?;
+        Contact::Pending {
+            email: email.to_owned(),
+            code,
+        }
+    };
+    let mut contact = Some(contact);
+    update(auth, who, |e| {
+        if let Some(c) = contact.take() {
+            e.contact = c;
+        }
+    })
+    .await
+}
+
+/// Step 2: another address instead of the one waiting for its code.
+pub async fn change_contact(auth: &Auth, who: &Identity) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    update(auth, who, |e| {
+        if matches!(e.contact, Contact::Pending { .. }) {
+            e.contact = Contact::Needed;
+        }
+    })
+    .await
+}
+
+/// Step 2: the code sent to a new emergency email.
+pub async fn confirm_contact(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    code: &str,
+) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    not_banned(auth, ctx, who)?;
+    let (key, now) = (auth.factors.code_key(), auth.clock.now_ms());
+    let checked = update(auth, who, |e| match &mut e.contact {
+        Contact::Pending {
+            email,
+            code: pending,
+        } => {
+            let check = pending.check(key, code, now);
+            match check {
+                CodeCheck::Accepted => e.contact = Contact::Verified(email.clone()),
+                CodeCheck::Expired | CodeCheck::Exhausted => e.contact = Contact::Needed,
+                CodeCheck::Wrong { .. } | CodeCheck::Malformed => {}
+            }
+            Some(check)
+        }
+        _ => None,
+    })
+    .await?;
+    match checked {
+        None | Some(CodeCheck::Accepted) => Ok(()),
+        Some(CodeCheck::Expired | CodeCheck::Exhausted) => {
+            Err(failed(auth, ctx, who, Refused::Expired))
+        }
+        Some(CodeCheck::Wrong { .. } | CodeCheck::Malformed) => {
+            Err(failed(auth, ctx, who, Refused::Wrong))
+        }
+    }
+}
+
+/// What finishing the setup gives the user: a new session at `2fa` and the recovery codes to
+/// show once.
+#[derive(Debug)]
+pub struct Activated {
+    pub signed_in: SignedIn,
+    pub recovery_codes: Vec<String>,
+}
+
+/// Step 3: a code from the app turns it on. The factor, the emergency email and ten recovery
+/// codes are stored in one transaction, the user is told (at the addresses from before as
+/// well), and the session steps up with a new ID.
+pub async fn activate(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    code: &str,
+) -> Result<Option<Activated>, Refused> {
+    first_factor_only(auth, who).await?;
+    not_banned(auth, ctx, who)?;
+    let Some(e) = load(auth, who).await? else {
+        return Ok(None);
+    };
+    let (Contact::Verified(contact), Some(sealed)) = (&e.contact, &e.secret) else {
+        return Ok(None); // not at the last step: the page shows where the setup is
+    };
+    let user = &who.user.name;
+    let secret = TotpSecret::from_bytes(auth.factors.open_sealed(user, sealed)?);
+    let step = match totp::check(secret.as_bytes(), code, auth.clock.now_secs(), None) {
+        TotpCheck::Accepted { step } => step,
+        TotpCheck::Replayed { .. } | TotpCheck::Wrong | TotpCheck::Malformed => {
+            return Err(failed(auth, ctx, who, Refused::NotYet))
+        }
+    };
+    let before = notice::addresses(auth, &who.user).await;
+    let Some(recovery_codes) = auth
+        .factors
+        .enrol_totp(user, &secret, step, contact)
+        .await?
+    else {
+        // Set up meanwhile in another session: this one changes nothing.
+        progress::delete(&auth.store, &key(who)).await?;
+        tracing::warn!(target: LOG, %user, "setup refused at the last step: a second factor was set up meanwhile");
+        return Err(Refused::HasFactor);
+    };
+    progress::delete(&auth.store, &key(who)).await?;
+    auth.regulator.record_success(&code_key(user), ctx.client);
+    tracing::info!(target: LOG, %user, "two-step verification turned on (authenticator app)");
+    let origin = notice::origin(auth, ctx);
+    let kind = MessageKind::FactorAdded {
+        factor: "totp",
+        origin: &origin,
+    };
+    notice::tell(auth, ctx, &who.user, kind, &before).await;
+    audit(auth, ctx, user, "factor_added", "totp").await;
+    let amr = who.session.amr.with(Method::Otp);
+    let signed_in = finish(auth, user, amr, Some(&who.key))
+        .await
+        .map_err(|_| Refused::Fault)?;
+    Ok(Some(Activated {
+        signed_in,
+        recovery_codes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sends_are_capped_per_user_per_hour_and_refunded_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, clock) = crate::flow::tests::auth(dir.path()).await;
+        for _ in 0..SENDS_PER_HOUR {
+            assert!(take_send(&auth, "alice").await.unwrap());
+        }
+        assert!(!take_send(&auth, "alice").await.unwrap());
+        assert!(
+            take_send(&auth, "bob").await.unwrap(),
+            "another user has a budget of their own"
+        );
+        refund_send(&auth, "alice").await;
+        assert!(take_send(&auth, "alice").await.unwrap());
+        clock.advance(Duration::from_millis(HOUR_MS));
+        assert!(take_send(&auth, "alice").await.unwrap(), "a new hour");
+    }
+
+    #[test]
+    fn tokens_and_codes_are_told_apart() {
+        assert!(looks_like_token("ABCD-EFGH-JKMN-PQRS-TUVW"));
+        assert!(!looks_like_token("123456"));
+        assert!(!looks_like_token(" 123 456 "));
+    }
+}
