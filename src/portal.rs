@@ -13,6 +13,7 @@ pub mod login;
 pub mod reauth;
 pub mod return_to;
 pub mod setup;
+mod text;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -85,43 +86,20 @@ impl Reply {
     }
 }
 
-/// Texts of the branded error pages.
-struct ErrorText {
-    title: &'static str,
-    message: &'static str,
-}
-
-fn error_text(status: StatusCode, lang: Lang) -> ErrorText {
-    use Lang::*;
-    let (title, message) = match (status.as_u16(), lang) {
-        (400, En) => ("Bad request", "The request could not be understood. Check the address and try again."),
-        (400, Ko) => ("잘못된 요청", "요청을 이해할 수 없습니다. 주소를 확인한 뒤 다시 시도해 주세요."),
-        (401, En) => ("Sign-in required", "Sign in to continue."),
-        (401, Ko) => ("로그인 필요", "계속하려면 로그인해 주세요."),
-        (403, En) => ("Access denied", "You do not have permission to open this page. Ask your administrator if you think this is a mistake."),
-        (403, Ko) => ("접근 거부", "이 페이지를 열 권한이 없습니다. 잘못되었다고 생각되면 관리자에게 문의해 주세요."),
-        (404, En) => ("Not found", "There is nothing at this address."),
-        (404, Ko) => ("찾을 수 없음", "이 주소에는 아무것도 없습니다."),
-        (429, En) => ("Too many attempts", "Too many attempts. Wait a while and try again."),
-        (429, Ko) => ("시도 횟수 초과", "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요."),
-        (502, En) => ("Service unavailable", "The service behind this address did not answer properly. Try again in a moment."),
-        (502, Ko) => ("서비스 응답 오류", "서비스가 올바르게 응답하지 않았습니다. 잠시 후 다시 시도해 주세요."),
-        (503, En) => ("Service unavailable", "The service is temporarily unavailable. Try again in a moment."),
-        (503, Ko) => ("일시적으로 사용할 수 없음", "서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요."),
-        (504, En) => ("Service timed out", "The service took too long to answer. Try again in a moment."),
-        (504, Ko) => ("응답 시간 초과", "서비스 응답이 너무 늦습니다. 잠시 후 다시 시도해 주세요."),
-        (405, En) => ("Method not allowed", "This address does not accept that kind of request."),
-        (405, Ko) => ("허용되지 않는 요청", "이 주소는 해당 요청을 받지 않습니다."),
-        (_, En) => ("Something went wrong", "The request could not be completed. Try again in a moment."),
-        (_, Ko) => ("오류가 발생했습니다", "요청을 처리하지 못했습니다. 잠시 후 다시 시도해 주세요."),
-    };
-    ErrorText { title, message }
-}
-
-pub(crate) fn help_label(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Help",
-        Lang::Ko => "도움말",
+/// The title and the message of the branded error page for `status`.
+fn error_text(status: StatusCode, lang: Lang) -> (String, String) {
+    let text = |title: &str, message: &str| (lang.text(title), lang.text(message));
+    match status.as_u16() {
+        400 => text("error-400-title", "error-400"),
+        401 => text("error-401-title", "error-401"),
+        403 => text("error-403-title", "error-403"),
+        404 => text("error-404-title", "error-404"),
+        405 => text("error-405-title", "error-405"),
+        429 => text("error-429-title", "error-429"),
+        502 => text("error-502-title", "error-502"),
+        503 => text("error-503-title", "error-503"),
+        504 => text("error-504-title", "error-504"),
+        _ => text("error-other-title", "error-other"),
     }
 }
 
@@ -244,6 +222,37 @@ pub(crate) fn mask_email(email: &str) -> String {
     }
 }
 
+/// `(name, source)` of every page template, compiled into the binary.
+pub(crate) const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("portal/templates/base.html")),
+    ("error.html", include_str!("portal/templates/error.html")),
+    ("login.html", include_str!("portal/templates/login.html")),
+    (
+        "account.html",
+        include_str!("portal/templates/account.html"),
+    ),
+    ("guide.html", include_str!("portal/templates/guide.html")),
+    ("setup.html", include_str!("portal/templates/setup.html")),
+    (
+        "challenge.html",
+        include_str!("portal/templates/challenge.html"),
+    ),
+    ("codes.html", include_str!("portal/templates/codes.html")),
+    ("qr.html", include_str!("portal/templates/qr.html")),
+    (
+        "confirm.html",
+        include_str!("portal/templates/confirm.html"),
+    ),
+    (
+        "authenticator.html",
+        include_str!("portal/templates/authenticator.html"),
+    ),
+    (
+        "emergency_email.html",
+        include_str!("portal/templates/emergency_email.html"),
+    ),
+];
+
 /// Renders the portal's pages.
 pub struct Pages {
     env: Environment<'static>,
@@ -260,41 +269,13 @@ impl std::fmt::Debug for Pages {
 
 impl Pages {
     pub fn new(cfg: PortalConfig) -> Pages {
+        // Parse the catalogue now rather than on the first request.
+        crate::i18n::Catalogue::compiled();
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
-        // Templates are compiled into the binary; a broken one is a build defect.
-        env.add_template("base.html", include_str!("portal/templates/base.html"))
-            .expect("base.html template is valid");
-        env.add_template("error.html", include_str!("portal/templates/error.html"))
-            .expect("error.html template is valid");
-        env.add_template("login.html", include_str!("portal/templates/login.html"))
-            .expect("login.html template is valid");
-        for (name, source) in [
-            (
-                "account.html",
-                include_str!("portal/templates/account.html"),
-            ),
-            ("guide.html", include_str!("portal/templates/guide.html")),
-            ("setup.html", include_str!("portal/templates/setup.html")),
-            (
-                "challenge.html",
-                include_str!("portal/templates/challenge.html"),
-            ),
-            ("codes.html", include_str!("portal/templates/codes.html")),
-            ("qr.html", include_str!("portal/templates/qr.html")),
-            (
-                "confirm.html",
-                include_str!("portal/templates/confirm.html"),
-            ),
-            (
-                "authenticator.html",
-                include_str!("portal/templates/authenticator.html"),
-            ),
-            (
-                "emergency_email.html",
-                include_str!("portal/templates/emergency_email.html"),
-            ),
-        ] {
+        text::register(&mut env);
+        for (name, source) in TEMPLATES {
+            // Templates are compiled into the binary; a broken one is a build defect.
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} is invalid: {e}"));
         }
@@ -311,25 +292,24 @@ impl Pages {
 
     /// A branded page for a refusal or failure, with no internal detail.
     pub fn error(&self, status: StatusCode, lang: Lang) -> Reply {
-        let text = error_text(status, lang);
+        let (title, message) = error_text(status, lang);
         let html = self
             .env
             .get_template("error.html")
             .and_then(|t| {
                 t.render(context! {
                     lang => lang.tag(),
-                    title => text.title,
-                    message => text.message,
+                    title => &title,
+                    message => message,
                     status => status.as_u16(),
                     service_name => &self.cfg.service_name,
                     help_url => &self.cfg.help_url,
                     prefix => &self.cfg.prefix,
-                    t => context! { help => help_label(lang) },
                 })
             })
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "error page failed to render");
-                format!("{} {}\n", status.as_u16(), text.title)
+                format!("{} {title}\n", status.as_u16())
             });
         Reply::new(status, "text/html; charset=utf-8", html)
     }
@@ -377,11 +357,9 @@ impl Pages {
         let rd_q: String = url::form_urlencoded::byte_serialize(page.rd.as_bytes()).collect();
         let common = context! {
             lang => lang.tag(),
-            ko => lang == Lang::Ko,
             title => page.title,
             rd => page.rd,
             csrf => page.csrf,
-            t => context! { help => help_label(lang) },
             switch_url => page.switch.map(|sub| format!("{}{sub}?rd={rd_q}&lang={}", self.cfg.prefix, other.tag())),
             switch_lang => other.tag(),
             switch_label => other.native_name(),

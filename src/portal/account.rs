@@ -18,36 +18,6 @@ use crate::auth::{Auth, Identity};
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
 
-struct Texts {
-    title: &'static str,
-    user: &'static str,
-    name: &'static str,
-    email: &'static str,
-    level: &'static str,
-    logout: &'static str,
-}
-
-fn texts(lang: Lang) -> Texts {
-    match lang {
-        Lang::En => Texts {
-            title: "Account security",
-            user: "User name",
-            name: "Name",
-            email: "Email",
-            level: "Sign-in level",
-            logout: "Sign out",
-        },
-        Lang::Ko => Texts {
-            title: "계정 보안",
-            user: "아이디",
-            name: "이름",
-            email: "이메일",
-            level: "인증 단계",
-            logout: "로그아웃",
-        },
-    }
-}
-
 fn date_of(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
         .map(|t| t.date().to_string())
@@ -62,19 +32,12 @@ fn time_of(ms: u64) -> String {
 }
 
 /// The notice for `?done=` after a change made on another page (post, redirect, get).
-fn done_notice(done: Option<&str>, lang: Lang) -> Option<&'static str> {
-    let (en, ko) = match done? {
-        "authenticator" => (
-            "The new authenticator app is in use; the old one no longer works. Your other sessions were signed out.",
-            "새 인증 앱으로 교체했습니다. 이전 앱은 더 이상 사용할 수 없으며, 다른 기기의 로그인은 모두 로그아웃되었습니다.",
-        ),
-        "emergency-email" => (
-            "Your emergency contact email was changed.",
-            "비상연락용 이메일을 변경했습니다.",
-        ),
-        _ => return None,
-    };
-    Some(if lang == Lang::Ko { ko } else { en })
+fn done_notice(done: Option<&str>, lang: Lang) -> Option<String> {
+    match done? {
+        "authenticator" => Some(lang.text("account-done-authenticator")),
+        "emergency-email" => Some(lang.text("account-done-emergency-email")),
+        _ => None,
+    }
 }
 
 /// `GET /account`, and the page again after a change (`message`: error or notice).
@@ -90,8 +53,8 @@ pub fn show(
         Err(reply) => return reply,
     };
     let done = req.param("done");
-    let message = message
-        .or_else(|| done_notice(done.as_deref(), lang).map(|text| (false, text, StatusCode::OK)));
+    let notice = done_notice(done.as_deref(), lang);
+    let message = message.or(notice.as_deref().map(|text| (false, text, StatusCode::OK)));
     render(auth, pages, req, &who, lang, message)
 }
 
@@ -110,7 +73,6 @@ fn render(
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
     };
-    let t = texts(lang);
     let account_url = format!("{}{}/account", req.origin, pages.config().prefix);
     let account_rd: String = url::form_urlencoded::byte_serialize(account_url.as_bytes()).collect();
     let csrf = auth.csrf.token(&who.key);
@@ -124,13 +86,12 @@ fn render(
         status,
         lang,
         PageContext {
-            title: t.title,
+            title: &lang.text("account-title"),
             rd: "",
             csrf: &csrf,
             switch: Some("/account"),
         },
         context! {
-            t => context! { user => t.user, name => t.name, email => t.email, level => t.level, logout => t.logout, help => super::help_label(lang) },
             user => &who.user.name,
             name => &who.user.display_name,
             email => &who.user.email,
@@ -157,35 +118,24 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         Err(reply) => return reply,
     };
     let user = &who.user.name;
-    let tr = |en: &'static str, ko: &'static str| if lang == Lang::Ko { ko } else { en };
-    let refuse = |text: &'static str, status: StatusCode| {
+    let refuse = |text: &str, status: StatusCode| {
         render(auth, pages, req, &who, lang, Some((true, text, status)))
     };
     if who.session.level != AuthLevel::TwoFactor {
-        return refuse(
-            tr(
-                "Verify with your second factor first.",
-                "먼저 2단계 인증을 완료하세요.",
-            ),
-            StatusCode::FORBIDDEN,
-        );
+        let text = lang.text("account-second-factor-first");
+        return refuse(&text, StatusCode::FORBIDDEN);
     }
     let code = form_value(body, "code").unwrap_or_default();
     if !code.trim().is_empty() {
         match reauth::prove(auth, pages, req, &who, &code, lang).await {
             Ok(()) => {}
-            Err(Refusal::Shown(text, status)) => return refuse(text, status),
+            Err(Refusal::Shown(text, status)) => return refuse(&text, status),
             Err(Refusal::Fault) => return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
         }
     } else if !who.session.has_fresh_proof(auth.clock.now_ms()) {
         tracing::info!(target: "stepgate::portal", %user, change = req.sub, "account change refused: no fresh proof");
-        return refuse(
-            tr(
-                "Confirm it is you first: enter a current code from your authenticator app or a recovery code.",
-                "먼저 본인 확인을 해 주세요. 인증 앱의 현재 코드나 복구 코드를 입력하세요.",
-            ),
-            StatusCode::UNAUTHORIZED,
-        );
+        let text = lang.text("account-fresh-proof-needed");
+        return refuse(&text, StatusCode::UNAUTHORIZED);
     }
     let account_url = format!("{}/account", pages.config().prefix);
     let before = notice_addresses(auth, &who.user);
@@ -201,11 +151,8 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         tracing::info!(target: "stepgate::portal", %user, "recovery codes replaced");
         let kind = MessageKind::RecoveryCodesRegenerated { origin: &origin };
         tell(auth, pages, &who.user, kind, lang, &before).await;
-        let intro = tr(
-            "New recovery codes were made; the old ones no longer work.",
-            "새 복구 코드를 만들었습니다. 이전 코드는 더 이상 사용할 수 없습니다.",
-        );
-        return codes_page(pages, lang, intro, &codes, &account_url);
+        let intro = lang.text("account-codes-renewed");
+        return codes_page(pages, lang, &intro, &codes, &account_url);
     }
     if let Err(e) = auth.factors.reset(user, true) {
         tracing::error!(target: "stepgate::portal", error = %e, "could not remove the authenticator");

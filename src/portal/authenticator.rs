@@ -19,13 +19,6 @@ use crate::regulation::{code_key, Verdict};
 
 const PAGE: &str = "/account/authenticator";
 
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Replace the authenticator app",
-        Lang::Ko => "인증 앱 교체",
-    }
-}
-
 /// Whether the user has an app to replace; `Err` is the reply to send instead (a user without
 /// one sets it up; a store fault is a 503).
 fn has_app(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<(), Reply> {
@@ -89,7 +82,7 @@ fn render(
         status,
         lang,
         PageContext {
-            title: title(lang),
+            title: &lang.text("authenticator-title"),
             rd: "",
             csrf: &csrf,
             switch: Some(PAGE),
@@ -118,16 +111,13 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
         }
     };
     if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
-        let text = match lang {
-            Lang::En => "Too many attempts. Wait a while and try again.",
-            Lang::Ko => "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-        };
+        let text = lang.text("too-many-attempts");
         return render(
             auth,
             pages,
             &who,
             lang,
-            Some(text),
+            Some(&text),
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
@@ -137,18 +127,13 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
         TotpCheck::Replayed { .. } | TotpCheck::Wrong | TotpCheck::Malformed => {
             auth.regulator.record_failure(&code_key(user), req.client);
             tracing::info!(target: "stepgate::portal", %user, "replacing the app: the new app's code did not match");
-            let text = match lang {
-                Lang::En => {
-                    "That code is not valid. Wait for the new app to show a new code and enter it."
-                }
-                Lang::Ko => "유효하지 않은 코드입니다. 새 앱에 새 코드가 표시되면 입력하세요.",
-            };
+            let text = lang.text("authenticator-not-valid");
             return render(
                 auth,
                 pages,
                 &who,
                 lang,
-                Some(text),
+                Some(&text),
                 StatusCode::UNAUTHORIZED,
             );
         }

@@ -21,13 +21,6 @@ use crate::notify::MessageKind;
 use crate::regulation::{code_key, Verdict};
 use crate::routing::HostRouter;
 
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Two-step verification",
-        Lang::Ko => "2단계 인증",
-    }
-}
-
 fn form(
     auth: &Auth,
     pages: &Pages,
@@ -43,7 +36,7 @@ fn form(
         status,
         lang,
         PageContext {
-            title: title(lang),
+            title: &lang.text("challenge-title"),
             rd,
             csrf: &csrf,
             switch: Some("/2fa"),
@@ -129,17 +122,14 @@ pub async fn submit(
     let user = &who.user.name;
     if let Verdict::Banned { until_ms } = auth.regulator.check(&code_key(user), req.client) {
         tracing::info!(target: "stepgate::regulation", %user, client = %req.client, until_ms, "second factor refused during a ban");
-        let text = match lang {
-            Lang::En => "Too many wrong codes. Wait a while and try again.",
-            Lang::Ko => "잘못된 코드를 너무 많이 입력했습니다. 잠시 후 다시 시도해 주세요.",
-        };
+        let text = lang.text("challenge-banned");
         return form(
             auth,
             pages,
             &who,
             lang,
             &rd,
-            Some(text),
+            Some(&text),
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
@@ -151,18 +141,14 @@ pub async fn submit(
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
     };
-    let wrong = |text_en: &'static str, text_ko: &'static str| {
-        let text = match lang {
-            Lang::En => text_en,
-            Lang::Ko => text_ko,
-        };
+    let wrong = |text: String| {
         form(
             auth,
             pages,
             &who,
             lang,
             &rd,
-            Some(text),
+            Some(&text),
             StatusCode::UNAUTHORIZED,
         )
     };
@@ -187,10 +173,7 @@ pub async fn submit(
                 )
                 .await;
             }
-            wrong(
-                "That code was already used. Wait for the app to show a new code.",
-                "이미 사용된 코드입니다. 앱에 새 코드가 표시되면 입력하세요.",
-            )
+            wrong(lang.text("challenge-replayed"))
         }
         Outcome::Wrong => {
             let ban = auth.regulator.record_failure(&code_key(user), req.client);
@@ -206,10 +189,7 @@ pub async fn submit(
                 )
                 .await;
             }
-            wrong(
-                "The code is incorrect. Check the app and try again.",
-                "코드가 올바르지 않습니다. 앱을 확인한 뒤 다시 입력해 주세요.",
-            )
+            wrong(lang.text("challenge-wrong"))
         }
         Outcome::Passed { recovery_left } => {
             auth.regulator.record_success(&code_key(user), req.client);

@@ -19,13 +19,6 @@ use crate::regulation::{code_key, Verdict};
 
 const PAGE: &str = "/emergency-email";
 
-fn tr(lang: Lang, en: &'static str, ko: &'static str) -> &'static str {
-    match lang {
-        Lang::En => en,
-        Lang::Ko => ko,
-    }
-}
-
 /// The address on file, if the user has two-step verification; `Err` is the reply to send
 /// instead (without it, the address is set during setup; a store fault is a 503).
 fn current(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<String, Reply> {
@@ -60,7 +53,7 @@ pub fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
 }
 
 /// A message shown on the page: `(is_error, text)`.
-type Said = Option<(bool, &'static str)>;
+type Said = Option<(bool, String)>;
 
 fn render(
     auth: &Auth,
@@ -81,7 +74,7 @@ fn render(
         status,
         lang,
         PageContext {
-            title: tr(lang, "Change the emergency email", "비상연락용 이메일 변경"),
+            title: &lang.text("emergency-email-title"),
             rd: "",
             csrf: &csrf,
             switch: Some(PAGE),
@@ -89,8 +82,8 @@ fn render(
         context! {
             current => mask_email(on_file),
             pending,
-            error => said.filter(|s| s.0).map(|s| s.1),
-            notice => said.filter(|s| !s.0).map(|s| s.1),
+            error => said.as_ref().filter(|s| s.0).map(|s| &s.1),
+            notice => said.as_ref().filter(|s| !s.0).map(|s| &s.1),
         },
     )
 }
@@ -118,19 +111,11 @@ pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
                 .trim()
                 .to_owned();
             if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
-                let text = tr(
-                    lang,
-                    "Enter a valid email address.",
-                    "올바른 이메일 주소를 입력하세요.",
-                );
+                let text = lang.text("email-invalid");
                 return again(Some((true, text)), StatusCode::BAD_REQUEST);
             }
             if email.eq_ignore_ascii_case(&on_file) {
-                let text = tr(
-                    lang,
-                    "That is already your emergency email.",
-                    "이미 등록된 비상연락용 이메일입니다.",
-                );
+                let text = lang.text("emergency-email-same");
                 return again(Some((true, text)), StatusCode::CONFLICT);
             }
             match send_code(auth, pages, &who, lang, &email, false).await {
@@ -143,28 +128,10 @@ pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
                     if !auth.enrolments.begin_change(who.key, change) {
                         return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
                     }
-                    let text = tr(
-                        lang,
-                        "We sent a code to the new address. Check its inbox.",
-                        "새 주소로 인증 코드를 보냈습니다. 메일함을 확인하세요.",
-                    );
+                    let text = lang.text("emergency-email-sent");
                     again(Some((false, text)), StatusCode::OK)
                 }
-                Err((what, status)) => {
-                    let text = match what {
-                        "send_limit" => tr(
-                            lang,
-                            "Too many codes were requested. Try again in an hour.",
-                            "인증 코드 요청 횟수를 초과했습니다. 1시간 후에 다시 시도해 주세요.",
-                        ),
-                        _ => tr(
-                            lang,
-                            "We could not send the code. Try again in a moment.",
-                            "코드를 보내지 못했습니다. 잠시 후 다시 시도해 주세요.",
-                        ),
-                    };
-                    again(Some((true, text)), status)
-                }
+                Err((text, status)) => again(Some((true, text)), status),
             }
         }
         Some("code") => confirm(auth, pages, req, &who, lang, &on_file).await,
@@ -188,11 +155,7 @@ async fn confirm(
     let user = &who.user.name;
     let again = |said: Said, status| render(auth, pages, who, lang, on_file, said, status);
     if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
-        let text = tr(
-            lang,
-            "Too many attempts. Wait a while and try again.",
-            "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-        );
+        let text = lang.text("too-many-attempts");
         return again(Some((true, text)), StatusCode::TOO_MANY_REQUESTS);
     }
     let code = form_value(&req.body, "code").unwrap_or_default();
@@ -209,21 +172,13 @@ async fn confirm(
         Some((CodeCheck::Accepted, email)) => email,
         Some((CodeCheck::Wrong { .. } | CodeCheck::Malformed, _)) => {
             auth.regulator.record_failure(&code_key(user), req.client);
-            let text = tr(
-                lang,
-                "The code is incorrect. Check it and try again.",
-                "코드가 올바르지 않습니다. 확인 후 다시 입력해 주세요.",
-            );
+            let text = lang.text("code-wrong");
             return again(Some((true, text)), StatusCode::UNAUTHORIZED);
         }
         Some((CodeCheck::Expired | CodeCheck::Exhausted, _)) => {
             auth.enrolments.changes.remove(&who.key);
             auth.regulator.record_failure(&code_key(user), req.client);
-            let text = tr(
-                lang,
-                "The code has expired or was tried too many times. Start again.",
-                "코드가 만료되었거나 입력 횟수를 초과했습니다. 처음부터 다시 시도하세요.",
-            );
+            let text = lang.text("emergency-email-expired");
             return again(Some((true, text)), StatusCode::UNAUTHORIZED);
         }
         None => return again(None, StatusCode::OK),

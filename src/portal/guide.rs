@@ -55,56 +55,38 @@ impl Later {
         }
     }
 
+    /// The terms in words, for under the "later" button (`None`: no button).
     fn describe(self, lang: Lang) -> Option<String> {
         let date = |ms: u64| {
             time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
                 .map(|t| t.date().to_string())
                 .unwrap_or_default()
         };
-        let text = match (self, lang) {
-            (Later::No, _) => return None,
-            (Later::Free, Lang::En) => {
-                "You can set it up later, but it will be required from the date above.".to_owned()
-            }
-            (Later::Free, Lang::Ko) => {
-                "지금 설정하지 않아도 되지만, 위 날짜부터는 반드시 설정해야 합니다.".to_owned()
-            }
-            (Later::Counted { left, until_ms }, Lang::En) => {
-                let mut s = String::from("You can postpone this");
-                if let Some(n) = left {
-                    s.push_str(&format!(
-                        " {n} more time{} after this one",
-                        if n == 1 { "" } else { "s" }
-                    ));
+        let text = match self {
+            Later::No => return None,
+            Later::Free => lang.text("guide-later-free"),
+            // `left` counts the skips after this one, `times` this one too: languages say
+            // either.
+            Later::Counted { left, until_ms } => match (left, until_ms.map(date)) {
+                (None, None) => lang.text("guide-later"),
+                (Some(n), None) => lang.text_with(
+                    "guide-later-left",
+                    &[("left", n.into()), ("times", (n + 1).into())],
+                ),
+                (None, Some(until)) => {
+                    lang.text_with("guide-later-until", &[("until", until.into())])
                 }
-                if let Some(u) = until_ms {
-                    s.push_str(&format!(", until {}", date(u)));
-                }
-                s.push('.');
-                s
-            }
-            (Later::Counted { left, until_ms }, Lang::Ko) => {
-                let mut s = String::new();
-                if let Some(u) = until_ms {
-                    s.push_str(&format!("{}까지 ", date(u)));
-                }
-                match left {
-                    Some(n) => {
-                        s.push_str(&format!("이번을 포함해 {}번 더 미룰 수 있습니다.", n + 1))
-                    }
-                    None => s.push_str("미룰 수 있습니다."),
-                }
-                s
-            }
+                (Some(n), Some(until)) => lang.text_with(
+                    "guide-later-left-until",
+                    &[
+                        ("left", n.into()),
+                        ("times", (n + 1).into()),
+                        ("until", until.into()),
+                    ],
+                ),
+            },
         };
         Some(text)
-    }
-}
-
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Two-step verification is required",
-        Lang::Ko => "2단계 인증 필수 안내",
     }
 }
 
@@ -162,7 +144,7 @@ fn render(
         status,
         lang,
         PageContext {
-            title: title(lang),
+            title: &lang.text("guide-title"),
             rd,
             csrf: &csrf,
             switch: Some("/guide"),
@@ -201,10 +183,7 @@ pub async fn later(
     };
     if later == Later::No {
         tracing::info!(target: "stepgate::portal", user = %who.user.name, "guide: later refused, no grace left");
-        let error = match lang {
-            Lang::En => "The grace period is over. Set up two-step verification to continue.",
-            Lang::Ko => "유예 기간이 끝났습니다. 계속하려면 2단계 인증을 설정하세요.",
-        };
+        let error = lang.text("guide-grace-over");
         return render(
             auth,
             pages,
@@ -212,7 +191,7 @@ pub async fn later(
             lang,
             &rd,
             later,
-            Some(error),
+            Some(&error),
             StatusCode::FORBIDDEN,
         );
     }

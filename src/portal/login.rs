@@ -50,33 +50,6 @@ pub fn form_value(form: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-struct Texts {
-    title: &'static str,
-    username: &'static str,
-    password: &'static str,
-    submit: &'static str,
-    failed: &'static str,
-}
-
-fn texts(lang: Lang) -> Texts {
-    match lang {
-        Lang::En => Texts {
-            title: "Sign in",
-            username: "User name",
-            password: "Password",
-            submit: "Sign in",
-            failed: "The user name or password is incorrect, or sign-in is temporarily blocked. Try again later.",
-        },
-        Lang::Ko => Texts {
-            title: "로그인",
-            username: "아이디",
-            password: "비밀번호",
-            submit: "로그인",
-            failed: "아이디 또는 비밀번호가 올바르지 않거나 로그인이 일시적으로 제한되었습니다. 잠시 후 다시 시도해 주세요.",
-        },
-    }
-}
-
 pub struct LoginPage<'a> {
     pub lang: Lang,
     pub rd: &'a str,
@@ -87,7 +60,6 @@ pub struct LoginPage<'a> {
 
 impl Pages {
     pub fn login(&self, p: &LoginPage<'_>) -> Result<String, minijinja::Error> {
-        let t = texts(p.lang);
         let other = match p.lang {
             Lang::En => Lang::Ko,
             Lang::Ko => Lang::En,
@@ -97,9 +69,8 @@ impl Pages {
             "login.html",
             minijinja::context! {
                 lang => p.lang.tag(),
-                title => t.title,
-                t => minijinja::context! { title => t.title, username => t.username, password => t.password, submit => t.submit, help => super::help_label(p.lang) },
-                error => p.error.then_some(t.failed),
+                title => p.lang.text("login-title"),
+                error => p.error.then(|| p.lang.text("login-failed")),
                 rd => p.rd,
                 username => p.username,
                 csrf => p.csrf,

@@ -31,14 +31,6 @@ fn next_page(requested: Option<&str>) -> &'static str {
         .unwrap_or("/account")
 }
 
-/// A text in the page's language.
-fn tr(lang: Lang, en: &'static str, ko: &'static str) -> &'static str {
-    match lang {
-        Lang::En => en,
-        Lang::Ko => ko,
-    }
-}
-
 /// Gate of the change pages: `Ok` for a two-factor session with a fresh proof; otherwise the
 /// reply to send instead: the challenge for a one-factor session, the confirmation page for a
 /// proof that is no longer fresh.
@@ -84,7 +76,7 @@ pub(crate) fn confirm_page(
         status,
         lang,
         PageContext {
-            title: tr(lang, "Confirm it is you", "본인 확인"),
+            title: &lang.text("confirm-title"),
             rd: "",
             csrf: &csrf,
             switch: Some(next_page(Some(next))),
@@ -97,7 +89,7 @@ pub(crate) fn confirm_page(
 #[must_use]
 pub(crate) enum Refusal {
     /// The text to show and the status to answer with.
-    Shown(&'static str, StatusCode),
+    Shown(String, StatusCode),
     /// The factor store failed: answer with the branded 503.
     Fault,
 }
@@ -116,11 +108,7 @@ pub(crate) async fn prove(
     let user = &who.user.name;
     if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
         return Err(Refusal::Shown(
-            tr(
-                lang,
-                "Too many attempts. Wait a while and try again.",
-                "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-            ),
+            lang.text("too-many-attempts"),
             StatusCode::TOO_MANY_REQUESTS,
         ));
     }
@@ -140,11 +128,7 @@ pub(crate) async fn prove(
             Ok(())
         }
         Outcome::NotEnrolled => Err(Refusal::Shown(
-            tr(
-                lang,
-                "Two-step verification is not set up.",
-                "2단계 인증이 설정되어 있지 않습니다.",
-            ),
+            lang.text("two-step-not-set-up"),
             StatusCode::CONFLICT,
         )),
         Outcome::Replayed | Outcome::Wrong => {
@@ -158,11 +142,7 @@ pub(crate) async fn prove(
                 tell(auth, pages, &who.user, kind, lang, &[]).await;
             }
             Err(Refusal::Shown(
-                tr(
-                    lang,
-                    "The code is incorrect, or was already used. Wait for a new code and try again.",
-                    "코드가 올바르지 않거나 이미 사용되었습니다. 새 코드가 표시되면 다시 시도하세요.",
-                ),
+                lang.text("confirm-refused"),
                 StatusCode::UNAUTHORIZED,
             ))
         }
@@ -191,7 +171,7 @@ pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
             step_up(auth, pages, req, &who, &target, lang)
         }
         Err(Refusal::Shown(text, status)) => {
-            confirm_page(auth, pages, &who, lang, next, Some(text), status)
+            confirm_page(auth, pages, &who, lang, next, Some(&text), status)
         }
         Err(Refusal::Fault) => pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
     }

@@ -180,45 +180,6 @@ impl Stage {
     }
 }
 
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Set up two-step verification",
-        Lang::Ko => "2단계 인증 설정",
-    }
-}
-
-/// Texts for the outcomes of a step.
-fn say(lang: Lang, what: &str) -> &'static str {
-    match (what, lang) {
-        ("send_failed", Lang::En) => "We could not send the code. Try again in a moment.",
-        ("send_failed", Lang::Ko) => "코드를 보내지 못했습니다. 잠시 후 다시 시도해 주세요.",
-        ("send_limit", Lang::En) => "Too many codes were requested. Try again in an hour.",
-        ("send_limit", Lang::Ko) => {
-            "인증 코드 요청 횟수를 초과했습니다. 1시간 후에 다시 시도해 주세요."
-        }
-        ("sent", Lang::En) => "We sent a code. Check your inbox.",
-        ("sent", Lang::Ko) => "인증 코드를 보냈습니다. 메일함을 확인하세요.",
-        ("wrong", Lang::En) => "The code is incorrect. Check it and try again.",
-        ("wrong", Lang::Ko) => "코드가 올바르지 않습니다. 확인 후 다시 입력해 주세요.",
-        ("expired", Lang::En) => {
-            "The code has expired or was tried too many times. Request a new one."
-        }
-        ("expired", Lang::Ko) => {
-            "코드가 만료되었거나 입력 횟수를 초과했습니다. 새 코드를 요청하세요."
-        }
-        ("banned", Lang::En) => "Too many attempts. Wait a while and try again.",
-        ("banned", Lang::Ko) => "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-        ("bad_email", Lang::En) => "Enter a valid email address.",
-        ("bad_email", Lang::Ko) => "올바른 이메일 주소를 입력하세요.",
-        ("not_yet", Lang::En) => {
-            "That code is not valid. Wait for the app to show a new code and enter it."
-        }
-        ("not_yet", Lang::Ko) => "유효하지 않은 코드입니다. 앱에 새 코드가 표시되면 입력하세요.",
-        (_, Lang::En) => "Something went wrong. Try again in a moment.",
-        (_, Lang::Ko) => "문제가 발생했습니다. 잠시 후 다시 시도해 주세요.",
-    }
-}
-
 /// Where a signed-in user who should not be setting up goes instead, if anywhere. Setup is for
 /// a first factor only: a user who has one changes it on the account page, behind a fresh
 /// proof with it (a one-factor session proves it at the challenge first). Read from the store,
@@ -338,7 +299,7 @@ fn render(
         status,
         lang,
         PageContext {
-            title: title(lang),
+            title: &lang.text("setup-title"),
             rd,
             csrf: &csrf,
             switch: Some("/setup"),
@@ -405,11 +366,8 @@ pub async fn submit(
     if matches!(step.as_str(), "prove" | "contact_code" | "activate") {
         if let Verdict::Banned { .. } = auth.regulator.check(&code_key(&who.user.name), req.client)
         {
-            return again(
-                Some(say(lang, "banned")),
-                None,
-                StatusCode::TOO_MANY_REQUESTS,
-            );
+            let text = lang.text("too-many-attempts");
+            return again(Some(&text), None, StatusCode::TOO_MANY_REQUESTS);
         }
     }
     let stage = match auth.enrolments.map.get(&who.key) {
@@ -428,9 +386,9 @@ pub async fn submit(
                             code: Some(pending),
                         };
                     }
-                    again(None, Some(say(lang, "sent")), StatusCode::OK)
+                    again(None, Some(&lang.text("setup-sent")), StatusCode::OK)
                 }
-                Err((what, status)) => again(Some(say(lang, what)), None, status),
+                Err((text, status)) => again(Some(&text), None, status),
             }
         }
         ("prove", Stage::Prove) => {
@@ -442,11 +400,8 @@ pub async fn submit(
                     Ok(false) => None,
                     Err(e) => {
                         tracing::error!(target: "stepgate::portal", error = %e, "setup: could not check an enrolment token");
-                        return again(
-                            Some(say(lang, "fault")),
-                            None,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                        );
+                        let text = lang.text("setup-fault");
+                        return again(Some(&text), None, StatusCode::SERVICE_UNAVAILABLE);
                     }
                 }
             } else {
@@ -465,11 +420,8 @@ pub async fn submit(
                             drop(e);
                             auth.regulator
                                 .record_failure(&code_key(&who.user.name), req.client);
-                            return again(
-                                Some(say(lang, "expired")),
-                                None,
-                                StatusCode::UNAUTHORIZED,
-                            );
+                            let text = lang.text("setup-expired");
+                            return again(Some(&text), None, StatusCode::UNAUTHORIZED);
                         }
                         CodeCheck::Wrong { .. } | CodeCheck::Malformed => None,
                     },
@@ -488,7 +440,11 @@ pub async fn submit(
                     auth.regulator
                         .record_failure(&code_key(&who.user.name), req.client);
                     tracing::info!(target: "stepgate::portal", user = %who.user.name, client = %req.client, "setup: wrong code or token");
-                    again(Some(say(lang, "wrong")), None, StatusCode::UNAUTHORIZED)
+                    again(
+                        Some(&lang.text("code-wrong")),
+                        None,
+                        StatusCode::UNAUTHORIZED,
+                    )
                 }
             }
         }
@@ -498,7 +454,8 @@ pub async fn submit(
                 .trim()
                 .to_owned();
             if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
-                return again(Some(say(lang, "bad_email")), None, StatusCode::BAD_REQUEST);
+                let text = lang.text("email-invalid");
+                return again(Some(&text), None, StatusCode::BAD_REQUEST);
             }
             let proven = auth
                 .enrolments
@@ -527,9 +484,9 @@ pub async fn submit(
                     if let Some(mut e) = auth.enrolments.map.get_mut(&who.key) {
                         e.contact = Contact::Pending { email, code };
                     }
-                    again(None, Some(say(lang, "sent")), StatusCode::OK)
+                    again(None, Some(&lang.text("setup-sent")), StatusCode::OK)
                 }
-                Err((what, status)) => again(Some(say(lang, what)), None, status),
+                Err((text, status)) => again(Some(&text), None, status),
             }
         }
         ("contact_change", Stage::ContactCode) => {
@@ -562,13 +519,18 @@ pub async fn submit(
                     drop(e);
                     auth.regulator
                         .record_failure(&code_key(&who.user.name), req.client);
-                    again(Some(say(lang, "expired")), None, StatusCode::UNAUTHORIZED)
+                    let text = lang.text("setup-expired");
+                    again(Some(&text), None, StatusCode::UNAUTHORIZED)
                 }
                 CodeCheck::Wrong { .. } | CodeCheck::Malformed => {
                     drop(e);
                     auth.regulator
                         .record_failure(&code_key(&who.user.name), req.client);
-                    again(Some(say(lang, "wrong")), None, StatusCode::UNAUTHORIZED)
+                    again(
+                        Some(&lang.text("code-wrong")),
+                        None,
+                        StatusCode::UNAUTHORIZED,
+                    )
                 }
             }
         }
@@ -581,8 +543,8 @@ pub async fn submit(
     }
 }
 
-/// Sends a one-time code to `to`; the pending code on success. On failure the caller keeps the
-/// setup as it was, so the user can simply try again.
+/// Sends a one-time code to `to`; the pending code on success, or the text that says why not.
+/// On failure the caller keeps the setup as it was, so the user can simply try again.
 pub(crate) async fn send_code(
     auth: &Auth,
     pages: &Pages,
@@ -590,11 +552,12 @@ pub(crate) async fn send_code(
     lang: Lang,
     to: &str,
     enrolment: bool,
-) -> Result<PendingCode, (&'static str, StatusCode)> {
+) -> Result<PendingCode, (String, StatusCode)> {
     let now = auth.clock.now_ms();
     if !auth.enrolments.take_send(&who.user.name, now) {
         tracing::warn!(target: "stepgate::portal", user = %who.user.name, "setup: code sends over the hourly limit");
-        return Err(("send_limit", StatusCode::TOO_MANY_REQUESTS));
+        let text = lang.text("code-send-limit");
+        return Err((text, StatusCode::TOO_MANY_REQUESTS));
     }
     let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
     let (code, pending) = PendingCode::issue(now, ttl);
@@ -617,7 +580,8 @@ pub(crate) async fn send_code(
         Err(e) => {
             auth.enrolments.refund_send(&who.user.name);
             tracing::error!(target: "stepgate::portal", user = %who.user.name, error = %e, "setup: could not send a code");
-            Err(("send_failed", StatusCode::SERVICE_UNAVAILABLE))
+            let text = lang.text("code-send-failed");
+            Err((text, StatusCode::SERVICE_UNAVAILABLE))
         }
     }
 }
@@ -654,7 +618,7 @@ async fn activate(
             auth.regulator
                 .record_failure(&code_key(&who.user.name), req.client);
             tracing::info!(target: "stepgate::portal", user = %who.user.name, "setup: the app's code did not match");
-            return again(say(lang, "not_yet"), StatusCode::UNAUTHORIZED);
+            return again(&lang.text("setup-not-yet"), StatusCode::UNAUTHORIZED);
         }
     };
     let before = notice_addresses(auth, &who.user);
@@ -673,7 +637,7 @@ async fn activate(
         }
         Err(e) => {
             tracing::error!(target: "stepgate::portal", user = %who.user.name, error = %e, "setup: could not store the factor");
-            return again(say(lang, "fault"), StatusCode::SERVICE_UNAVAILABLE);
+            return again(&lang.text("setup-fault"), StatusCode::SERVICE_UNAVAILABLE);
         }
     };
     auth.enrolments.map.remove(&who.key);
@@ -701,11 +665,8 @@ async fn activate(
         }
     };
     let continue_url = auth.return_to.resolve(Some(rd), &req.origin, router);
-    let intro = match lang {
-        Lang::En => "Two-step verification is on. From now on, signing in asks for a code from your authenticator app.",
-        Lang::Ko => "2단계 인증이 설정되었습니다. 이제 로그인할 때 인증 앱의 코드를 입력합니다.",
-    };
-    codes_page(pages, lang, intro, &codes, &continue_url)
+    let intro = lang.text("setup-done");
+    codes_page(pages, lang, &intro, &codes, &continue_url)
         .with_header("set-cookie", auth.jar(req.tls).set_session(&id))
 }
 
@@ -717,16 +678,12 @@ pub(crate) fn codes_page(
     codes: &[String],
     continue_url: &str,
 ) -> Reply {
-    let title = match lang {
-        Lang::En => "Your recovery codes",
-        Lang::Ko => "복구 코드",
-    };
     pages.page(
         "codes.html",
         StatusCode::OK,
         lang,
         PageContext {
-            title,
+            title: &lang.text("codes-title"),
             rd: "",
             csrf: "",
             switch: None,
