@@ -1,5 +1,5 @@
 //! The languages users see (choosing one from `Accept-Language` or an explicit switch) and every
-//! text they read in them: portal pages and refusals, from one catalogue of Project
+//! text they read in them: portal pages, refusals and messages, from one catalogue of Project
 //! Fluent resources compiled into the binary (`i18n/<lang>/*.ftl`).
 //!
 //! The catalogue is parsed once per process and never changes, so one copy serves every gateway.
@@ -108,8 +108,14 @@ pub enum TextError {
 type Bundle = FluentBundle<FluentResource>;
 
 /// The Fluent resources of one language, compiled into the binary.
-const ENGLISH: &[&str] = &[include_str!("i18n/en/portal.ftl")];
-const KOREAN: &[&str] = &[include_str!("i18n/ko/portal.ftl")];
+const ENGLISH: &[&str] = &[
+    include_str!("i18n/en/portal.ftl"),
+    include_str!("i18n/en/messages.ftl"),
+];
+const KOREAN: &[&str] = &[
+    include_str!("i18n/ko/portal.ftl"),
+    include_str!("i18n/ko/messages.ftl"),
+];
 
 /// Every text in every language: one immutable Fluent bundle per language.
 pub struct Catalogue {

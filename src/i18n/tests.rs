@@ -197,7 +197,7 @@ fn markup_is_only_in_texts_marked_html() {
 }
 
 #[test]
-fn plurals_choose_by_value() {
+fn plurals_and_selectors_choose_by_value() {
     let left = |n: u32| {
         Lang::En.text_with(
             "guide-later-left",
@@ -209,6 +209,14 @@ fn plurals_choose_by_value() {
         left(2),
         "You can postpone this 2 more times after this one."
     );
+    let greeting = |has_user: &'static str| {
+        Lang::Ko.text_with(
+            "message-greeting",
+            &[("has_user", has_user.into()), ("user", "앨리스".into())],
+        )
+    };
+    assert_eq!(greeting("yes"), "안녕하세요, 앨리스님.");
+    assert_eq!(greeting("no"), "안녕하세요.");
 }
 
 #[test]

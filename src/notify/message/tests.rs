@@ -1,4 +1,6 @@
-//! What messages say, in both languages, on every channel, and what happens when a template fails.
+//! What messages say, in both languages, on every channel, and what happens when a text fails.
+
+use std::sync::OnceLock;
 
 use super::*;
 
@@ -47,12 +49,36 @@ fn has_hangul(s: &str) -> bool {
 }
 
 #[test]
-fn every_template_compiles() {
-    let mut env = Environment::new();
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source)
-            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+fn every_kind_has_its_texts() {
+    let catalogue = Catalogue::compiled();
+    for kind in all_kinds() {
+        for part in ["title", "body", "line"] {
+            let id = format!("{}-{part}", kind.name());
+            for lang in [Lang::En, Lang::Ko] {
+                assert!(catalogue.has(lang, &id), "{id} ({})", lang.tag());
+            }
+        }
     }
+}
+
+#[test]
+fn every_factor_key_has_a_label() {
+    let keys = [
+        "totp",
+        "webauthn",
+        "passkey",
+        "sms",
+        "email",
+        "recovery_codes",
+    ];
+    for key in keys {
+        let id = factor_id(key).unwrap_or_else(|| panic!("{key}"));
+        for lang in [Lang::En, Lang::Ko] {
+            assert!(Catalogue::compiled().has(lang, id), "{id}");
+        }
+    }
+    assert_eq!(factor_id("Authenticator App"), Some("factor-totp"));
+    assert_eq!(factor_id("YubiKey 5"), None);
 }
 
 #[test]
@@ -62,9 +88,16 @@ fn every_kind_renders_in_both_languages_on_every_channel() {
             for channel in [Channel::Email, Channel::Sms, Channel::Push] {
                 for link in [None, Some(LINK)] {
                     let what = format!("{} {} {channel} link={link:?}", kind.name(), lang.tag());
-                    let (subject, text) =
-                        render(templates(), &kind, lang, channel, "Acme", "Alice", link)
-                            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+                    let (subject, text) = render(
+                        Catalogue::compiled(),
+                        &kind,
+                        lang,
+                        channel,
+                        "Acme",
+                        "Alice",
+                        link,
+                    )
+                    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
                     assert!(
                         subject.starts_with("[Acme] ") && subject.len() > 8,
                         "{what}: {subject}"
@@ -383,7 +416,7 @@ fn names_cannot_break_lines() {
 
 #[test]
 fn a_broken_template_falls_back_to_fixed_text() {
-    let empty = Environment::new();
+    let empty = Catalogue::empty();
     for kind in all_kinds() {
         for lang in [Lang::En, Lang::Ko] {
             assert!(render(&empty, &kind, lang, Channel::Email, "Acme", "Alice", None).is_err());
