@@ -426,10 +426,14 @@ impl Housekeeping {
         }
         self.state.identities.purge_expired();
         return_free_memory();
-        self.state
-            .pages
-            .enrolments
-            .housekeeping(auth.clock.now_ms());
+        if let Err(e) = auth
+            .store
+            .challenges()
+            .purge_challenges(auth.clock.now_ms())
+            .await
+        {
+            tracing::error!(error = %e, "challenge housekeeping failed");
+        }
         match auth.signer.rotate_if_due() {
             Ok(true) => {
                 tracing::info!(kid = %auth.signer.current_kid(), "assertion signing key rotated")

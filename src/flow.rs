@@ -59,6 +59,18 @@ pub struct SignedIn {
     pub session: Arc<Session>,
 }
 
+impl SignedIn {
+    /// `who`, now in this new session (for a step that goes on in the same request).
+    pub fn identity(&self, who: &Identity) -> Identity {
+        Identity {
+            key: crate::session::key_of(&self.id).unwrap_or(who.key),
+            session: Arc::clone(&self.session),
+            user: Arc::clone(&who.user),
+            second_factor: who.second_factor,
+        }
+    }
+}
+
 /// A store, session or factor fault: the caller answers 503 (fail closed). The cause is logged
 /// where it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! `Notifiers`, which sends each message to the backend configured for its channel and logs the
 //! outcome.
 //!
-//! What a message says lives in `notify/message.rs` (templates in `notify/templates/`); how it
+//! What a message says lives in `notify/message.rs` (its texts in `crate::i18n`); how it
 //! travels in `notify/outbox.rs` (a local file), `notify/smtp.rs` (email) and `notify/webhook.rs`
 //! (an HTTP endpoint, e.g. an SMS or push provider's bridge).
 //!

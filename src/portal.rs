@@ -13,6 +13,7 @@ pub mod login;
 pub mod reauth;
 pub mod return_to;
 pub mod setup;
+mod text;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -20,10 +21,9 @@ use minijinja::{context, Environment};
 
 use crate::auth::{Auth, Identity};
 use crate::config::PortalConfig;
+use crate::flow::{Context, SignedIn};
 use crate::i18n::Lang;
-use crate::notify::{compose, Channel, MessageKind, Origin};
 use crate::routing::HostRouter;
-use crate::users::User;
 use login::PortalRequest;
 
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
@@ -84,43 +84,20 @@ impl Reply {
     }
 }
 
-/// Texts of the branded error pages.
-struct ErrorText {
-    title: &'static str,
-    message: &'static str,
-}
-
-fn error_text(status: StatusCode, lang: Lang) -> ErrorText {
-    use Lang::*;
-    let (title, message) = match (status.as_u16(), lang) {
-        (400, En) => ("Bad request", "The request could not be understood. Check the address and try again."),
-        (400, Ko) => ("잘못된 요청", "요청을 이해할 수 없습니다. 주소를 확인한 뒤 다시 시도해 주세요."),
-        (401, En) => ("Sign-in required", "Sign in to continue."),
-        (401, Ko) => ("로그인 필요", "계속하려면 로그인해 주세요."),
-        (403, En) => ("Access denied", "You do not have permission to open this page. Ask your administrator if you think this is a mistake."),
-        (403, Ko) => ("접근 거부", "이 페이지를 열 권한이 없습니다. 잘못되었다고 생각되면 관리자에게 문의해 주세요."),
-        (404, En) => ("Not found", "There is nothing at this address."),
-        (404, Ko) => ("찾을 수 없음", "이 주소에는 아무것도 없습니다."),
-        (429, En) => ("Too many attempts", "Too many attempts. Wait a while and try again."),
-        (429, Ko) => ("시도 횟수 초과", "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요."),
-        (502, En) => ("Service unavailable", "The service behind this address did not answer properly. Try again in a moment."),
-        (502, Ko) => ("서비스 응답 오류", "서비스가 올바르게 응답하지 않았습니다. 잠시 후 다시 시도해 주세요."),
-        (503, En) => ("Service unavailable", "The service is temporarily unavailable. Try again in a moment."),
-        (503, Ko) => ("일시적으로 사용할 수 없음", "서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요."),
-        (504, En) => ("Service timed out", "The service took too long to answer. Try again in a moment."),
-        (504, Ko) => ("응답 시간 초과", "서비스 응답이 너무 늦습니다. 잠시 후 다시 시도해 주세요."),
-        (405, En) => ("Method not allowed", "This address does not accept that kind of request."),
-        (405, Ko) => ("허용되지 않는 요청", "이 주소는 해당 요청을 받지 않습니다."),
-        (_, En) => ("Something went wrong", "The request could not be completed. Try again in a moment."),
-        (_, Ko) => ("오류가 발생했습니다", "요청을 처리하지 못했습니다. 잠시 후 다시 시도해 주세요."),
-    };
-    ErrorText { title, message }
-}
-
-pub(crate) fn help_label(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Help",
-        Lang::Ko => "도움말",
+/// The title and the message of the branded error page for `status`.
+fn error_text(status: StatusCode, lang: Lang) -> (String, String) {
+    let text = |title: &str, message: &str| (lang.text(title), lang.text(message));
+    match status.as_u16() {
+        400 => text("error-400-title", "error-400"),
+        401 => text("error-401-title", "error-401"),
+        403 => text("error-403-title", "error-403"),
+        404 => text("error-404-title", "error-404"),
+        405 => text("error-405-title", "error-405"),
+        429 => text("error-429-title", "error-429"),
+        502 => text("error-502-title", "error-502"),
+        503 => text("error-503-title", "error-503"),
+        504 => text("error-504-title", "error-504"),
+        _ => text("error-other-title", "error-other"),
     }
 }
 
@@ -140,108 +117,48 @@ pub(crate) struct PageContext<'a> {
     pub switch: Option<&'a str>,
 }
 
-/// The addresses security notices go to now: the registered email and the emergency contact
-/// email. A fault reading the contact is logged and leaves the registered email alone.
-pub(crate) async fn notice_addresses(auth: &Auth, user: &User) -> Vec<String> {
-    let mut to: Vec<String> = user.email.iter().cloned().collect();
-    match auth.factors.emergency_email(&user.name).await {
-        Ok(Some(e)) if !to.iter().any(|t| t.eq_ignore_ascii_case(&e)) => to.push(e),
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(target: "stepgate::notify", error = %e, "could not read the emergency contact email")
-        }
-    }
-    to
-}
-
-/// Sends a security notice to the user's addresses (`notice_addresses`) and to `also`: the
-/// addresses registered *before* the change it reports, so that whoever made the change cannot
-/// keep the notice from the owner by changing where notices go (SECURITY 42). Best effort: the
-/// step it reports has already happened, so a failure to send is logged (with the cause) and
-/// does not undo it.
-pub(crate) async fn tell(
-    auth: &Auth,
-    pages: &Pages,
-    user: &User,
-    kind: MessageKind<'_>,
-    lang: Lang,
-    also: &[String],
-) {
-    let mut to = notice_addresses(auth, user).await;
-    for a in also {
-        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
-            to.push(a.clone());
-        }
-    }
-    for address in &to {
-        let msg = compose(
-            &kind,
-            lang.tag(),
-            Channel::Email,
-            address,
-            &pages.cfg.service_name,
-            &user.display_name,
-            None,
-        );
-        if let Err(e) = auth.notifiers.send(&msg).await {
-            tracing::error!(target: "stepgate::notify", user = %user.name, error = %e, "security notice not delivered");
-        }
-    }
-}
-
-/// When, from where and on which browser a request was made, for the notice of a change.
-pub(crate) fn origin_of(auth: &Auth, req: &PortalRequest<'_>) -> Origin {
-    Origin {
-        at_ms: auth.clock.now_ms(),
-        address: req.client.to_string(),
-        browser: crate::user_agent::describe(
-            req.headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-        ),
-    }
-}
-
-/// The ending of every second-factor proof (challenge, re-verification, a new authenticator
-/// confirmed): the session is replaced by a new one (a new ID, SECURITY 2) at `2fa` whose proof
-/// is fresh, and the browser goes on to `target` (303) with its cookie.
-pub(crate) async fn step_up(
-    auth: &Auth,
-    pages: &Pages,
-    req: &PortalRequest<'_>,
-    who: &Identity,
-    target: &str,
-    lang: Lang,
-) -> Reply {
-    let amr = who.session.amr.with(crate::amr::Method::Otp);
-    match auth
-        .sessions
-        .create(&who.user.name, amr, Some(&who.key))
-        .await
-    {
-        Ok((id, _)) => {
-            let mut r = Reply::redirect(target)
-                .with_header("set-cookie", auth.jar(req.tls).set_session(&id));
-            r.status = StatusCode::SEE_OTHER;
-            r
-        }
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not create a session");
-            pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
-        }
-    }
-}
-
 /// `a***@example.test`: enough for the user to recognise the address, not to harvest it.
 pub(crate) fn mask_email(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None => "***".to_owned(),
-    }
+    crate::notify::mask_recipient(email)
 }
+
+/// A redirect after a form post (303, so the browser follows with a GET).
+pub(crate) fn see_other(location: &str) -> Reply {
+    let mut r = Reply::redirect(location);
+    r.status = StatusCode::SEE_OTHER;
+    r
+}
+
+/// `(name, source)` of every page template, compiled into the binary.
+pub(crate) const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("portal/templates/base.html")),
+    ("error.html", include_str!("portal/templates/error.html")),
+    ("login.html", include_str!("portal/templates/login.html")),
+    (
+        "account.html",
+        include_str!("portal/templates/account.html"),
+    ),
+    ("guide.html", include_str!("portal/templates/guide.html")),
+    ("setup.html", include_str!("portal/templates/setup.html")),
+    (
+        "challenge.html",
+        include_str!("portal/templates/challenge.html"),
+    ),
+    ("codes.html", include_str!("portal/templates/codes.html")),
+    ("qr.html", include_str!("portal/templates/qr.html")),
+    (
+        "confirm.html",
+        include_str!("portal/templates/confirm.html"),
+    ),
+    (
+        "authenticator.html",
+        include_str!("portal/templates/authenticator.html"),
+    ),
+    (
+        "emergency_email.html",
+        include_str!("portal/templates/emergency_email.html"),
+    ),
+];
 
 /// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
 /// `rd` may lead, setups and changes in progress).
@@ -250,7 +167,6 @@ pub struct Pages {
     cfg: PortalConfig,
     pub csrf: csrf::Csrf,
     pub return_to: return_to::ReturnTo,
-    pub enrolments: setup::Enrolments,
 }
 
 impl std::fmt::Debug for Pages {
@@ -263,41 +179,13 @@ impl std::fmt::Debug for Pages {
 
 impl Pages {
     pub fn new(cfg: PortalConfig, csrf: csrf::Csrf, return_to: return_to::ReturnTo) -> Pages {
+        // Parse the catalogue now rather than on the first request.
+        crate::i18n::Catalogue::compiled();
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
-        // Templates are compiled into the binary; a broken one is a build defect.
-        env.add_template("base.html", include_str!("portal/templates/base.html"))
-            .expect("base.html template is valid");
-        env.add_template("error.html", include_str!("portal/templates/error.html"))
-            .expect("error.html template is valid");
-        env.add_template("login.html", include_str!("portal/templates/login.html"))
-            .expect("login.html template is valid");
-        for (name, source) in [
-            (
-                "account.html",
-                include_str!("portal/templates/account.html"),
-            ),
-            ("guide.html", include_str!("portal/templates/guide.html")),
-            ("setup.html", include_str!("portal/templates/setup.html")),
-            (
-                "challenge.html",
-                include_str!("portal/templates/challenge.html"),
-            ),
-            ("codes.html", include_str!("portal/templates/codes.html")),
-            ("qr.html", include_str!("portal/templates/qr.html")),
-            (
-                "confirm.html",
-                include_str!("portal/templates/confirm.html"),
-            ),
-            (
-                "authenticator.html",
-                include_str!("portal/templates/authenticator.html"),
-            ),
-            (
-                "emergency_email.html",
-                include_str!("portal/templates/emergency_email.html"),
-            ),
-        ] {
+        text::register(&mut env);
+        for (name, source) in TEMPLATES {
+            // Templates are compiled into the binary; a broken one is a build defect.
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name} is invalid: {e}"));
         }
@@ -306,7 +194,6 @@ impl Pages {
             cfg,
             csrf,
             return_to,
-            enrolments: setup::Enrolments::default(),
         }
     }
 
@@ -320,25 +207,24 @@ impl Pages {
 
     /// A branded page for a refusal or failure, with no internal detail.
     pub fn error(&self, status: StatusCode, lang: Lang) -> Reply {
-        let text = error_text(status, lang);
+        let (title, message) = error_text(status, lang);
         let html = self
             .env
             .get_template("error.html")
             .and_then(|t| {
                 t.render(context! {
                     lang => lang.tag(),
-                    title => text.title,
-                    message => text.message,
+                    title => &title,
+                    message => message,
                     status => status.as_u16(),
                     service_name => &self.cfg.service_name,
                     help_url => &self.cfg.help_url,
                     prefix => &self.cfg.prefix,
-                    t => context! { help => help_label(lang) },
                 })
             })
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "error page failed to render");
-                format!("{} {}\n", status.as_u16(), text.title)
+                format!("{} {title}\n", status.as_u16())
             });
         Reply::new(status, "text/html; charset=utf-8", html)
     }
@@ -386,11 +272,9 @@ impl Pages {
         let rd_q: String = url::form_urlencoded::byte_serialize(page.rd.as_bytes()).collect();
         let common = context! {
             lang => lang.tag(),
-            ko => lang == Lang::Ko,
             title => page.title,
             rd => page.rd,
             csrf => page.csrf,
-            t => context! { help => help_label(lang) },
             switch_url => page.switch.map(|sub| format!("{}{sub}?rd={rd_q}&lang={}", self.cfg.prefix, other.tag())),
             switch_lang => other.tag(),
             switch_label => other.native_name(),
@@ -454,6 +338,53 @@ impl Pages {
         Ok(SignedInPost { who, lang, rd })
     }
 
+    /// Who acts, from where, in which language: what the flow needs of a request.
+    pub(crate) fn context<'a>(&'a self, req: &'a PortalRequest<'_>, lang: Lang) -> Context<'a> {
+        Context {
+            client: req.client,
+            user_agent: req
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            lang,
+            service: &self.cfg.service_name,
+        }
+    }
+
+    /// The browser goes on to `target` (303) with the new session's cookie.
+    pub(crate) fn signed_in_to(
+        &self,
+        auth: &Auth,
+        req: &PortalRequest<'_>,
+        signed: &SignedIn,
+        target: &str,
+    ) -> Reply {
+        see_other(target).with_header("set-cookie", auth.jar(req.tls).set_session(&signed.id))
+    }
+
+    /// The branded 503: a fault was logged where it happened; nothing is let through.
+    pub(crate) fn fault(&self, lang: Lang) -> Reply {
+        self.error(StatusCode::SERVICE_UNAVAILABLE, lang)
+    }
+
+    /// The page that shows fresh recovery codes, once.
+    pub(crate) fn recovery_codes(
+        &self,
+        lang: Lang,
+        intro: &str,
+        codes: &[String],
+        continue_url: &str,
+    ) -> Reply {
+        let page = PageContext {
+            title: &lang.text("codes-title"),
+            rd: "",
+            csrf: "",
+            switch: None,
+        };
+        let ctx = context! { intro, codes, continue_url };
+        self.page("codes.html", StatusCode::OK, lang, page, ctx)
+    }
+
     /// A portal URL with `rd` carried along.
     pub(crate) fn url_with_rd(&self, sub: &str, rd: &str) -> String {
         let rd_q: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
@@ -498,7 +429,7 @@ impl Pages {
             ("/setup", false) if post => setup::submit(auth, self, router, req).await,
             ("/2fa", true) => challenge::show(auth, self, router, req).await,
             ("/2fa", false) if post => challenge::submit(auth, self, router, req).await,
-            ("/account", true) => account::show(auth, self, req, None).await,
+            ("/account", true) => account::show(auth, self, req).await,
             ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
                 account::change(auth, self, req).await
             }

@@ -81,6 +81,38 @@ fn key(who: &Identity) -> String {
     session_key("change", &who.key)
 }
 
+/// What stands behind a change made in one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// The session's own fresh proof.
+    Fresh,
+    /// A current code from the app or a recovery code, entered with the change itself.
+    Code(&'a str),
+}
+
+/// Checks `proof` for a change: a fresh session, or a right code (under the failure limits,
+/// as at the challenge). The session keeps its ID: the code proves this one change.
+async fn proven(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    proof: Proof<'_>,
+) -> Result<(), Refused> {
+    let Proof::Code(code) = proof else {
+        return allowed(auth, who).await;
+    };
+    if who.session.level() != AuthLevel::TwoFactor {
+        return Err(Refused::NotTwoFactor);
+    }
+    match super::check_factor(auth, ctx, who, crate::factor::FactorKind::Totp, code).await {
+        Ok(_) => Ok(()),
+        Err(super::FactorRefused::Banned { .. }) => Err(Refused::Banned),
+        Err(super::FactorRefused::NotEnrolled) => Err(Refused::NoFactor),
+        Err(super::FactorRefused::Wrong | super::FactorRefused::Replayed) => Err(Refused::Wrong),
+        Err(super::FactorRefused::Fault) => Err(Refused::Fault),
+    }
+}
+
 /// A two-factor session with a fresh proof, of a user who has an authenticator app.
 pub async fn allowed(auth: &Auth, who: &Identity) -> Result<(), Refused> {
     if who.session.level() != AuthLevel::TwoFactor {
@@ -289,8 +321,9 @@ pub async fn new_recovery_codes(
     auth: &Auth,
     ctx: &Context<'_>,
     who: &Identity,
+    proof: Proof<'_>,
 ) -> Result<Vec<String>, Refused> {
-    allowed(auth, who).await?;
+    proven(auth, ctx, who, proof).await?;
     let user = &who.user.name;
     let before = notice::addresses(auth, &who.user).await;
     let codes = auth.factors.new_recovery_codes(user).await?;
@@ -307,8 +340,9 @@ pub async fn remove_authenticator(
     auth: &Auth,
     ctx: &Context<'_>,
     who: &Identity,
+    proof: Proof<'_>,
 ) -> Result<(), Refused> {
-    allowed(auth, who).await?;
+    proven(auth, ctx, who, proof).await?;
     let user = &who.user.name;
     let before = notice::addresses(auth, &who.user).await;
     auth.factors.reset(user, true).await?;

@@ -1,20 +1,15 @@
 //! What a message says: the wording of every one-time code and security notice, in English and
 //! Korean, as an email (subject and body) or as one short line for SMS and push.
 //!
-//! The wording lives in minijinja templates compiled into the binary (`notify/templates/`, one per
-//! kind and language, all extending `layout.<lang>.txt`). Each template defines the blocks
-//! `title` (the subject after `[service] `), `body` (the email between greeting and sign-off),
-//! `line` (the SMS/push text after `[service] `), and may override `greeting` and `link`.
-//! Rendering never fails the caller: if a template cannot be rendered, a fixed plain text in the
-//! same language takes its place (and the problem is logged).
+//! The wording lives in the catalogue (`crate::i18n`, `i18n/<lang>/messages.ftl`): for each kind,
+//! `K-title` (the subject after `[service] `), `K-body` (the email between greeting and
+//! sign-off) and `K-line` (the SMS/push text after `[service] `), plus the parts every email
+//! shares. Composing never fails the caller: if a text cannot be rendered, a fixed plain text in
+//! the same language takes its place (and the problem is logged).
 
-use std::borrow::Cow;
 use std::fmt;
-use std::sync::OnceLock;
 
-use minijinja::{context, Environment, UndefinedBehavior};
-
-use crate::i18n::Lang;
+use crate::i18n::{Arg, Catalogue, Lang, TextError};
 
 /// How a message reaches the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -142,7 +137,7 @@ pub enum MessageKind<'a> {
 }
 
 impl MessageKind<'_> {
-    /// A stable snake_case name, also the template's file stem.
+    /// A stable snake_case name, also the start of the ids of its texts (`K-title`, ...).
     pub fn name(&self) -> &'static str {
         match self {
             MessageKind::EnrolmentCode { .. } => "enrolment_code",
@@ -181,9 +176,9 @@ impl MessageKind<'_> {
     }
 }
 
-/// Composes a message from templates, in Korean or English. `lang` is "en" or "ko" (a tag such as
-/// "ko-KR" counts as "ko"; anything else = en). `service` is the operator's service name; `user`
-/// the user's display name; `link` an optional URL the user should open (e.g. the account page),
+/// Composes a message in Korean or English. `lang` is "en" or "ko" (a tag such as "ko-KR"
+/// counts as "ko"; anything else = en). `service` is the operator's service name; `user` the
+/// user's display name; `link` an optional URL the user should open (e.g. the account page),
 /// put in both the text and `link`.
 pub fn compose(
     kind: &MessageKind<'_>,
@@ -195,16 +190,17 @@ pub fn compose(
     link: Option<&str>,
 ) -> Message {
     let lang = Lang::from_tag(lang).unwrap_or(Lang::En);
-    let (subject, text) = match render(templates(), kind, lang, channel, service, user, link) {
+    let catalogue = Catalogue::compiled();
+    let (subject, text) = match render(catalogue, kind, lang, channel, service, user, link) {
         Ok(parts) => parts,
         Err(e) => {
-            // The error names the template and line, never the values.
+            // The error names the text and the problem, never the values.
             tracing::error!(
                 target: super::LOG_TARGET,
                 kind = kind.name(),
                 lang = lang.tag(),
                 error = %e,
-                "message template failed; sending the fixed fallback text"
+                "message text failed; sending the fixed fallback text"
             );
             fallback(kind, lang, service, link)
         }
@@ -220,181 +216,108 @@ pub fn compose(
     }
 }
 
-/// `(file name, source)` of every template, compiled into the binary.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("layout.en.txt", include_str!("templates/layout.en.txt")),
-    ("layout.ko.txt", include_str!("templates/layout.ko.txt")),
-    (
-        "enrolment_code.en.txt",
-        include_str!("templates/enrolment_code.en.txt"),
-    ),
-    (
-        "enrolment_code.ko.txt",
-        include_str!("templates/enrolment_code.ko.txt"),
-    ),
-    (
-        "emergency_email_code.en.txt",
-        include_str!("templates/emergency_email_code.en.txt"),
-    ),
-    (
-        "emergency_email_code.ko.txt",
-        include_str!("templates/emergency_email_code.ko.txt"),
-    ),
-    (
-        "factor_added.en.txt",
-        include_str!("templates/factor_added.en.txt"),
-    ),
-    (
-        "factor_added.ko.txt",
-        include_str!("templates/factor_added.ko.txt"),
-    ),
-    (
-        "factor_removed.en.txt",
-        include_str!("templates/factor_removed.en.txt"),
-    ),
-    (
-        "factor_removed.ko.txt",
-        include_str!("templates/factor_removed.ko.txt"),
-    ),
-    (
-        "factor_replaced.en.txt",
-        include_str!("templates/factor_replaced.en.txt"),
-    ),
-    (
-        "factor_replaced.ko.txt",
-        include_str!("templates/factor_replaced.ko.txt"),
-    ),
-    (
-        "emergency_email_changed.en.txt",
-        include_str!("templates/emergency_email_changed.en.txt"),
-    ),
-    (
-        "emergency_email_changed.ko.txt",
-        include_str!("templates/emergency_email_changed.ko.txt"),
-    ),
-    (
-        "recovery_code_used.en.txt",
-        include_str!("templates/recovery_code_used.en.txt"),
-    ),
-    (
-        "recovery_code_used.ko.txt",
-        include_str!("templates/recovery_code_used.ko.txt"),
-    ),
-    (
-        "recovery_codes_regenerated.en.txt",
-        include_str!("templates/recovery_codes_regenerated.en.txt"),
-    ),
-    (
-        "recovery_codes_regenerated.ko.txt",
-        include_str!("templates/recovery_codes_regenerated.ko.txt"),
-    ),
-    (
-        "code_replayed.en.txt",
-        include_str!("templates/code_replayed.en.txt"),
-    ),
-    (
-        "code_replayed.ko.txt",
-        include_str!("templates/code_replayed.ko.txt"),
-    ),
-    (
-        "second_factor_failed.en.txt",
-        include_str!("templates/second_factor_failed.en.txt"),
-    ),
-    (
-        "second_factor_failed.ko.txt",
-        include_str!("templates/second_factor_failed.ko.txt"),
-    ),
-];
-
-/// The compiled templates. Immutable once built, so one per process is shared by every gateway
-/// (no per-gateway state lives here).
-fn templates() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        // Plain text: nothing to escape. A variable the template names but the context lacks
-        // is a bug, caught by the unit tests rather than rendered as nothing.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        for (name, source) in TEMPLATES {
-            if let Err(e) = env.add_template(name, source) {
-                // Missing templates fall back at render time; the unit tests keep this unreachable.
-                tracing::error!(target: super::LOG_TARGET, template = name, error = %e, "message template does not compile");
-            }
-        }
-        env
-    })
-}
-
-/// Renders `(subject, text)` for one message.
+/// Renders `(subject, text)` for one message from the catalogue's texts for its kind `K`:
+/// `K-title`, and `K-body` framed by the greeting, the origin, the link and the sign-off for an
+/// email, or `K-line` for SMS and push. A kind may have its own `K-greeting` and `K-link`.
 fn render(
-    env: &Environment<'_>,
+    catalogue: &Catalogue,
     kind: &MessageKind<'_>,
     lang: Lang,
     channel: Channel,
     service: &str,
     user: &str,
     link: Option<&str>,
-) -> Result<(String, String), minijinja::Error> {
-    let (factor, remaining) = match kind {
+) -> Result<(String, String), TextError> {
+    let name = kind.name();
+    let service = one_line(service);
+    let user = one_line(user);
+    let mut args: Vec<(&str, Arg<'_>)> = vec![
+        ("service", service.as_str().into()),
+        ("user", user.as_str().into()),
+        (
+            "has_user",
+            if user.is_empty() { "no" } else { "yes" }.into(),
+        ),
+    ];
+    match kind {
+        MessageKind::EnrolmentCode { code } | MessageKind::EmergencyEmailCode { code } => {
+            args.push(("code", (*code).into()));
+        }
         MessageKind::FactorAdded { factor, .. }
         | MessageKind::FactorRemoved { factor, .. }
-        | MessageKind::FactorReplaced { factor, .. } => (factor_label(factor, lang), 0),
-        MessageKind::RecoveryCodeUsed { remaining } => (Cow::Borrowed(""), *remaining),
-        _ => (Cow::Borrowed(""), 0),
-    };
-    let new_address = match kind {
-        MessageKind::EmergencyEmailChanged { new, .. } => one_line(new),
-        _ => String::new(),
-    };
-    let origin = kind.origin().map(|o| {
-        context! {
-            when => o.when(),
-            address => one_line(&o.address),
-            browser => one_line(&o.browser),
+        | MessageKind::FactorReplaced { factor, .. } => {
+            let label = match factor_id(factor) {
+                Some(id) => catalogue.text(lang, id, &[])?,
+                None => one_line(factor),
+            };
+            args.push(("factor", label.into()));
         }
-    });
-    let template = env.get_template(&format!("{}.{}.txt", kind.name(), lang.tag()))?;
-    // Rendering the whole template has no output we want (its text is discarded); it leaves
-    // the state from which the blocks are rendered one by one.
-    let ctx = context! {
-        service => one_line(service),
-        user => one_line(user),
-        code => kind.code().unwrap_or(""),
-        link => link,
-        factor => factor,
-        remaining => remaining,
-        new_address => new_address,
-        origin => origin,
-    };
-    let mut captured = template.render_captured_to(ctx, std::io::sink())?;
-    captured.with_state_mut(|state| {
-        let subject = one_line(&state.render_block("subject")?);
-        let text = match channel {
-            Channel::Email => tidy(&state.render_block("email")?),
-            Channel::Sms | Channel::Push => one_line(&state.render_block("sms")?),
+        MessageKind::EmergencyEmailChanged { new, .. } => {
+            args.push(("new_address", one_line(new).into()));
+        }
+        MessageKind::RecoveryCodeUsed { remaining } => {
+            args.push(("remaining", (*remaining).into()))
+        }
+        MessageKind::RecoveryCodesRegenerated { .. }
+        | MessageKind::CodeReplayed
+        | MessageKind::SecondFactorFailed => {}
+    }
+    if let Some(link) = link {
+        args.push(("link", link.into()));
+    }
+    let part = |part: &str| catalogue.text(lang, &format!("{name}-{part}"), &args);
+    // The kind's own version of a shared part, if it has one.
+    let framing = |part: &str| {
+        let own = format!("{name}-{part}");
+        let id = if catalogue.has(lang, &own) {
+            own
+        } else {
+            format!("message-{part}")
         };
-        Ok((subject, text))
-    })
+        catalogue.text(lang, &id, &args)
+    };
+    let subject = one_line(&format!("[{service}] {}", part("title")?));
+    let text = match channel {
+        Channel::Email => {
+            let mut parts = vec![framing("greeting")?, part("body")?];
+            if let Some(o) = kind.origin() {
+                let origin = [
+                    ("when", o.when().into()),
+                    ("address", one_line(&o.address).into()),
+                    ("browser", one_line(&o.browser).into()),
+                ];
+                parts.push(catalogue.text(lang, "message-origin", &origin)?);
+            }
+            if link.is_some() {
+                parts.push(framing("link")?);
+            }
+            parts.push(catalogue.text(lang, "message-sign-off", &args)?);
+            tidy(&parts.join("\n\n"))
+        }
+        Channel::Sms | Channel::Push => {
+            let mut line = format!("[{service}] {}", part("line")?);
+            if let Some(link) = link {
+                line.push(' ');
+                line.push_str(link);
+            }
+            one_line(&line)
+        }
+    };
+    Ok((subject, text))
 }
 
-/// A factor key in the user's language; an unknown key is taken as an already readable label.
-fn factor_label(factor: &str, lang: Lang) -> Cow<'_, str> {
+/// The catalogue's name (`factor-*`) for a factor key; `None` for a key it does not know, which
+/// is taken as an already readable label.
+fn factor_id(factor: &str) -> Option<&'static str> {
     let key = factor.trim().to_ascii_lowercase().replace(['-', ' '], "_");
-    let (en, ko) = match key.as_str() {
-        "totp" | "otp" | "authenticator" | "authenticator_app" => ("authenticator app", "인증 앱"),
-        "webauthn" | "security_key" | "fido" | "fido2" => ("security key", "보안 키"),
-        "passkey" => ("passkey", "패스키"),
-        "sms" | "phone" | "text_message" => ("text message (SMS)", "문자 메시지(SMS)"),
-        "email" | "email_code" => ("email", "이메일"),
-        "recovery_codes" | "recovery_code" | "recovery" => ("recovery codes", "복구 코드"),
-        _ => return Cow::Owned(one_line(factor)),
-    };
-    Cow::Borrowed(match lang {
-        Lang::En => en,
-        Lang::Ko => ko,
+    Some(match key.as_str() {
+        "totp" | "otp" | "authenticator" | "authenticator_app" => "factor-totp",
+        "webauthn" | "security_key" | "fido" | "fido2" => "factor-webauthn",
+        "passkey" => "factor-passkey",
+        "sms" | "phone" | "text_message" => "factor-sms",
+        "email" | "email_code" => "factor-email",
+        "recovery_codes" | "recovery_code" | "recovery" => "factor-recovery-codes",
+        _ => return None,
     })
 }
 
@@ -423,8 +346,9 @@ fn tidy(s: &str) -> String {
     out
 }
 
-/// The fixed text used when a template cannot be rendered: plain, in the same language, with the
-/// code and the link.
+/// The fixed text used when the catalogue's texts cannot be rendered: plain, in the same
+/// language, with the code and the link. It is kept here, out of the catalogue, so that it does
+/// not depend on what just failed.
 fn fallback(
     kind: &MessageKind<'_>,
     lang: Lang,
@@ -468,424 +392,4 @@ fn fallback(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CODE: &str = "482913";
-    const LINK: &str = "https://acme.test/_stepgate/account";
-
-    fn origin() -> &'static Origin {
-        static ORIGIN: OnceLock<Origin> = OnceLock::new();
-        ORIGIN.get_or_init(|| Origin {
-            at_ms: 1_796_113_800_000,
-            address: "203.0.113.7".into(),
-            browser: "Chrome on Android".into(),
-        })
-    }
-
-    fn all_kinds() -> Vec<MessageKind<'static>> {
-        let origin = origin();
-        vec![
-            MessageKind::EnrolmentCode { code: CODE },
-            MessageKind::EmergencyEmailCode { code: CODE },
-            MessageKind::FactorAdded {
-                factor: "totp",
-                origin,
-            },
-            MessageKind::FactorRemoved {
-                factor: "webauthn",
-                origin,
-            },
-            MessageKind::FactorReplaced {
-                factor: "totp",
-                origin,
-            },
-            MessageKind::EmergencyEmailChanged {
-                new: "n***@example.test",
-                origin,
-            },
-            MessageKind::RecoveryCodeUsed { remaining: 3 },
-            MessageKind::RecoveryCodesRegenerated { origin },
-            MessageKind::CodeReplayed,
-            MessageKind::SecondFactorFailed,
-        ]
-    }
-
-    fn has_hangul(s: &str) -> bool {
-        s.chars().any(|c| ('\u{AC00}'..='\u{D7A3}').contains(&c))
-    }
-
-    #[test]
-    fn every_template_compiles() {
-        let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
-            env.add_template(name, source)
-                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        }
-    }
-
-    #[test]
-    fn every_kind_renders_in_both_languages_on_every_channel() {
-        for kind in all_kinds() {
-            for lang in [Lang::En, Lang::Ko] {
-                for channel in [Channel::Email, Channel::Sms, Channel::Push] {
-                    for link in [None, Some(LINK)] {
-                        let what =
-                            format!("{} {} {channel} link={link:?}", kind.name(), lang.tag());
-                        let (subject, text) =
-                            render(templates(), &kind, lang, channel, "Acme", "Alice", link)
-                                .unwrap_or_else(|e| panic!("{what}: {e:#}"));
-                        assert!(
-                            subject.starts_with("[Acme] ") && subject.len() > 8,
-                            "{what}: {subject}"
-                        );
-                        assert!(!subject.contains('\n'), "{what}: {subject}");
-                        if let Some(code) = kind.code() {
-                            assert!(text.contains(code), "{what}: {text}");
-                        }
-                        if link.is_some() {
-                            assert!(text.contains(LINK), "{what}: {text}");
-                        }
-                        assert_eq!(has_hangul(&text), lang == Lang::Ko, "{what}: {text}");
-                        assert_eq!(has_hangul(&subject), lang == Lang::Ko, "{what}: {subject}");
-                        assert!(
-                            !text.contains("{{") && !text.contains("{%"),
-                            "{what}: {text}"
-                        );
-                        match channel {
-                            Channel::Email => {
-                                assert!(text.lines().count() >= 5, "{what}: {text}");
-                                assert!(!text.contains("\n\n\n"), "{what}: {text}");
-                                assert!(text.contains("Acme"), "{what}: {text}");
-                            }
-                            Channel::Sms | Channel::Push => {
-                                assert!(!text.contains('\n'), "{what}: {text}");
-                                assert!(text.starts_with("[Acme] "), "{what}: {text}");
-                                let limit = if link.is_some() {
-                                    200 + LINK.len()
-                                } else {
-                                    200
-                                };
-                                assert!(
-                                    text.chars().count() <= limit,
-                                    "{what}: {} chars: {text}",
-                                    text.chars().count()
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn compose_fills_code_link_kind() {
-        let msg = compose(
-            &MessageKind::EnrolmentCode { code: CODE },
-            "ko-KR",
-            Channel::Email,
-            "alice@example.test",
-            "Acme",
-            "앨리스",
-            Some(LINK),
-        );
-        assert_eq!(msg.code.as_deref(), Some(CODE));
-        assert_eq!(msg.link.as_deref(), Some(LINK));
-        assert_eq!(msg.kind, "enrolment_code");
-        assert_eq!(msg.to, "alice@example.test");
-        assert!(
-            msg.text.starts_with("안녕하세요, 앨리스님."),
-            "{}",
-            msg.text
-        );
-        assert!(msg.text.contains("10분"), "{}", msg.text);
-
-        let notice = compose(
-            &MessageKind::SecondFactorFailed,
-            "fr",
-            Channel::Sms,
-            "+821000000001",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert_eq!(notice.code, None);
-        assert_eq!(notice.link, None);
-        assert!(notice.text.contains("password"), "{}", notice.text);
-    }
-
-    #[test]
-    fn codes_state_validity_and_what_to_do() {
-        for kind in [
-            MessageKind::EnrolmentCode { code: CODE },
-            MessageKind::EmergencyEmailCode { code: CODE },
-        ] {
-            let en = compose(
-                &kind,
-                "en",
-                Channel::Email,
-                "a@b.test",
-                "Acme",
-                "Alice",
-                None,
-            );
-            assert!(en.text.contains("10 minutes"), "{}", en.text);
-            let lower = en.text.to_lowercase();
-            assert!(
-                lower.contains("ignore") && lower.contains("change your password"),
-                "{}",
-                en.text
-            );
-            let ko = compose(
-                &kind,
-                "ko",
-                Channel::Email,
-                "a@b.test",
-                "Acme",
-                "Alice",
-                None,
-            );
-            assert!(ko.text.contains("10분"), "{}", ko.text);
-            assert!(
-                ko.text.contains("무시") && ko.text.contains("비밀번호를 변경"),
-                "{}",
-                ko.text
-            );
-        }
-    }
-
-    #[test]
-    fn notices_say_when_and_what_to_do() {
-        for kind in all_kinds().into_iter().filter(|k| k.code().is_none()) {
-            for channel in [Channel::Email, Channel::Sms] {
-                let en = compose(&kind, "en", channel, "a@b.test", "Acme", "Alice", None);
-                let lower = en.text.to_lowercase();
-                assert!(lower.contains("just"), "{}: {}", kind.name(), en.text);
-                assert!(
-                    lower.contains("change your password"),
-                    "{}: {}",
-                    kind.name(),
-                    en.text
-                );
-                assert!(
-                    lower.contains("administrator"),
-                    "{}: {}",
-                    kind.name(),
-                    en.text
-                );
-                let ko = compose(&kind, "ko", channel, "a@b.test", "Acme", "Alice", None);
-                assert!(ko.text.contains("방금"), "{}: {}", kind.name(), ko.text);
-                assert!(
-                    ko.text.contains("비밀번호를 변경"),
-                    "{}: {}",
-                    kind.name(),
-                    ko.text
-                );
-                assert!(
-                    ko.text.contains("관리자에게 문의"),
-                    "{}: {}",
-                    kind.name(),
-                    ko.text
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn change_notices_say_when_from_where_and_on_which_browser() {
-        for kind in all_kinds().into_iter().filter(|k| k.origin().is_some()) {
-            let en = compose(
-                &kind,
-                "en",
-                Channel::Email,
-                "a@b.test",
-                "Acme",
-                "Alice",
-                None,
-            );
-            for part in [
-                "When: 2026-12-01 08:30 UTC",
-                "203.0.113.7",
-                "Chrome on Android",
-            ] {
-                assert!(en.text.contains(part), "{}: {}", kind.name(), en.text);
-            }
-            let ko = compose(
-                &kind,
-                "ko",
-                Channel::Email,
-                "a@b.test",
-                "Acme",
-                "Alice",
-                None,
-            );
-            assert!(
-                ko.text.contains("일시: 2026-12-01 08:30 UTC") && ko.text.contains("접속 IP"),
-                "{}: {}",
-                kind.name(),
-                ko.text
-            );
-        }
-        let plain = compose(
-            &MessageKind::CodeReplayed,
-            "en",
-            Channel::Email,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(!plain.text.contains("When:"), "{}", plain.text);
-        let changed = compose(
-            &MessageKind::EmergencyEmailChanged {
-                new: "n***@example.test",
-                origin: origin(),
-            },
-            "en",
-            Channel::Sms,
-            "+821000000001",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(
-            changed.text.contains("n***@example.test"),
-            "{}",
-            changed.text
-        );
-    }
-
-    #[test]
-    fn factors_are_localized() {
-        let ko = compose(
-            &MessageKind::FactorAdded {
-                factor: "totp",
-                origin: origin(),
-            },
-            "ko",
-            Channel::Email,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(ko.text.contains("인증 앱"), "{}", ko.text);
-        let en = compose(
-            &MessageKind::FactorRemoved {
-                factor: "passkey",
-                origin: origin(),
-            },
-            "en",
-            Channel::Sms,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(en.text.contains("passkey"), "{}", en.text);
-        let custom = compose(
-            &MessageKind::FactorAdded {
-                factor: "YubiKey 5",
-                origin: origin(),
-            },
-            "en",
-            Channel::Email,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(custom.text.contains("YubiKey 5"), "{}", custom.text);
-    }
-
-    #[test]
-    fn recovery_code_count_reads_well() {
-        let one = compose(
-            &MessageKind::RecoveryCodeUsed { remaining: 1 },
-            "en",
-            Channel::Email,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(one.text.contains("1 recovery code left"), "{}", one.text);
-        let none = compose(
-            &MessageKind::RecoveryCodeUsed { remaining: 0 },
-            "ko",
-            Channel::Email,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(
-            none.text.contains("남은 복구 코드가 없습니다"),
-            "{}",
-            none.text
-        );
-        let many = compose(
-            &MessageKind::RecoveryCodeUsed { remaining: 8 },
-            "ko",
-            Channel::Sms,
-            "a@b.test",
-            "Acme",
-            "Alice",
-            None,
-        );
-        assert!(many.text.contains("8개"), "{}", many.text);
-    }
-
-    #[test]
-    fn names_cannot_break_lines() {
-        let msg = compose(
-            &MessageKind::CodeReplayed,
-            "en",
-            Channel::Email,
-            "a@b.test",
-            "Acme\r\nBcc: evil@example.test",
-            "Alice",
-            None,
-        );
-        assert!(!msg.subject.contains(['\r', '\n']), "{}", msg.subject);
-    }
-
-    #[test]
-    fn a_broken_template_falls_back_to_fixed_text() {
-        let empty = Environment::new();
-        for kind in all_kinds() {
-            for lang in [Lang::En, Lang::Ko] {
-                assert!(
-                    render(&empty, &kind, lang, Channel::Email, "Acme", "Alice", None).is_err()
-                );
-                let (subject, text) = fallback(&kind, lang, "Acme", Some(LINK));
-                assert!(subject.starts_with("[Acme] "));
-                assert!(text.contains(LINK));
-                if let Some(code) = kind.code() {
-                    assert!(text.contains(code));
-                }
-                assert_eq!(has_hangul(&text), lang == Lang::Ko);
-            }
-        }
-    }
-
-    #[test]
-    fn debug_hides_code_text_and_link() {
-        let msg = compose(
-            &MessageKind::EmergencyEmailCode { code: CODE },
-            "en",
-            Channel::Email,
-            "bob@example.test",
-            "Acme",
-            "Bob",
-            Some(LINK),
-        );
-        let s = format!("{msg:?}");
-        assert!(!s.contains(CODE), "{s}");
-        assert!(!s.contains(LINK), "{s}");
-        assert!(!s.contains("valid for 10 minutes"), "{s}");
-        assert!(!s.contains("bob@"), "{s}");
-        assert!(s.contains("emergency_email_code"), "{s}");
-    }
-}
+mod tests;

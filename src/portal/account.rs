@@ -2,51 +2,18 @@
 //! two-step verification, with the ways to change it: replace the authenticator app
 //! (`authenticator`), change the emergency email (`emergency_email`), make new recovery codes,
 //! remove the app. Every change needs a two-factor session with a fresh proof (`reauth`), or a
-//! current code from the app or a recovery code in the change's own form; a wrong code counts in
-//! the failure limits like any other. Removing the app ends the user's other sessions. Each
-//! change is reported to the addresses registered before it, with when and from where.
+//! current code from the app or a recovery code in the change's own form; what a change does is
+//! `flow::change`'s.
 
 use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::reauth::{self, Refusal};
-use super::setup::codes_page;
-use super::{notice_addresses, origin_of, tell, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
+use crate::flow::change;
 use crate::i18n::Lang;
-use crate::notify::MessageKind;
-
-struct Texts {
-    title: &'static str,
-    user: &'static str,
-    name: &'static str,
-    email: &'static str,
-    level: &'static str,
-    logout: &'static str,
-}
-
-fn texts(lang: Lang) -> Texts {
-    match lang {
-        Lang::En => Texts {
-            title: "Account security",
-            user: "User name",
-            name: "Name",
-            email: "Email",
-            level: "Sign-in level",
-            logout: "Sign out",
-        },
-        Lang::Ko => Texts {
-            title: "계정 보안",
-            user: "아이디",
-            name: "이름",
-            email: "이메일",
-            level: "인증 단계",
-            logout: "로그아웃",
-        },
-    }
-}
 
 fn date_of(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
@@ -62,36 +29,26 @@ fn time_of(ms: u64) -> String {
 }
 
 /// The notice for `?done=` after a change made on another page (post, redirect, get).
-fn done_notice(done: Option<&str>, lang: Lang) -> Option<&'static str> {
-    let (en, ko) = match done? {
-        "authenticator" => (
-            "The new authenticator app is in use; the old one no longer works. Your other sessions were signed out.",
-            "새 인증 앱으로 교체했습니다. 이전 앱은 더 이상 사용할 수 없으며, 다른 기기의 로그인은 모두 로그아웃되었습니다.",
-        ),
-        "emergency-email" => (
-            "Your emergency contact email was changed.",
-            "비상연락용 이메일을 변경했습니다.",
-        ),
-        _ => return None,
-    };
-    Some(if lang == Lang::Ko { ko } else { en })
+fn done_notice(done: Option<&str>, lang: Lang) -> Option<String> {
+    match done? {
+        "authenticator" => Some(lang.text("account-done-authenticator")),
+        "emergency-email" => Some(lang.text("account-done-emergency-email")),
+        _ => None,
+    }
 }
 
-/// `GET /account`, and the page again after a change (`message`: error or notice).
-pub async fn show(
-    auth: &Auth,
-    pages: &Pages,
-    req: &PortalRequest<'_>,
-    message: Option<(bool, &str, StatusCode)>,
-) -> Reply {
-    let lang = lang_of(pages, req, form_value(&req.body, "lang"));
+/// A message on the page: an error (`true`) or a notice, and the status to answer with.
+type Message = Option<(bool, String, StatusCode)>;
+
+/// `GET /account`.
+pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+    let lang = lang_of(pages, req, None);
     let who = match pages.signed_in(auth, req, "/account").await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    let done = req.param("done");
-    let message = message
-        .or_else(|| done_notice(done.as_deref(), lang).map(|text| (false, text, StatusCode::OK)));
+    let notice = done_notice(req.param("done").as_deref(), lang);
+    let message = notice.map(|text| (false, text, StatusCode::OK));
     render(auth, pages, req, &who, lang, message).await
 }
 
@@ -101,16 +58,11 @@ async fn render(
     req: &PortalRequest<'_>,
     who: &Identity,
     lang: Lang,
-    message: Option<(bool, &str, StatusCode)>,
+    message: Message,
 ) -> Reply {
-    let summary = match auth.factors.summary(&who.user.name).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "account: could not read second factors");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
+    let Ok(summary) = auth.factors.summary(&who.user.name).await else {
+        return pages.fault(lang);
     };
-    let t = texts(lang);
     let account_url = format!("{}{}/account", req.origin, pages.config().prefix);
     let account_rd: String = url::form_urlencoded::byte_serialize(account_url.as_bytes()).collect();
     let csrf = pages.csrf.token(&who.key);
@@ -119,116 +71,86 @@ async fn render(
         Some((false, text, status)) => (None, Some(text), status),
         None => (None, None, StatusCode::OK),
     };
-    pages.page(
-        "account.html",
-        status,
-        lang,
-        PageContext {
-            title: t.title,
-            rd: "",
-            csrf: &csrf,
-            switch: Some("/account"),
-        },
-        context! {
-            t => context! { user => t.user, name => t.name, email => t.email, level => t.level, logout => t.logout, help => super::help_label(lang) },
-            user => &who.user.name,
-            name => &who.user.display_name,
-            email => &who.user.email,
-            level => who.session.level().as_str(),
-            totp => summary.totp.map(date_of),
-            recovery_remaining => summary.recovery_remaining,
-            emergency_email => summary.emergency_email,
-            two_factor_session => who.session.level() == AuthLevel::TwoFactor,
-            fresh => who.session.has_fresh_proof(auth.clock.now_ms()),
-            fresh_until => time_of(who.session.fresh_until_ms()),
-            account_rd,
-            error,
-            notice,
-        },
-    )
+    let page = PageContext {
+        title: &lang.text("account-title"),
+        rd: "",
+        csrf: &csrf,
+        switch: Some("/account"),
+    };
+    let ctx = context! {
+        user => &who.user.name,
+        name => &who.user.display_name,
+        email => &who.user.email,
+        level => who.session.level().as_str(),
+        totp => summary.totp.map(date_of),
+        recovery_remaining => summary.recovery_remaining,
+        emergency_email => summary.emergency_email,
+        two_factor_session => who.session.level() == AuthLevel::TwoFactor,
+        fresh => who.session.has_fresh_proof(auth.clock.now_ms()),
+        fresh_until => time_of(who.session.fresh_until_ms()),
+        account_rd,
+        error,
+        notice,
+    };
+    pages.page("account.html", status, lang, page, ctx)
 }
 
 /// `POST /account/recovery-codes` and `POST /account/remove-authenticator`: with a fresh
-/// proof, or with a current code in the form (which must then be right).
+/// proof, or with a current code in the form, which is then a confirmation of its own (a new
+/// session ID, whose cookie the answer carries).
 pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let body = &req.body[..];
     let (who, lang) = match pages.signed_in_post(auth, req, "/account").await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
-    let user = &who.user.name;
-    let tr = |en: &'static str, ko: &'static str| if lang == Lang::Ko { ko } else { en };
-    let refuse = |text: &'static str, status: StatusCode| {
-        render(auth, pages, req, &who, lang, Some((true, text, status)))
+    let refuse = |who: Identity, text: String, status| async move {
+        render(auth, pages, req, &who, lang, Some((true, text, status))).await
     };
     if who.session.level() != AuthLevel::TwoFactor {
         return refuse(
-            tr(
-                "Verify with your second factor first.",
-                "먼저 2단계 인증을 완료하세요.",
-            ),
+            who,
+            lang.text("account-second-factor-first"),
             StatusCode::FORBIDDEN,
         )
         .await;
     }
-    let code = form_value(body, "code").unwrap_or_default();
-    if !code.trim().is_empty() {
-        match reauth::prove(auth, pages, req, &who, &code, lang).await {
-            Ok(()) => {}
-            Err(Refusal::Shown(text, status)) => return refuse(text, status).await,
-            Err(Refusal::Fault) => return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
-        }
-    } else if !who.session.has_fresh_proof(auth.clock.now_ms()) {
-        tracing::info!(target: "stepgate::portal", %user, change = req.sub, "account change refused: no fresh proof");
-        return refuse(
-            tr(
-                "Confirm it is you first: enter a current code from your authenticator app or a recovery code.",
-                "먼저 본인 확인을 해 주세요. 인증 앱의 현재 코드나 복구 코드를 입력하세요.",
-            ),
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
-    }
+    let ctx = pages.context(req, lang);
+    let code = form_value(&req.body, "code").unwrap_or_default();
+    let proof = match code.trim() {
+        "" => change::Proof::Fresh,
+        code => change::Proof::Code(code),
+    };
     let account_url = format!("{}/account", pages.config().prefix);
-    let before = notice_addresses(auth, &who.user).await;
-    let origin = origin_of(auth, req);
-    if req.sub == "/account/recovery-codes" {
-        let codes = match auth.factors.new_recovery_codes(user).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(target: "stepgate::portal", error = %e, "could not make recovery codes");
-                return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-            }
-        };
-        tracing::info!(target: "stepgate::portal", %user, "recovery codes replaced");
-        let kind = MessageKind::RecoveryCodesRegenerated { origin: &origin };
-        tell(auth, pages, &who.user, kind, lang, &before).await;
-        let intro = tr(
-            "New recovery codes were made; the old ones no longer work.",
-            "새 복구 코드를 만들었습니다. 이전 코드는 더 이상 사용할 수 없습니다.",
-        );
-        return codes_page(pages, lang, intro, &codes, &account_url);
-    }
-    if let Err(e) = auth.factors.reset(user, true).await {
-        tracing::error!(target: "stepgate::portal", error = %e, "could not remove the authenticator");
-        return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-    }
-    let ended = match auth.sessions.end_others(user, &who.key).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not end the other sessions");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+    let done = if req.sub == "/account/recovery-codes" {
+        change::new_recovery_codes(auth, &ctx, &who, proof)
+            .await
+            .map(|codes| {
+                let intro = lang.text("account-codes-renewed");
+                pages.recovery_codes(lang, &intro, &codes, &account_url)
+            })
+    } else {
+        change::remove_authenticator(auth, &ctx, &who, proof)
+            .await
+            .map(|()| see_other(&account_url))
+    };
+    let (text, status) = match done {
+        Ok(reply) => return reply,
+        Err(change::Refused::NeedsProof) => {
+            tracing::info!(target: "stepgate::portal", user = %who.user.name, change = req.sub, "account change refused: no fresh proof");
+            (
+                lang.text("account-fresh-proof-needed"),
+                StatusCode::UNAUTHORIZED,
+            )
         }
+        Err(change::Refused::Banned) => (
+            lang.text("too-many-attempts"),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(change::Refused::Wrong) => (lang.text("confirm-refused"), StatusCode::UNAUTHORIZED),
+        Err(change::Refused::NoFactor) => (lang.text("two-step-not-set-up"), StatusCode::CONFLICT),
+        Err(_) => return pages.fault(lang),
     };
-    tracing::info!(target: "stepgate::portal", %user, other_sessions_ended = ended, "authenticator app removed");
-    let kind = MessageKind::FactorRemoved {
-        factor: "totp",
-        origin: &origin,
-    };
-    tell(auth, pages, &who.user, kind, lang, &before).await;
-    let mut r = Reply::redirect(&account_url);
-    r.status = StatusCode::SEE_OTHER;
-    r
+    refuse(who, text, status).await
 }
 
 #[cfg(test)]

@@ -1,189 +1,92 @@
-//! Replacing the authenticator app (`/account/authenticator`), for a user who has one: a new
-//! phone, or an app that was reinstalled. Needs a two-factor session with a fresh proof
-//! (`reauth`). The page shows a new secret; the old one keeps working until a code from the new
-//! app checks out here. Then the secret is swapped, the user's other sessions end, this browser
-//! gets a new session ID, and the addresses registered before the change are told.
+//! The page for replacing the authenticator app (`/account/authenticator`): shows the new app's
+//! secret, then takes a code from it. Allowed only with a fresh proof (`reauth`); what the swap
+//! does is `flow::change`'s.
 
 use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::reauth::require_fresh;
-use super::setup::{qr_context, Change};
-use super::{notice_addresses, origin_of, step_up, tell, PageContext, Pages, Reply};
+use super::reauth::unless_allowed;
+use super::setup::qr_context;
+use super::{see_other, PageContext, Pages, Reply};
 use crate::auth::{Auth, Identity};
-use crate::factor::totp::{self, TotpCheck, TotpSecret};
+use crate::flow::change::{self, Refused};
+use crate::flow::setup::Secret;
 use crate::i18n::Lang;
-use crate::notify::MessageKind;
-use crate::regulation::{code_key, Verdict};
 
 const PAGE: &str = "/account/authenticator";
-
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Replace the authenticator app",
-        Lang::Ko => "인증 앱 교체",
-    }
-}
-
-/// Whether the user has an app to replace; `Err` is the reply to send instead (a user without
-/// one sets it up; a store fault is a 503).
-async fn has_app(auth: &Auth, pages: &Pages, who: &Identity, lang: Lang) -> Result<(), Reply> {
-    match auth.factors.totp_enrolled(&who.user.name).await {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            let account = format!("{}/account", pages.config().prefix);
-            Err(Reply::redirect(&pages.url_with_rd("/setup", &account)))
-        }
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not read the user's second factors");
-            Err(pages.error(StatusCode::SERVICE_UNAVAILABLE, lang))
-        }
-    }
-}
-
-/// `GET /account/authenticator`: a new secret to scan (kept for this session until confirmed).
-pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, PAGE).await {
-        Ok(who) => who,
-        Err(reply) => return reply,
-    };
-    if let Err(r) = require_fresh(auth, pages, req, &who, PAGE, lang) {
-        return r;
-    }
-    if let Err(r) = has_app(auth, pages, &who, lang).await {
-        return r;
-    }
-    let pending = matches!(
-        pages.enrolments.changes.get(&who.key).as_deref(),
-        Some(Change::Authenticator { .. })
-    );
-    if !pending {
-        let change = Change::Authenticator {
-            started_ms: auth.clock.now_ms(),
-            secret: TotpSecret::generate(),
-        };
-        if !pages.enrolments.begin_change(who.key, change) {
-            tracing::warn!(target: "stepgate::portal", "change refused: too many in progress");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    }
-    render(auth, pages, &who, lang, None, StatusCode::OK)
-}
 
 fn render(
     auth: &Auth,
     pages: &Pages,
     who: &Identity,
     lang: Lang,
-    error: Option<&str>,
+    secret: &Secret,
+    error: Option<String>,
     status: StatusCode,
 ) -> Reply {
-    let qr = match pages.enrolments.changes.get(&who.key).as_deref() {
-        Some(Change::Authenticator { secret, .. }) => qr_context(auth, &who.user.name, secret),
-        _ => return Reply::redirect(&format!("{}{PAGE}", pages.config().prefix)),
-    };
     let csrf = pages.csrf.token(&who.key);
+    let page = PageContext {
+        title: &lang.text("authenticator-title"),
+        rd: "",
+        csrf: &csrf,
+        switch: Some(PAGE),
+    };
+    let qr = qr_context(auth, &who.user.name, &secret.totp());
     pages.page(
         "authenticator.html",
         status,
         lang,
-        PageContext {
-            title: title(lang),
-            rd: "",
-            csrf: &csrf,
-            switch: Some(PAGE),
-        },
+        page,
         context! { ..qr, ..context! { error } },
     )
 }
 
-/// `POST /account/authenticator`: a code from the new app. Right: the swap. Wrong: the page
-/// again (the code counts in the failure limits).
+/// `GET /account/authenticator`: the new secret to scan (kept for this session until confirmed).
+pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+    let lang = lang_of(pages, req, None);
+    let who = match pages.signed_in(auth, req, PAGE).await {
+        Ok(who) => who,
+        Err(reply) => return reply,
+    };
+    if let Some(r) = unless_allowed(auth, pages, req, &who, PAGE, lang).await {
+        return r;
+    }
+    match change::new_authenticator(auth, &who).await {
+        Ok(secret) => render(auth, pages, &who, lang, &secret, None, StatusCode::OK),
+        Err(_) => pages.fault(lang),
+    }
+}
+
+/// `POST /account/authenticator`: a code from the new app. Right: the swap, and on to the
+/// account page with a new session ID. Wrong: the page again.
 pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let (who, lang) = match pages.signed_in_post(auth, req, PAGE).await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
-    let user = &who.user.name;
-    let secret = match pages.enrolments.changes.get(&who.key).as_deref() {
-        Some(Change::Authenticator { secret, .. }) => {
-            TotpSecret::from_bytes(secret.as_bytes().to_vec())
+    let code = form_value(&req.body, "code").unwrap_or_default();
+    let ctx = pages.context(req, lang);
+    let (text, status) = match change::confirm_authenticator(auth, &ctx, &who, &code).await {
+        Ok(signed) => {
+            let target = format!("{}/account?done=authenticator", pages.config().prefix);
+            return pages.signed_in_to(auth, req, &signed, &target);
         }
         // Nothing begun (or expired, or begun in another session): start from the page.
-        _ => {
-            let mut r = Reply::redirect(&format!("{}{PAGE}", pages.config().prefix));
-            r.status = StatusCode::SEE_OTHER;
-            return r;
-        }
-    };
-    if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
-        let text = match lang {
-            Lang::En => "Too many attempts. Wait a while and try again.",
-            Lang::Ko => "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-        };
-        return render(
-            auth,
-            pages,
-            &who,
-            lang,
-            Some(text),
+        Err(Refused::NotBegun) => return see_other(&format!("{}{PAGE}", pages.config().prefix)),
+        Err(Refused::NoFactor) => return pages.error(StatusCode::CONFLICT, lang),
+        Err(Refused::Banned) => (
+            lang.text("too-many-attempts"),
             StatusCode::TOO_MANY_REQUESTS,
-        );
+        ),
+        Err(Refused::Wrong) => (
+            lang.text("authenticator-not-valid"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(_) => return pages.fault(lang),
+    };
+    match change::new_authenticator(auth, &who).await {
+        Ok(secret) => render(auth, pages, &who, lang, &secret, Some(text), status),
+        Err(_) => pages.fault(lang),
     }
-    let code = form_value(&req.body, "code").unwrap_or_default();
-    let step = match totp::check(secret.as_bytes(), &code, auth.clock.now_secs(), None) {
-        TotpCheck::Accepted { step } => step,
-        TotpCheck::Replayed { .. } | TotpCheck::Wrong | TotpCheck::Malformed => {
-            auth.regulator.record_failure(&code_key(user), req.client);
-            tracing::info!(target: "stepgate::portal", %user, "replacing the app: the new app's code did not match");
-            let text = match lang {
-                Lang::En => {
-                    "That code is not valid. Wait for the new app to show a new code and enter it."
-                }
-                Lang::Ko => "유효하지 않은 코드입니다. 새 앱에 새 코드가 표시되면 입력하세요.",
-            };
-            return render(
-                auth,
-                pages,
-                &who,
-                lang,
-                Some(text),
-                StatusCode::UNAUTHORIZED,
-            );
-        }
-    };
-    let before = notice_addresses(auth, &who.user).await;
-    match auth.factors.replace_totp(user, &secret, step).await {
-        Ok(true) => {}
-        Ok(false) => {
-            // Removed meanwhile: there is nothing to replace.
-            pages.enrolments.changes.remove(&who.key);
-            tracing::info!(target: "stepgate::portal", %user, "replacing the app refused: it was removed meanwhile");
-            return pages.error(StatusCode::CONFLICT, lang);
-        }
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", %user, error = %e, "could not replace the authenticator");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    }
-    pages.enrolments.changes.remove(&who.key);
-    auth.regulator.record_success(&code_key(user), req.client);
-    let ended = match auth.sessions.end_others(user, &who.key).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not end the other sessions");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    };
-    tracing::info!(target: "stepgate::portal", %user, other_sessions_ended = ended, "authenticator app replaced");
-    let origin = origin_of(auth, req);
-    let kind = MessageKind::FactorReplaced {
-        factor: "totp",
-        origin: &origin,
-    };
-    tell(auth, pages, &who.user, kind, lang, &before).await;
-    let target = format!("{}/account?done=authenticator", pages.config().prefix);
-    step_up(auth, pages, req, &who, &target, lang).await
 }

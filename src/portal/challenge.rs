@@ -1,33 +1,18 @@
-//! The second-factor challenge (`/2fa?method=`): it asks for one of the user's enrolled
-//! factors (`method`: `totp`, `recovery`; without it, the first the user has) through the factor
-//! seam, and offers the others. A recovery code is taken wherever a code is asked for.
-//!
-//! Wrong codes count against the account in the failure limits (per user and address, per
-//! address, per user), not against the session, so signing in again does not buy more tries.
-//! While a ban is on, even a right code is refused. A replayed app code (a step already
-//! accepted) is refused, logged and reported to the user: someone may have watched it. When the
-//! failures earn a ban, the user is told that their password was right but the second step
-//! failed (SECURITY 20). Success gives a new session ID at `2fa` and returns to `rd`.
+//! The second-factor challenge page (`/2fa?rd=&method=`): it asks for one of the user's
+//! enrolled factors (`method`: `totp`, `recovery`; without it, the first the user has) and offers
+//! the others. Checking the answer, the limits and the notices are `flow::pass_second_factor`'s.
 
 use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::{step_up, tell, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
-use crate::factor::{FactorKind, Verdict as FactorVerdict};
+use crate::factor::FactorKind;
+use crate::flow::{self, FactorRefused};
 use crate::i18n::Lang;
-use crate::notify::MessageKind;
-use crate::regulation::{code_key, Verdict};
 use crate::routing::HostRouter;
-
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Two-step verification",
-        Lang::Ko => "2단계 인증",
-    }
-}
 
 /// The factor to ask for: `requested` if the user has it, else the first they have.
 fn chosen(requested: Option<&str>, enrolled: &[FactorKind]) -> FactorKind {
@@ -38,36 +23,53 @@ fn chosen(requested: Option<&str>, enrolled: &[FactorKind]) -> FactorKind {
         .unwrap_or(FactorKind::Totp)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the page asks for and offers instead.
+struct Ask<'a> {
+    method: FactorKind,
+    enrolled: &'a [FactorKind],
+}
+
 fn form(
     pages: &Pages,
     who: &Identity,
     lang: Lang,
     rd: &str,
-    method: FactorKind,
-    enrolled: &[FactorKind],
-    error: Option<&str>,
+    ask: &Ask<'_>,
+    error: Option<String>,
     status: StatusCode,
 ) -> Reply {
     let csrf = pages.csrf.token(&who.key);
-    let others: Vec<&str> = enrolled
-        .iter()
-        .filter(|k| **k != method)
+    let others: Vec<&str> = (ask.enrolled.iter())
+        .filter(|k| **k != ask.method)
         .map(|k| k.as_str())
         .collect();
     let rd_q: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-    pages.page(
-        "challenge.html",
-        status,
-        lang,
-        PageContext {
-            title: title(lang),
-            rd,
-            csrf: &csrf,
-            switch: Some("/2fa"),
-        },
-        context! { error, method => method.as_str(), others, rd_q },
-    )
+    let page = PageContext {
+        title: &lang.text("challenge-title"),
+        rd,
+        csrf: &csrf,
+        switch: Some("/2fa"),
+    };
+    let ctx = context! { error, method => ask.method.as_str(), others, rd_q };
+    pages.page("challenge.html", status, lang, page, ctx)
+}
+
+/// Where a request that should not be at the challenge goes instead, if anywhere.
+fn elsewhere(
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    rd: &str,
+) -> Option<Reply> {
+    if who.session.level() == AuthLevel::TwoFactor {
+        return Some(see_other(&pages.return_to.resolve(
+            Some(rd),
+            &req.origin,
+            router,
+        )));
+    }
+    (!who.second_factor).then(|| see_other(&pages.url_with_rd("/guide", rd)))
 }
 
 /// `GET /2fa?rd=&method=`.
@@ -77,41 +79,36 @@ pub async fn show(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let rd = req.param("rd").unwrap_or_default();
+    let (lang, rd) = (
+        lang_of(pages, req, None),
+        req.param("rd").unwrap_or_default(),
+    );
     let who = match pages.signed_in(auth, req, "/2fa").await {
         Ok(who) => who,
         Err(reply) => return reply,
     };
-    if who.session.level() == AuthLevel::TwoFactor {
-        return Reply::redirect(&pages.return_to.resolve(Some(&rd), &req.origin, router));
+    if let Some(mut r) = elsewhere(pages, router, req, &who, &rd) {
+        r.status = StatusCode::FOUND;
+        return r;
     }
-    if !who.second_factor {
-        return Reply::redirect(&pages.url_with_rd("/guide", &rd));
-    }
-    let user = &who.user.name;
-    let enrolled = match auth.factors.enrolled_kinds(user).await {
-        Ok(kinds) => kinds,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", %user, error = %e, "challenge: could not read the factors");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
+    let Ok(enrolled) = auth.factors.enrolled_kinds(&who.user.name).await else {
+        return pages.fault(lang);
     };
     let method = chosen(req.param("method").as_deref(), &enrolled);
-    if let Err(e) = auth.factors.get(method).begin(user).await {
-        tracing::error!(target: "stepgate::portal", %user, error = %e, "challenge: could not begin");
-        return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+    if auth
+        .factors
+        .get(method)
+        .begin(&who.user.name)
+        .await
+        .is_err()
+    {
+        return pages.fault(lang);
     }
-    form(
-        pages,
-        &who,
-        lang,
-        &rd,
+    let ask = Ask {
         method,
-        &enrolled,
-        None,
-        StatusCode::OK,
-    )
+        enrolled: &enrolled,
+    };
+    form(pages, &who, lang, &rd, &ask, None, StatusCode::OK)
 }
 
 /// `POST /2fa`.
@@ -121,89 +118,34 @@ pub async fn submit(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let body = &req.body[..];
     let (who, lang, rd) = match pages.signed_in_post(auth, req, "/2fa").await {
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
-    if who.session.level() == AuthLevel::TwoFactor {
-        let mut r = Reply::redirect(&pages.return_to.resolve(Some(&rd), &req.origin, router));
-        r.status = StatusCode::SEE_OTHER;
+    if let Some(r) = elsewhere(pages, router, req, &who, &rd) {
         return r;
     }
-    let user = &who.user.name;
-    let enrolled = match auth.factors.enrolled_kinds(user).await {
-        Ok(kinds) => kinds,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", %user, error = %e, "challenge: could not read the factors");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
+    let Ok(enrolled) = auth.factors.enrolled_kinds(&who.user.name).await else {
+        return pages.fault(lang);
     };
-    let method = chosen(form_value(body, "method").as_deref(), &enrolled);
-    let form = |error: Option<&str>, status| {
-        form(pages, &who, lang, &rd, method, &enrolled, error, status)
+    let ask = Ask {
+        method: chosen(form_value(&req.body, "method").as_deref(), &enrolled),
+        enrolled: &enrolled,
     };
-    let tr = |en: &'static str, ko: &'static str| if lang == Lang::Ko { ko } else { en };
-    if let Verdict::Banned { until_ms } = auth.regulator.check(&code_key(user), req.client) {
-        tracing::info!(target: "stepgate::regulation", %user, client = %req.client, until_ms, "second factor refused during a ban");
-        let text = tr(
-            "Too many wrong codes. Wait a while and try again.",
-            "잘못된 코드를 너무 많이 입력했습니다. 잠시 후 다시 시도해 주세요.",
-        );
-        return form(Some(text), StatusCode::TOO_MANY_REQUESTS);
-    }
-    let code = form_value(body, "code").unwrap_or_default();
-    let verdict = match auth.factors.verify(method, user, &code).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", %user, error = %e, "challenge: could not check the code");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    };
-    let who_ref = &who;
-    let failed = |replayed: bool| async move {
-        let who = who_ref;
-        let ban = auth.regulator.record_failure(&code_key(user), req.client);
-        tracing::info!(target: "stepgate::portal", %user, client = %req.client, replayed, "challenge: wrong or replayed code");
-        if replayed {
-            tell(auth, pages, &who.user, MessageKind::CodeReplayed, lang, &[]).await;
-        }
-        if ban.is_some() {
-            let kind = MessageKind::SecondFactorFailed;
-            tell(auth, pages, &who.user, kind, lang, &[]).await;
-        }
-    };
-    match verdict {
-        FactorVerdict::NotEnrolled => {
-            let mut r = Reply::redirect(&pages.url_with_rd("/guide", &rd));
-            r.status = StatusCode::SEE_OTHER;
-            r
-        }
-        FactorVerdict::Replayed => {
-            failed(true).await;
-            let text = tr(
-                "That code was already used. Wait for the app to show a new code.",
-                "이미 사용된 코드입니다. 앱에 새 코드가 표시되면 입력하세요.",
-            );
-            form(Some(text), StatusCode::UNAUTHORIZED)
-        }
-        FactorVerdict::Wrong | FactorVerdict::Malformed => {
-            failed(false).await;
-            let text = tr(
-                "The code is incorrect. Check the app and try again.",
-                "코드가 올바르지 않습니다. 앱을 확인한 뒤 다시 입력해 주세요.",
-            );
-            form(Some(text), StatusCode::UNAUTHORIZED)
-        }
-        FactorVerdict::Accepted { kind, remaining } => {
-            auth.regulator.record_success(&code_key(user), req.client);
-            tracing::info!(target: "stepgate::portal", %user, factor = kind.as_str(), "second factor passed");
-            if let Some(remaining) = remaining {
-                let kind = MessageKind::RecoveryCodeUsed { remaining };
-                tell(auth, pages, &who.user, kind, lang, &[]).await;
-            }
+    let code = form_value(&req.body, "code").unwrap_or_default();
+    let ctx = pages.context(req, lang);
+    let (text, status) = match flow::pass_second_factor(auth, &ctx, &who, ask.method, &code).await {
+        Ok(signed) => {
             let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
-            step_up(auth, pages, req, &who, &target, lang).await
+            return pages.signed_in_to(auth, req, &signed, &target);
         }
-    }
+        Err(FactorRefused::NotEnrolled) => return see_other(&pages.url_with_rd("/guide", &rd)),
+        Err(FactorRefused::Fault) => return pages.fault(lang),
+        Err(FactorRefused::Banned { .. }) => {
+            (lang.text("challenge-banned"), StatusCode::TOO_MANY_REQUESTS)
+        }
+        Err(FactorRefused::Replayed) => (lang.text("challenge-replayed"), StatusCode::UNAUTHORIZED),
+        Err(FactorRefused::Wrong) => (lang.text("challenge-wrong"), StatusCode::UNAUTHORIZED),
+    };
+    form(pages, &who, lang, &rd, &ask, Some(text), status)
 }

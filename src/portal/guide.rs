@@ -1,12 +1,6 @@
-//! The two-step verification guide (`/guide`): shown to a signed-in user without a second factor
-//! who enters a route that needs one. It explains, leads to setup, and, while the operator's grace
-//! allows, offers "later": this one session continues at one factor (the app sees `1fa`).
-//!
-//! The grace (`[two_factor]`): before `required_from`, "later" is always offered and not
-//! counted. From that date, it is offered only while the user has skips left (`grace_skips`)
-//! and the deadline (`grace_until`) has not passed; when both are set, both must hold. With
-//! neither set, there is no grace after the date. A deferred session stays deferred until it
-//! ends (at most the session lifetime), even if the deadline passes meanwhile.
+//! The two-step verification guide page (`/guide`): shown to a signed-in user without a second
+//! factor who enters a route that needs one. It explains, leads to setup, and, while the
+//! operator's grace allows, offers "later" (`flow::grace`: the terms and the new session).
 
 use http::StatusCode;
 use minijinja::context;
@@ -14,71 +8,45 @@ use minijinja::context;
 use super::login::{lang_of, PortalRequest};
 use super::{PageContext, Pages, Reply};
 use crate::amr::AuthLevel;
-use crate::auth::Auth;
-use crate::flow::grace::Later;
+use crate::auth::{Auth, Identity};
+use crate::flow::grace::{self, Later, Refused};
 use crate::i18n::Lang;
 use crate::routing::HostRouter;
 
 impl Later {
+    /// The terms in words, for under the "later" button (`None`: no button).
     fn describe(self, lang: Lang) -> Option<String> {
         let date = |ms: u64| {
             time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
                 .map(|t| t.date().to_string())
                 .unwrap_or_default()
         };
-        let text = match (self, lang) {
-            (Later::No, _) => return None,
-            (Later::Free, Lang::En) => {
-                "You can set it up later, but it will be required from the date above.".to_owned()
-            }
-            (Later::Free, Lang::Ko) => {
-                "지금 설정하지 않아도 되지만, 위 날짜부터는 반드시 설정해야 합니다.".to_owned()
-            }
-            (Later::Counted { left, until_ms }, Lang::En) => {
-                let mut s = String::from("You can postpone this");
-                if let Some(n) = left {
-                    s.push_str(&format!(
-                        " {n} more time{} after this one",
-                        if n == 1 { "" } else { "s" }
-                    ));
+        let text = match self {
+            Later::No => return None,
+            Later::Free => lang.text("guide-later-free"),
+            // `left` counts the skips after this one, `times` this one too: languages say
+            // either.
+            Later::Counted { left, until_ms } => match (left, until_ms.map(date)) {
+                (None, None) => lang.text("guide-later"),
+                (Some(n), None) => lang.text_with(
+                    "guide-later-left",
+                    &[("left", n.into()), ("times", (n + 1).into())],
+                ),
+                (None, Some(until)) => {
+                    lang.text_with("guide-later-until", &[("until", until.into())])
                 }
-                if let Some(u) = until_ms {
-                    s.push_str(&format!(", until {}", date(u)));
-                }
-                s.push('.');
-                s
-            }
-            (Later::Counted { left, until_ms }, Lang::Ko) => {
-                let mut s = String::new();
-                if let Some(u) = until_ms {
-                    s.push_str(&format!("{}까지 ", date(u)));
-                }
-                match left {
-                    Some(n) => {
-                        s.push_str(&format!("이번을 포함해 {}번 더 미룰 수 있습니다.", n + 1))
-                    }
-                    None => s.push_str("미룰 수 있습니다."),
-                }
-                s
-            }
+                (Some(n), Some(until)) => lang.text_with(
+                    "guide-later-left-until",
+                    &[
+                        ("left", n.into()),
+                        ("times", (n + 1).into()),
+                        ("until", until.into()),
+                    ],
+                ),
+            },
         };
         Some(text)
     }
-}
-
-fn title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "Two-step verification is required",
-        Lang::Ko => "2단계 인증 필수 안내",
-    }
-}
-
-async fn later_for(auth: &Auth, user: &str) -> Result<Later, crate::factor::FactorError> {
-    Ok(Later::decide(
-        &auth.two_factor,
-        auth.clock.now_ms(),
-        auth.factors.skips_used(user).await?,
-    ))
 }
 
 /// `GET /guide?rd=`.
@@ -88,8 +56,10 @@ pub async fn show(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let rd = req.param("rd").unwrap_or_default();
+    let (lang, rd) = (
+        lang_of(pages, req, None),
+        req.param("rd").unwrap_or_default(),
+    );
     let who = match pages.signed_in(auth, req, "/guide").await {
         Ok(who) => who,
         Err(reply) => return reply,
@@ -100,50 +70,42 @@ pub async fn show(
     if who.second_factor {
         return Reply::redirect(&pages.url_with_rd("/2fa", &rd));
     }
-    let later = match later_for(auth, &who.user.name).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "guide: could not read the grace");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    };
-    render(auth, pages, &who, lang, &rd, later, None, StatusCode::OK)
+    match grace::offer(auth, &who.user.name).await {
+        Ok(later) => render(auth, pages, &who, lang, &rd, later, None, StatusCode::OK),
+        Err(_) => pages.fault(lang),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn render(
     auth: &Auth,
     pages: &Pages,
-    who: &crate::auth::Identity,
+    who: &Identity,
     lang: Lang,
     rd: &str,
     later: Later,
-    error: Option<&str>,
+    error: Option<String>,
     status: StatusCode,
 ) -> Reply {
     let csrf = pages.csrf.token(&who.key);
-    pages.page(
-        "guide.html",
-        status,
-        lang,
-        PageContext {
-            title: title(lang),
-            rd,
-            csrf: &csrf,
-            switch: Some("/guide"),
-        },
-        context! {
-            user => &who.user.name,
-            required_from => &auth.two_factor.required_from_label,
-            setup_url => pages.url_with_rd("/setup", rd),
-            later => later.describe(lang),
-            error,
-        },
-    )
+    let page = PageContext {
+        title: &lang.text("guide-title"),
+        rd,
+        csrf: &csrf,
+        switch: Some("/guide"),
+    };
+    let ctx = context! {
+        user => &who.user.name,
+        required_from => &auth.two_factor.required_from_label,
+        setup_url => pages.url_with_rd("/setup", rd),
+        later => later.describe(lang),
+        error,
+    };
+    pages.page("guide.html", status, lang, page, ctx)
 }
 
-/// `POST /guide`: "later". Within the grace, a new session ID for the same sign-in that
-/// two-factor routes let through; otherwise the guide again, without the choice.
+/// `POST /guide`: "later". Within the grace, on to `rd` with a new session ID that two-factor
+/// routes let through; otherwise the guide again, without the choice.
 pub async fn later(
     auth: &Auth,
     pages: &Pages,
@@ -154,57 +116,26 @@ pub async fn later(
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
-    if who.session.level() == AuthLevel::TwoFactor || who.second_factor {
-        return pages.error(StatusCode::CONFLICT, lang);
-    }
-    let later = match later_for(auth, &who.user.name).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "guide: could not read the grace");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    };
-    if later == Later::No {
-        tracing::info!(target: "stepgate::portal", user = %who.user.name, "guide: later refused, no grace left");
-        let error = match lang {
-            Lang::En => "The grace period is over. Set up two-step verification to continue.",
-            Lang::Ko => "유예 기간이 끝났습니다. 계속하려면 2단계 인증을 설정하세요.",
-        };
-        return render(
-            auth,
-            pages,
-            &who,
-            lang,
-            &rd,
-            later,
-            Some(error),
-            StatusCode::FORBIDDEN,
-        );
-    }
-    if matches!(later, Later::Counted { .. }) {
-        if let Err(e) = auth.factors.record_skip(&who.user.name).await {
-            tracing::error!(target: "stepgate::portal", error = %e, "guide: could not record the skip");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    }
-    match auth
-        .sessions
-        .defer_second_factor(&who.key, &who.session)
-        .await
-    {
-        Ok(Some((id, _))) => {
-            tracing::info!(target: "stepgate::portal", user = %who.user.name, ?later, "two-step setup postponed for this session");
+    match grace::defer(auth, &pages.context(req, lang), &who).await {
+        Ok(signed) => {
             let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
-            let mut r = Reply::redirect(&target)
-                .with_header("set-cookie", auth.jar(req.tls).set_session(&id));
-            r.status = StatusCode::SEE_OTHER;
-            r
+            pages.signed_in_to(auth, req, &signed, &target)
         }
-        Ok(None) => pages.error(StatusCode::CONFLICT, lang),
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not create a session");
-            pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
+        Err(Refused::NoGrace) => {
+            let error = Some(lang.text("guide-grace-over"));
+            render(
+                auth,
+                pages,
+                &who,
+                lang,
+                &rd,
+                Later::No,
+                error,
+                StatusCode::FORBIDDEN,
+            )
         }
+        Err(Refused::NotApplicable) => pages.error(StatusCode::CONFLICT, lang),
+        Err(Refused::Fault) => pages.fault(lang),
     }
 }
 

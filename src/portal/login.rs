@@ -1,10 +1,7 @@
-//! Sign-in and sign-out.
+//! The sign-in form and sign-out, and how the portal reads a request (`PortalRequest`).
 //!
 //! One generic failure for an unknown user, a wrong password, a disabled user and a user under a
-//! ban: the same status, body and cookies. Unknown and disabled users still cost one password
-//! hash (against a dummy), so timing does not tell them apart from a wrong password; a ban is
-//! answered without hashing, so a flood from a banned source costs nothing (its timing tells
-//! only that a ban is on, never whether the account exists).
+//! ban: the same status, body and cookies (the timing rules are `flow::sign_in`'s).
 
 use std::net::IpAddr;
 
@@ -12,13 +9,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::csrf;
-use super::{Pages, Reply};
-use crate::amr::Amr;
+use super::{see_other, Pages, Reply};
 use crate::auth::Auth;
+use crate::flow::{self, SignInRefused};
 use crate::i18n::Lang;
-use crate::regulation::Verdict;
 use crate::routing::HostRouter;
-use crate::users::normalize_username;
 
 /// Base name of the cookie a sign-in form's CSRF token is bound to.
 pub const FORM_COOKIE: &str = "stepgate_csrf";
@@ -50,33 +45,6 @@ pub fn form_value(form: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-struct Texts {
-    title: &'static str,
-    username: &'static str,
-    password: &'static str,
-    submit: &'static str,
-    failed: &'static str,
-}
-
-fn texts(lang: Lang) -> Texts {
-    match lang {
-        Lang::En => Texts {
-            title: "Sign in",
-            username: "User name",
-            password: "Password",
-            submit: "Sign in",
-            failed: "The user name or password is incorrect, or sign-in is temporarily blocked. Try again later.",
-        },
-        Lang::Ko => Texts {
-            title: "로그인",
-            username: "아이디",
-            password: "비밀번호",
-            submit: "로그인",
-            failed: "아이디 또는 비밀번호가 올바르지 않거나 로그인이 일시적으로 제한되었습니다. 잠시 후 다시 시도해 주세요.",
-        },
-    }
-}
-
 pub struct LoginPage<'a> {
     pub lang: Lang,
     pub rd: &'a str,
@@ -87,7 +55,6 @@ pub struct LoginPage<'a> {
 
 impl Pages {
     pub fn login(&self, p: &LoginPage<'_>) -> Result<String, minijinja::Error> {
-        let t = texts(p.lang);
         let other = match p.lang {
             Lang::En => Lang::Ko,
             Lang::Ko => Lang::En,
@@ -97,9 +64,8 @@ impl Pages {
             "login.html",
             minijinja::context! {
                 lang => p.lang.tag(),
-                title => t.title,
-                t => minijinja::context! { title => t.title, username => t.username, password => t.password, submit => t.submit, help => super::help_label(p.lang) },
-                error => p.error.then_some(t.failed),
+                title => p.lang.text("login-title"),
+                error => p.error.then(|| p.lang.text("login-failed")),
                 rd => p.rd,
                 username => p.username,
                 csrf => p.csrf,
@@ -184,7 +150,8 @@ fn form(
     reply
 }
 
-/// `POST /login`.
+/// `POST /login`: the form's CSRF binding, then `flow::sign_in`; on to `rd` with the new
+/// session, or the form again with the one generic failure.
 pub async fn submit(
     auth: &Auth,
     pages: &Pages,
@@ -204,73 +171,27 @@ pub async fn submit(
     }
     let raw_name = form_value(body, "username").unwrap_or_default();
     let password = form_value(body, "password").unwrap_or_default();
-    let failed = |shown: &str| {
-        form(
+    let Ok(previous) = auth.identify(req.headers, req.tls).await else {
+        return pages.fault(lang);
+    };
+    let ctx = pages.context(req, lang);
+    let previous = previous.map(|who| who.key);
+    match flow::sign_in(auth, &ctx, &raw_name, &password, previous.as_ref()).await {
+        Ok((signed, _)) => {
+            let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
+            pages.signed_in_to(auth, req, &signed, &target)
+        }
+        Err(SignInRefused::Failed) => form(
             auth,
             pages,
             req,
             lang,
             &rd,
-            shown,
+            &raw_name,
             true,
             StatusCode::UNAUTHORIZED,
-        )
-    };
-
-    let Some(name) = normalize_username(&raw_name) else {
-        // Not a possible user name: the same answer as a wrong password, after the same work.
-        let _ = auth.verifier.verify(None, &password).await;
-        return failed(&raw_name);
-    };
-    if let Verdict::Banned { until_ms } = auth.regulator.check(&name, req.client) {
-        tracing::info!(target: "stepgate::regulation", user = %name, client = %req.client, until_ms, "sign-in refused during a ban");
-        return failed(&raw_name);
-    }
-    let user = auth.users.get(&name);
-    let ok = match auth.verifier.verify(user.as_deref(), &password).await {
-        Ok(ok) => ok,
-        Err(crate::users::VerifyError::Busy(waiting)) => {
-            // Load shedding, not a fault: under a flood this happens per post, so it is not
-            // logged at a level that would make the log part of the cost.
-            tracing::debug!(target: "stepgate::portal", waiting, "sign-in refused: password checks busy");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-        Err(e) => {
-            // A fault, not a decision: fail closed with a page that says so.
-            tracing::error!(target: "stepgate::portal", error = %e, "password verification failed");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    };
-    let Some(user) = user.filter(|u| ok && !u.disabled) else {
-        let _ = auth.regulator.record_failure(&name, req.client);
-        tracing::info!(target: "stepgate::portal", user = %name, client = %req.client, "sign-in failed");
-        return failed(&raw_name);
-    };
-    auth.regulator.record_success(&user.name, req.client);
-    let previous = match auth.identify(req.headers, req.tls).await {
-        Ok(who) => who.map(|i| i.key),
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not read the session");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
-    };
-    match auth
-        .sessions
-        .create(&user.name, Amr::PASSWORD, previous.as_ref())
-        .await
-    {
-        Ok((id, _)) => {
-            tracing::info!(target: "stepgate::portal", user = %user.name, client = %req.client, "signed in (password)");
-            let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
-            let mut reply =
-                Reply::redirect(&target).with_header("set-cookie", jar.set_session(&id));
-            reply.status = StatusCode::SEE_OTHER;
-            reply
-        }
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not create a session");
-            pages.error(StatusCode::SERVICE_UNAVAILABLE, lang)
-        }
+        ),
+        Err(SignInRefused::Busy | SignInRefused::Fault) => pages.fault(lang),
     }
 }
 
@@ -279,31 +200,24 @@ pub async fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     let lang = lang_of(pages, req, None);
     let jar = auth.jar(req.tls);
     let sign_in = format!("{}/login", pages.config().prefix);
-    let who = match auth.identify(req.headers, req.tls).await {
-        Ok(who) => who,
-        Err(e) => {
-            tracing::error!(target: "stepgate::portal", error = %e, "could not read the session");
-            return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
-        }
+    let Ok(who) = auth.identify(req.headers, req.tls).await else {
+        return pages.fault(lang);
     };
     let Some(who) = who else {
-        let mut r = Reply::redirect(&sign_in).with_header("set-cookie", jar.clear_session());
-        r.status = StatusCode::SEE_OTHER;
-        return r;
+        return see_other(&sign_in).with_header("set-cookie", jar.clear_session());
     };
     let token = form_value(&req.body, "csrf").unwrap_or_default();
     if !pages.csrf.verify(&who.key, &token) {
         tracing::warn!(target: "stepgate::portal", user = %who.user.name, "sign-out refused: missing or invalid CSRF token");
         return pages.error(StatusCode::FORBIDDEN, lang);
     }
-    if let Err(e) = auth.sessions.end(&who.key).await {
-        tracing::error!(target: "stepgate::portal", error = %e, "could not end the session");
-        return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
+    if flow::sign_out(auth, &pages.context(req, lang), &who)
+        .await
+        .is_err()
+    {
+        return pages.fault(lang);
     }
-    tracing::info!(target: "stepgate::portal", user = %who.user.name, "signed out");
-    let mut r = Reply::redirect(&sign_in)
+    see_other(&sign_in)
         .with_header("set-cookie", jar.clear_session())
-        .with_header("clear-site-data", "\"cookies\"");
-    r.status = StatusCode::SEE_OTHER;
-    r
+        .with_header("clear-site-data", "\"cookies\"")
 }

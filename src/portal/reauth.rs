@@ -1,24 +1,17 @@
-//! "Confirm it is you" before a change to the account's second factors or emergency email
-//! (SECURITY 7 and 42): a two-factor session may make such a change only while its proof is
-//! fresh (`session::FRESH_PROOF`, 5 minutes after the second factor was last proven in it).
-//! Otherwise the user enters a current code from the authenticator app or a recovery code on
-//! the confirmation page (`POST /account/verify`), which gives the browser a new session ID with
-//! a fresh proof and sends it on to the page it came from.
-//!
-//! A code sent to an address the request supplies is never a proof: whoever holds a stolen
-//! session cookie can receive mail at their own address.
+//! The "confirm it is you" page, and its form (`POST /account/verify`): a current code from the
+//! authenticator app or a recovery code gives the browser a new session ID whose proof is fresh
+//! (`flow::confirm`), then sends it on to the page it came from. Every change of a second factor
+//! or of the emergency email needs that fresh proof (`flow::change`).
 
 use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, PortalRequest};
-use super::{step_up, tell, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
-use crate::factor::{FactorKind, Verdict as FactorVerdict};
+use crate::flow::{self, change, FactorRefused};
 use crate::i18n::Lang;
-use crate::notify::MessageKind;
-use crate::regulation::{code_key, Verdict};
 
 /// The pages a confirmation may lead back to (below the prefix). Anything else goes to the
 /// account page: `next` comes from the form, so it is never used as given.
@@ -31,33 +24,32 @@ fn next_page(requested: Option<&str>) -> &'static str {
         .unwrap_or("/account")
 }
 
-/// A text in the page's language.
-fn tr(lang: Lang, en: &'static str, ko: &'static str) -> &'static str {
-    match lang {
-        Lang::En => en,
-        Lang::Ko => ko,
-    }
-}
-
-/// Gate of the change pages: `Ok` for a two-factor session with a fresh proof; otherwise the
-/// reply to send instead: the challenge for a one-factor session, the confirmation page for a
-/// proof that is no longer fresh.
-pub(crate) fn require_fresh(
+/// What a change page shows instead of itself when the change is not allowed now: the
+/// challenge for a one-factor session, the confirmation page for a proof that is not fresh,
+/// setup for a user without an app; `None` when it is allowed.
+pub(crate) async fn unless_allowed(
     auth: &Auth,
     pages: &Pages,
     req: &PortalRequest<'_>,
     who: &Identity,
     sub: &'static str,
     lang: Lang,
-) -> Result<(), Reply> {
-    if who.session.level() != AuthLevel::TwoFactor {
-        let back = format!("{}{}{sub}", req.origin, pages.config().prefix);
-        return Err(Reply::redirect(&pages.url_with_rd("/2fa", &back)));
+) -> Option<Reply> {
+    let back = format!("{}{}{sub}", req.origin, pages.config().prefix);
+    match change::allowed(auth, who).await {
+        Ok(()) => None,
+        Err(change::Refused::NotTwoFactor) => {
+            Some(Reply::redirect(&pages.url_with_rd("/2fa", &back)))
+        }
+        Err(change::Refused::NeedsProof) => {
+            Some(confirm_page(pages, who, lang, sub, None, StatusCode::OK))
+        }
+        Err(change::Refused::NoFactor) => {
+            let account = format!("{}/account", pages.config().prefix);
+            Some(Reply::redirect(&pages.url_with_rd("/setup", &account)))
+        }
+        Err(_) => Some(pages.fault(lang)),
     }
-    if who.session.has_fresh_proof(auth.clock.now_ms()) {
-        return Ok(());
-    }
-    Err(confirm_page(pages, who, lang, sub, None, StatusCode::OK))
 }
 
 /// The confirmation page: one code field, posting to `/account/verify`, then on to `next`.
@@ -66,129 +58,58 @@ pub(crate) fn confirm_page(
     who: &Identity,
     lang: Lang,
     next: &str,
-    error: Option<&str>,
+    error: Option<String>,
     status: StatusCode,
 ) -> Reply {
     let csrf = pages.csrf.token(&who.key);
-    pages.page(
-        "confirm.html",
-        status,
-        lang,
-        PageContext {
-            title: tr(lang, "Confirm it is you", "본인 확인"),
-            rd: "",
-            csrf: &csrf,
-            switch: Some(next_page(Some(next))),
-        },
-        context! { next => next_page(Some(next)), error },
-    )
+    let page = PageContext {
+        title: &lang.text("confirm-title"),
+        rd: "",
+        csrf: &csrf,
+        switch: Some(next_page(Some(next))),
+    };
+    let ctx = context! { next => next_page(Some(next)), error };
+    pages.page("confirm.html", status, lang, page, ctx)
 }
 
-/// Why a code was not accepted as a proof, or that it could not be checked.
-#[must_use]
-pub(crate) enum Refusal {
-    /// The text to show and the status to answer with.
-    Shown(&'static str, StatusCode),
-    /// The factor store failed: answer with the branded 503.
-    Fault,
-}
-
-/// Checks `code` (the app's current code or a recovery code) as a proof by `who`, under the
-/// account's failure limits, with the same notices as the challenge: a replay, a used recovery
-/// code, and the ban a run of failures earns are reported to the user.
-pub(crate) async fn prove(
-    auth: &Auth,
-    pages: &Pages,
-    req: &PortalRequest<'_>,
-    who: &Identity,
-    code: &str,
-    lang: Lang,
-) -> Result<(), Refusal> {
-    let user = &who.user.name;
-    if let Verdict::Banned { .. } = auth.regulator.check(&code_key(user), req.client) {
-        return Err(Refusal::Shown(
-            tr(
-                lang,
-                "Too many attempts. Wait a while and try again.",
-                "시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
-            ),
+/// The text and status for a refused answer (`None`: a fault, answered with the 503 page).
+pub(crate) fn refusal(refused: FactorRefused, lang: Lang) -> Option<(String, StatusCode)> {
+    Some(match refused {
+        FactorRefused::Banned { .. } => (
+            lang.text("too-many-attempts"),
             StatusCode::TOO_MANY_REQUESTS,
-        ));
-    }
-    let verdict = auth
-        .factors
-        .verify(FactorKind::Totp, user, code)
-        .await
-        .map_err(|e| {
-            tracing::error!(target: "stepgate::portal", %user, error = %e, "confirmation: could not check the code");
-            Refusal::Fault
-        })?;
-    let replayed = verdict == FactorVerdict::Replayed;
-    match verdict {
-        FactorVerdict::Accepted { remaining, .. } => {
-            auth.regulator.record_success(&code_key(user), req.client);
-            tracing::info!(target: "stepgate::portal", %user, "confirmed it is them with a second factor");
-            if let Some(remaining) = remaining {
-                let kind = MessageKind::RecoveryCodeUsed { remaining };
-                tell(auth, pages, &who.user, kind, lang, &[]).await;
-            }
-            Ok(())
+        ),
+        FactorRefused::NotEnrolled => (lang.text("two-step-not-set-up"), StatusCode::CONFLICT),
+        FactorRefused::Wrong | FactorRefused::Replayed => {
+            (lang.text("confirm-refused"), StatusCode::UNAUTHORIZED)
         }
-        FactorVerdict::NotEnrolled => Err(Refusal::Shown(
-            tr(
-                lang,
-                "Two-step verification is not set up.",
-                "2단계 인증이 설정되어 있지 않습니다.",
-            ),
-            StatusCode::CONFLICT,
-        )),
-        FactorVerdict::Replayed | FactorVerdict::Wrong | FactorVerdict::Malformed => {
-            let ban = auth.regulator.record_failure(&code_key(user), req.client);
-            tracing::info!(target: "stepgate::portal", %user, client = %req.client, replayed, "confirmation refused: the code did not check out");
-            if replayed {
-                tell(auth, pages, &who.user, MessageKind::CodeReplayed, lang, &[]).await;
-            }
-            if ban.is_some() {
-                let kind = MessageKind::SecondFactorFailed;
-                tell(auth, pages, &who.user, kind, lang, &[]).await;
-            }
-            Err(Refusal::Shown(
-                tr(
-                    lang,
-                    "The code is incorrect, or was already used. Wait for a new code and try again.",
-                    "코드가 올바르지 않거나 이미 사용되었습니다. 새 코드가 표시되면 다시 시도하세요.",
-                ),
-                StatusCode::UNAUTHORIZED,
-            ))
-        }
-    }
+        FactorRefused::Fault => return None,
+    })
 }
 
-/// `POST /account/verify`: a code from the confirmation page. Right: a new session ID with a
-/// fresh proof, and on to `next`. Wrong: the page again, with the reason.
+/// `POST /account/verify`: right, a new session ID with a fresh proof, and on to `next`; wrong,
+/// the page again with the reason.
 pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let body = &req.body[..];
     let (who, lang) = match pages.signed_in_post(auth, req, "/account").await {
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
-    let next = next_page(form_value(body, "next").as_deref());
+    let next = next_page(form_value(&req.body, "next").as_deref());
     if who.session.level() != AuthLevel::TwoFactor {
         let back = format!("{}{}{next}", req.origin, pages.config().prefix);
-        let mut r = Reply::redirect(&pages.url_with_rd("/2fa", &back));
-        r.status = StatusCode::SEE_OTHER;
-        return r;
+        return see_other(&pages.url_with_rd("/2fa", &back));
     }
-    let code = form_value(body, "code").unwrap_or_default();
-    match prove(auth, pages, req, &who, &code, lang).await {
-        Ok(()) => {
+    let code = form_value(&req.body, "code").unwrap_or_default();
+    let ctx = pages.context(req, lang);
+    match flow::confirm(auth, &ctx, &who, &code).await {
+        Ok(signed) => {
             let target = format!("{}{next}", pages.config().prefix);
-            step_up(auth, pages, req, &who, &target, lang).await
+            pages.signed_in_to(auth, req, &signed, &target)
         }
-        Err(Refusal::Shown(text, status)) => {
-            confirm_page(pages, &who, lang, next, Some(text), status)
-        }
-        Err(Refusal::Fault) => pages.error(StatusCode::SERVICE_UNAVAILABLE, lang),
+        Err(refused) => match refusal(refused, lang) {
+            Some((text, status)) => confirm_page(pages, &who, lang, next, Some(text), status),
+            None => pages.fault(lang),
+        },
     }
 }
 

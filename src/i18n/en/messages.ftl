@@ -1,0 +1,150 @@
+# Messages to users (email, SMS, push) in English. For each kind K (`MessageKind::name`):
+# `K-title` is the subject after `[service] `, `K-body` the email between the greeting and the
+# sign-off, `K-line` the SMS/push text after `[service] `; `K-greeting` and `K-link` replace the
+# shared ones where the kind needs its own. Variables: $service, $user, $has_user (yes/no),
+# $code, $factor, $remaining, $new_address, $link. Fluent drops the indentation before a
+# placeable at the start of a line; `{"    "}` keeps the indentation of a code or an address.
+
+## The frame every email shares
+
+message-greeting = { $has_user ->
+        [yes] Hello { $user },
+       *[no] Hello,
+    }
+message-origin =
+    When: { $when }
+    From: { $address }
+    Browser: { $browser }
+message-link = Review your account security: { $link }
+message-sign-off =
+    This is an automated message; replies are not read. For questions, contact your administrator.
+    — { $service }
+
+## Factors named in notices (an unknown factor is named as given)
+
+factor-totp = authenticator app
+factor-webauthn = security key
+factor-passkey = passkey
+factor-sms = text message (SMS)
+factor-email = email
+factor-recovery-codes = recovery codes
+
+## One-time codes
+
+enrolment_code-title = Your verification code
+enrolment_code-body =
+    To finish setting up two-step verification for your { $service } account, confirm that this email address is yours. Enter this code on the setup page:
+
+    {"    "}{ $code }
+
+    The code is valid for 10 minutes. Never share it with anyone.
+
+    If you did not request this, ignore this email and change your password: someone else may know it.
+enrolment_code-link = Continue the setup: { $link }
+enrolment_code-line = Your verification code is { $code }. It is valid for 10 minutes; never share it. If you did not request it, ignore this message and change your password.
+
+emergency_email_code-title = Confirm your emergency contact email
+emergency_email_code-greeting = Hello,
+emergency_email_code-body =
+    { $has_user ->
+        [yes] { $user }
+       *[no] Someone
+    } entered this address as the emergency contact email of their { $service } account. To confirm that it receives mail, enter this code on the account page:
+
+    {"    "}{ $code }
+
+    The code is valid for 10 minutes. Never share it with anyone.
+
+    If you did not request this, ignore this email: the address will not be added. If the account is yours and you did not add this address, change your password, because someone else may be signed in as you.
+emergency_email_code-link = Open the account page: { $link }
+emergency_email_code-line = Your code to confirm the emergency contact email is { $code }. It is valid for 10 minutes. If you did not request it, ignore this message and change your password.
+
+## Notices of a change
+
+factor_added-title = A two-step verification method was added
+factor_added-body =
+    A two-step verification method was just added to your { $service } account:
+
+    {"    "}{ $factor }
+
+    If this was you, there is nothing else to do.
+
+    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
+factor_added-line = A two-step verification method ({ $factor }) was just added to your account. If it was not you, change your password right away and contact your administrator.
+
+factor_removed-title = A two-step verification method was removed
+factor_removed-body =
+    A two-step verification method was just removed from your { $service } account:
+
+    {"    "}{ $factor }
+
+    If this was you, there is nothing else to do. Make sure you still have another way to sign in, such as another method or your recovery codes.
+
+    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
+factor_removed-line = A two-step verification method ({ $factor }) was just removed from your account. If it was not you, change your password right away and contact your administrator.
+
+factor_replaced-title = Your two-step verification method was replaced
+factor_replaced-body =
+    The { $factor } of your { $service } account was just replaced by a new one. Codes from the old one no longer work; your recovery codes still do.
+
+    If this was you, there is nothing else to do.
+
+    If it was not you, someone else may have access to your account and can now sign in with their own device. Change your password right away and contact your administrator, who can reset your two-step verification.
+factor_replaced-line = The { $factor } of your account was just replaced; the old one no longer works. If it was not you, change your password right away and contact your administrator.
+
+emergency_email_changed-title = Your emergency contact email was changed
+emergency_email_changed-body =
+    The emergency contact email of your { $service } account was just changed to:
+
+    {"    "}{ $new_address }
+
+    Security notices about your account now also go to that address. This message goes to the addresses registered before the change.
+
+    If this was you, there is nothing else to do.
+
+    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
+emergency_email_changed-line = The emergency contact email of your account was just changed to { $new_address }. If it was not you, change your password right away and contact your administrator.
+
+recovery_codes_regenerated-title = New recovery codes were generated
+recovery_codes_regenerated-body =
+    New recovery codes were just generated for your { $service } account. The previous codes no longer work.
+
+    Keep the new codes somewhere safe, such as a password manager.
+
+    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
+recovery_codes_regenerated-line = New recovery codes were just generated for your account; the old ones no longer work. If it was not you, change your password right away and contact your administrator.
+
+## Notices of a sign-in
+
+recovery_code_used-title = A recovery code was used to sign in
+recovery_code_used-body =
+    A recovery code was just used to sign in to your { $service } account. Each recovery code works only once.
+
+    { $remaining ->
+        [0] You have no recovery codes left. Generate new ones on your account page, so that you can still sign in if you lose your other two-step verification methods.
+        [one] You have 1 recovery code left. Generate new ones on your account page soon.
+        [2] You have 2 recovery codes left. Generate new ones on your account page soon.
+        [3] You have 3 recovery codes left. Generate new ones on your account page soon.
+       *[other] You have { $remaining } recovery codes left.
+    }
+
+    If it was not you, someone else knows your password and one of your recovery codes. Change your password right away, generate new recovery codes and contact your administrator.
+recovery_code_used-line = A recovery code was just used to sign in to your account ({ $remaining } left). If it was not you, change your password right away and contact your administrator.
+
+code_replayed-title = An authenticator code was used twice
+code_replayed-body =
+    Just now, while signing in to your { $service } account, an authenticator app code that had already been used was entered again. It was refused.
+
+    This can mean that someone saw your code, for example on a fake (phishing) sign-in page, and tried to use it. If you simply submitted the same code twice, there is nothing to do.
+
+    If it was not you, someone else knows your password. Change your password right away and contact your administrator. Enter your codes only on the real { $service } sign-in page.
+code_replayed-line = An already used authenticator code was just entered again to sign in to your account. If it was not you, change your password right away and contact your administrator.
+
+second_factor_failed-title = Failed two-step verification on your account
+second_factor_failed-body =
+    Just now, someone entered the correct password for your { $service } account but did not pass two-step verification.
+
+    If it was you, there is nothing to do.
+
+    If it was not you, someone else knows your password. Change your password right away and contact your administrator.
+second_factor_failed-line = Someone just entered your password correctly but failed two-step verification. If it was not you, change your password right away and contact your administrator.

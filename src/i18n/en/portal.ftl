@@ -1,0 +1,182 @@
+# The portal's pages in English. Ids ending in `-html` carry markup and are rendered with
+# `t_html` (arguments escaped); every other text is escaped as a whole.
+
+## Shared by several pages
+
+page-help = Help
+code-label = Code
+code-or-recovery-label = Code or recovery code
+back-to-account = Back to account security
+use-another-email = Use another email
+set-up-now = Set up now
+two-step-not-set-up = Two-step verification is not set up.
+code-sent-html = Enter the 6-digit code we sent to <strong>{ $email }</strong>. It is valid for 10 minutes.
+too-many-attempts = Too many attempts. Wait a while and try again.
+code-send-failed = We could not send the code. Try again in a moment.
+code-send-limit = Too many codes were requested. Try again in an hour.
+code-wrong = The code is incorrect. Check it and try again.
+email-invalid = Enter a valid email address.
+
+## Error pages, by status
+
+error-400-title = Bad request
+error-400 = The request could not be understood. Check the address and try again.
+error-401-title = Sign-in required
+error-401 = Sign in to continue.
+error-403-title = Access denied
+error-403 = You do not have permission to open this page. Ask your administrator if you think this is a mistake.
+error-404-title = Not found
+error-404 = There is nothing at this address.
+error-405-title = Method not allowed
+error-405 = This address does not accept that kind of request.
+error-429-title = Too many attempts
+error-429 = Too many attempts. Wait a while and try again.
+error-502-title = Service unavailable
+error-502 = The service behind this address did not answer properly. Try again in a moment.
+error-503-title = Service unavailable
+error-503 = The service is temporarily unavailable. Try again in a moment.
+error-504-title = Service timed out
+error-504 = The service took too long to answer. Try again in a moment.
+error-other-title = Something went wrong
+error-other = The request could not be completed. Try again in a moment.
+
+## Sign-in (/login)
+
+login-title = Sign in
+login-username = User name
+login-password = Password
+login-submit = Sign in
+login-failed = The user name or password is incorrect, or sign-in is temporarily blocked. Try again later.
+
+## Account security (/account)
+
+account-title = Account security
+account-user = User name
+account-name = Name
+account-email = Email
+account-level = Sign-in level
+account-sign-out = Sign out
+account-two-step = Two-step verification
+account-app = Authenticator app
+account-app-since = On since { $date }
+account-recovery-left = Recovery codes left
+account-emergency-email = Emergency contact email
+account-fresh = You confirmed it is you: you can make changes until { $until }.
+account-replace-app = Replace the authenticator app
+account-change-emergency-email = Change the emergency email
+account-new-codes = Make new recovery codes (the old ones stop working)
+account-remove-app = Remove the authenticator app (turns two-step verification off)
+account-confirm-first = To change your two-step verification or emergency email, first confirm it is you: enter the code your authenticator app shows now, or a recovery code.
+account-confirm = Confirm it is you
+account-verify-first = Verify to make changes
+account-second-factor-first = Verify with your second factor first.
+account-fresh-proof-needed = Confirm it is you first: enter a current code from your authenticator app or a recovery code.
+account-codes-renewed = New recovery codes were made; the old ones no longer work.
+account-done-authenticator = The new authenticator app is in use; the old one no longer works. Your other sessions were signed out.
+account-done-emergency-email = Your emergency contact email was changed.
+
+## Setting up two-step verification (/setup)
+
+setup-title = Set up two-step verification
+setup-step-prove = Confirm it is you
+setup-step-contact = Emergency email
+setup-step-app = Authenticator app
+setup-will-send-html = To confirm it is you, we send a code to your registered email, <strong>{ $email }</strong>.
+setup-no-email = Your account has no registered email. Ask your administrator for an enrolment token.
+setup-send = Send the code
+setup-send-again = Send a new code
+setup-code-or-token = Code or enrolment token
+setup-confirm = Confirm
+setup-contact-intro-html = Register an <strong>emergency contact email</strong> for when you cannot use your authenticator app. We also tell this address when your two-step verification changes or a recovery code is used.
+setup-contact-label = Emergency contact email
+setup-next = Next
+setup-contact-code-html = Enter the 6-digit code we sent to <strong>{ $email }</strong>.
+setup-app-code = The 6-digit code the app shows
+setup-turn-on = Turn on
+setup-sent = We sent a code. Check your inbox.
+setup-expired = The code has expired or was tried too many times. Request a new one.
+setup-not-yet = That code is not valid. Wait for the app to show a new code and enter it.
+setup-fault = Something went wrong. Try again in a moment.
+setup-done = Two-step verification is on. From now on, signing in asks for a code from your authenticator app.
+
+## A new authenticator app's QR code (setup and replacement)
+
+qr-scan = In the authenticator app on your phone, add an account and scan this QR code. If you cannot scan it, type the key instead.
+qr-key = Key
+qr-open = Open in an authenticator app on this device
+
+## Recovery codes, shown once
+
+codes-title = Your recovery codes
+codes-save = Save or print these ten recovery codes now and keep them somewhere safe. Each works once, and they will not be shown again after you leave this page.
+codes-continue = Continue
+
+## The setup guide (/guide)
+
+guide-title = Two-step verification is required
+guide-required-html = { $service } requires <strong>two-step verification</strong>. Your account, { $user }, does not have it set up yet.
+guide-required-from-html = From <strong>{ $date }</strong>, { $service } requires <strong>two-step verification</strong>. Your account, { $user }, does not have it set up yet.
+guide-why = With two-step verification, a stolen password is not enough: signing in also needs a code from the authenticator app on your phone.
+guide-how = How it works
+guide-app = Authenticator app
+guide-app-text = scan a QR code with an authenticator app on your phone (Google Authenticator, Microsoft Authenticator and others), then enter the 6-digit code it shows each time you sign in. It works without a network connection.
+guide-contact = Emergency contact email
+guide-contact-text = registered during setup; it receives notices about your two-step verification.
+guide-codes = Recovery codes
+guide-codes-text = ten single-use codes for when you lose your phone. Keep them somewhere safe.
+guide-before = Before setup we send a code to your registered email to confirm it is you.
+guide-later-button = Later
+guide-must = You need to set up two-step verification to continue.
+guide-grace-over = The grace period is over. Set up two-step verification to continue.
+guide-later-free = You can set it up later, but it will be required from the date above.
+# $left: postponements left after this one; $times: the same counting this one ($left + 1).
+guide-later = You can postpone this.
+guide-later-left = You can postpone this { $left } more { $left ->
+        [one] time
+       *[other] times
+    } after this one.
+guide-later-until = You can postpone this, until { $until }.
+guide-later-left-until = You can postpone this { $left } more { $left ->
+        [one] time
+       *[other] times
+    } after this one, until { $until }.
+
+## The second-factor challenge (/2fa)
+
+challenge-title = Two-step verification
+challenge-intro = Enter the 6-digit code from the authenticator app on your phone.
+challenge-verify = Verify
+challenge-recovery-hint = No phone at hand? Enter one of your recovery codes (XXXXX-XXXXX) in the same field.
+challenge-banned = Too many wrong codes. Wait a while and try again.
+challenge-replayed = That code was already used. Wait for the app to show a new code.
+challenge-wrong = The code is incorrect. Check the app and try again.
+challenge-recovery-intro = Enter one of the recovery codes you saved (XXXXX-XXXXX). Each works once.
+challenge-use-recovery = Use a recovery code instead
+challenge-use-totp = Use the authenticator app instead
+
+## "Confirm it is you" before a change (/account/verify)
+
+confirm-title = Confirm it is you
+confirm-intro = Before your two-step verification or emergency email can change, confirm it is you: enter the 6-digit code your authenticator app shows now, or a recovery code (XXXXX-XXXXX). You then have 5 minutes to make changes.
+confirm-button = Confirm
+confirm-refused = The code is incorrect, or was already used. Wait for a new code and try again.
+
+## Replacing the authenticator app (/account/authenticator)
+
+authenticator-title = Replace the authenticator app
+authenticator-intro = Set up a new authenticator app. Your current app keeps working until a code from the new one is confirmed here.
+authenticator-code = The 6-digit code the new app shows
+authenticator-switch = Switch to the new app
+authenticator-cancel = Cancel and go back to account security
+authenticator-not-valid = That code is not valid. Wait for the new app to show a new code and enter it.
+
+## Changing the emergency email (/emergency-email)
+
+emergency-email-title = Change the emergency email
+emergency-email-change = Change it
+emergency-email-current-html = We also tell this address when your two-step verification changes or a recovery code is used. Registered now: <strong>{ $email }</strong>
+emergency-email-new = New emergency contact email
+emergency-email-send = Send a code
+emergency-email-same = That is already your emergency email.
+emergency-email-sent = We sent a code to the new address. Check its inbox.
+emergency-email-expired = The code has expired or was tried too many times. Start again.

@@ -1,0 +1,176 @@
+# 포털 화면의 한국어 문구. `-html`로 끝나는 id는 마크업을 담고 있어 `t_html`로 그립니다(인자는
+# 이스케이프). 나머지 문구는 통째로 이스케이프됩니다.
+
+## 여러 화면에서 함께 쓰는 문구
+
+page-help = 도움말
+code-label = 인증 코드
+code-or-recovery-label = 인증 코드 또는 복구 코드
+back-to-account = 계정 보안으로 돌아가기
+use-another-email = 다른 이메일 입력
+set-up-now = 지금 설정하기
+two-step-not-set-up = 2단계 인증이 설정되어 있지 않습니다.
+code-sent-html = <strong>{ $email }</strong>(으)로 보낸 6자리 인증 코드를 입력하세요. 코드는 10분 동안 유효합니다.
+too-many-attempts = 시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.
+code-send-failed = 코드를 보내지 못했습니다. 잠시 후 다시 시도해 주세요.
+code-send-limit = 인증 코드 요청 횟수를 초과했습니다. 1시간 후에 다시 시도해 주세요.
+code-wrong = 코드가 올바르지 않습니다. 확인 후 다시 입력해 주세요.
+email-invalid = 올바른 이메일 주소를 입력하세요.
+
+## 오류 화면 (상태 코드별)
+
+error-400-title = 잘못된 요청
+error-400 = 요청을 이해할 수 없습니다. 주소를 확인한 뒤 다시 시도해 주세요.
+error-401-title = 로그인 필요
+error-401 = 계속하려면 로그인해 주세요.
+error-403-title = 접근 거부
+error-403 = 이 페이지를 열 권한이 없습니다. 잘못되었다고 생각되면 관리자에게 문의해 주세요.
+error-404-title = 찾을 수 없음
+error-404 = 이 주소에는 아무것도 없습니다.
+error-405-title = 허용되지 않는 요청
+error-405 = 이 주소는 해당 요청을 받지 않습니다.
+error-429-title = 시도 횟수 초과
+error-429 = 시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.
+error-502-title = 서비스 응답 오류
+error-502 = 서비스가 올바르게 응답하지 않았습니다. 잠시 후 다시 시도해 주세요.
+error-503-title = 일시적으로 사용할 수 없음
+error-503 = 서비스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도해 주세요.
+error-504-title = 응답 시간 초과
+error-504 = 서비스 응답이 너무 늦습니다. 잠시 후 다시 시도해 주세요.
+error-other-title = 오류가 발생했습니다
+error-other = 요청을 처리하지 못했습니다. 잠시 후 다시 시도해 주세요.
+
+## 로그인 (/login)
+
+login-title = 로그인
+login-username = 아이디
+login-password = 비밀번호
+login-submit = 로그인
+login-failed = 아이디 또는 비밀번호가 올바르지 않거나 로그인이 일시적으로 제한되었습니다. 잠시 후 다시 시도해 주세요.
+
+## 계정 보안 (/account)
+
+account-title = 계정 보안
+account-user = 아이디
+account-name = 이름
+account-email = 이메일
+account-level = 인증 단계
+account-sign-out = 로그아웃
+account-two-step = 2단계 인증
+account-app = 인증 앱
+account-app-since = 사용 중 ({ $date }부터)
+account-recovery-left = 남은 복구 코드
+account-emergency-email = 비상연락용 이메일
+account-fresh = 본인 확인을 마쳤습니다. { $until }까지 변경할 수 있습니다.
+account-replace-app = 인증 앱 교체
+account-change-emergency-email = 비상연락용 이메일 변경
+account-new-codes = 복구 코드 새로 만들기 (이전 코드는 사용 불가)
+account-remove-app = 인증 앱 해제 (2단계 인증 끄기)
+account-confirm-first = 2단계 인증이나 비상연락용 이메일을 변경하려면 먼저 본인 확인을 해 주세요. 인증 앱의 현재 코드나 복구 코드를 입력하세요.
+account-confirm = 본인 확인
+account-verify-first = 2단계 인증 후 변경하기
+account-second-factor-first = 먼저 2단계 인증을 완료하세요.
+account-fresh-proof-needed = 먼저 본인 확인을 해 주세요. 인증 앱의 현재 코드나 복구 코드를 입력하세요.
+account-codes-renewed = 새 복구 코드를 만들었습니다. 이전 코드는 더 이상 사용할 수 없습니다.
+account-done-authenticator = 새 인증 앱으로 교체했습니다. 이전 앱은 더 이상 사용할 수 없으며, 다른 기기의 로그인은 모두 로그아웃되었습니다.
+account-done-emergency-email = 비상연락용 이메일을 변경했습니다.
+
+## 2단계 인증 설정 (/setup)
+
+setup-title = 2단계 인증 설정
+setup-step-prove = 본인 확인
+setup-step-contact = 비상연락용 이메일
+setup-step-app = 인증 앱
+setup-will-send-html = 본인 확인을 위해 등록된 이메일 <strong>{ $email }</strong>(으)로 인증 코드를 보냅니다.
+setup-no-email = 계정에 등록된 이메일이 없습니다. 관리자에게 등록 토큰을 요청하세요.
+setup-send = 인증 코드 보내기
+setup-send-again = 코드 다시 보내기
+setup-code-or-token = 인증 코드 또는 등록 토큰
+setup-confirm = 확인
+setup-contact-intro-html = 인증 앱을 사용할 수 없을 때 연락받을 <strong>비상연락용 이메일</strong>을 등록하세요. 2단계 인증이 변경되거나 복구 코드가 사용되면 이 주소로도 알려 드립니다.
+setup-contact-label = 비상연락용 이메일
+setup-next = 다음
+setup-contact-code-html = <strong>{ $email }</strong>(으)로 보낸 6자리 인증 코드를 입력하세요.
+setup-app-code = 앱에 표시된 6자리 코드
+setup-turn-on = 사용 설정
+setup-sent = 인증 코드를 보냈습니다. 메일함을 확인하세요.
+setup-expired = 코드가 만료되었거나 입력 횟수를 초과했습니다. 새 코드를 요청하세요.
+setup-not-yet = 유효하지 않은 코드입니다. 앱에 새 코드가 표시되면 입력하세요.
+setup-fault = 문제가 발생했습니다. 잠시 후 다시 시도해 주세요.
+setup-done = 2단계 인증이 설정되었습니다. 이제 로그인할 때 인증 앱의 코드를 입력합니다.
+
+## 새 인증 앱의 QR 코드 (설정과 교체)
+
+qr-scan = 휴대폰의 인증 앱에서 계정 추가를 누르고 아래 QR 코드를 스캔하세요. 스캔할 수 없으면 키를 직접 입력하세요.
+qr-key = 키
+qr-open = 이 기기의 인증 앱에서 열기
+
+## 한 번만 보여 주는 복구 코드
+
+codes-title = 복구 코드
+codes-save = 아래 복구 코드 10개를 지금 안전한 곳에 저장하거나 인쇄하세요. 각 코드는 한 번만 사용할 수 있으며, 이 화면을 벗어나면 다시 볼 수 없습니다.
+codes-continue = 계속
+
+## 설정 안내 (/guide)
+
+guide-title = 2단계 인증 필수 안내
+guide-required-html = { $service }을(를) 이용하려면 <strong>2단계 인증</strong>이 필요합니다. { $user } 계정에는 아직 2단계 인증이 설정되어 있지 않습니다.
+guide-required-from-html = <strong>{ $date }</strong>부터 { $service }을(를) 이용하려면 <strong>2단계 인증</strong>이 필요합니다. { $user } 계정에는 아직 2단계 인증이 설정되어 있지 않습니다.
+guide-why = 2단계 인증을 설정하면 비밀번호가 유출되더라도 휴대폰의 인증 앱에서 만든 코드 없이는 누구도 로그인할 수 없습니다.
+guide-how = 설정하는 방법
+guide-app = 인증 앱
+guide-app-text = 휴대폰의 인증 앱(Google Authenticator, Microsoft Authenticator 등)으로 QR 코드를 스캔하고, 로그인할 때마다 앱에 표시되는 6자리 코드를 입력합니다. 인터넷 연결 없이도 동작합니다.
+guide-contact = 비상연락용 이메일
+guide-contact-text = 설정 중에 등록하며, 2단계 인증 관련 알림을 받습니다.
+guide-codes = 복구 코드
+guide-codes-text = 휴대폰을 분실했을 때 한 번씩 사용할 수 있는 코드 10개를 드립니다. 안전한 곳에 보관하세요.
+guide-before = 설정하기 전에 본인 확인을 위해 등록된 이메일로 인증 코드를 보내 드립니다.
+guide-later-button = 나중에 하기
+guide-must = 2단계 인증을 설정해야 계속할 수 있습니다.
+guide-grace-over = 유예 기간이 끝났습니다. 계속하려면 2단계 인증을 설정하세요.
+guide-later-free = 지금 설정하지 않아도 되지만, 위 날짜부터는 반드시 설정해야 합니다.
+# $times: 이번을 포함해 미룰 수 있는 횟수 ($left + 1).
+guide-later = 미룰 수 있습니다.
+guide-later-left = 이번을 포함해 { $times }번 더 미룰 수 있습니다.
+guide-later-until = { $until }까지 미룰 수 있습니다.
+guide-later-left-until = { $until }까지 이번을 포함해 { $times }번 더 미룰 수 있습니다.
+
+## 2단계 인증 (/2fa)
+
+challenge-title = 2단계 인증
+challenge-intro = 휴대폰의 인증 앱에 표시된 6자리 코드를 입력하세요.
+challenge-verify = 확인
+challenge-recovery-hint = 휴대폰을 사용할 수 없으면 복구 코드(XXXXX-XXXXX)를 같은 칸에 입력하세요.
+challenge-banned = 잘못된 코드를 너무 많이 입력했습니다. 잠시 후 다시 시도해 주세요.
+challenge-replayed = 이미 사용된 코드입니다. 앱에 새 코드가 표시되면 입력하세요.
+challenge-wrong = 코드가 올바르지 않습니다. 앱을 확인한 뒤 다시 입력해 주세요.
+challenge-recovery-intro = 보관해 둔 복구 코드(XXXXX-XXXXX) 중 하나를 입력하세요. 각 코드는 한 번만 사용할 수 있습니다.
+challenge-use-recovery = 복구 코드로 인증하기
+challenge-use-totp = 인증 앱으로 인증하기
+
+## 변경 전 본인 확인 (/account/verify)
+
+confirm-title = 본인 확인
+confirm-intro = 2단계 인증 수단이나 비상연락용 이메일을 변경하기 전에 본인임을 확인합니다. 인증 앱에 표시된 6자리 코드나 복구 코드(XXXXX-XXXXX)를 입력하세요. 확인 후 5분 동안 변경할 수 있습니다.
+confirm-button = 확인
+confirm-refused = 코드가 올바르지 않거나 이미 사용되었습니다. 새 코드가 표시되면 다시 시도하세요.
+
+## 인증 앱 교체 (/account/authenticator)
+
+authenticator-title = 인증 앱 교체
+authenticator-intro = 새 인증 앱을 등록합니다. 새 앱의 코드를 확인할 때까지는 지금 쓰는 인증 앱이 그대로 동작합니다.
+authenticator-code = 새 앱에 표시된 6자리 코드
+authenticator-switch = 새 앱으로 교체
+authenticator-cancel = 취소하고 계정 보안으로 돌아가기
+authenticator-not-valid = 유효하지 않은 코드입니다. 새 앱에 새 코드가 표시되면 입력하세요.
+
+## 비상연락용 이메일 변경 (/emergency-email)
+
+emergency-email-title = 비상연락용 이메일 변경
+emergency-email-change = 변경하기
+emergency-email-current-html = 2단계 인증이 변경되거나 복구 코드가 사용되면 이 주소로도 알려 드립니다. 지금 등록된 주소: <strong>{ $email }</strong>
+emergency-email-new = 새 비상연락용 이메일
+emergency-email-send = 인증 코드 보내기
+emergency-email-same = 이미 등록된 비상연락용 이메일입니다.
+emergency-email-sent = 새 주소로 인증 코드를 보냈습니다. 메일함을 확인하세요.
+emergency-email-expired = 코드가 만료되었거나 입력 횟수를 초과했습니다. 처음부터 다시 시도하세요.
