@@ -135,3 +135,45 @@ fn a_loose_data_directory_from_before_is_tightened() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("stepgate.db")), 0o600);
 }
+
+#[test]
+fn a_setup_begun_before_a_restart_is_finished_after_it() {
+    use common::two_factor::*;
+    use stepgate::clock::Clock;
+    let (_up, mut gw, clock) = start("");
+    let mut b = Browser::new(gw.addr);
+    signed_in_at_guide(&mut b, ALICE);
+    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
+    let sent = b.submit(&setup, "/setup", &[]);
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let code = last_code_to(&gw, "alice@example.test");
+
+    // The code sent before the restart checks out after it, at the same step.
+    gw.restart();
+    let proved = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[("step", "prove"), ("code", &code)],
+    );
+    assert_eq!(proved.status, 200, "{proved:?}");
+    assert!(proved.body.contains("name=\"email\""), "{}", proved.body);
+    let app_page = b.submit(&proved, "/setup", &[("email", "alice@example.test")]);
+    let key = key_on(&app_page);
+
+    // The secret shown before the next restart is the one that turns on after it.
+    gw.restart();
+    let again = b.get("/_stepgate/setup?rd=%2Fapp");
+    assert_eq!(
+        key_on(&again),
+        key,
+        "the same secret, kept (sealed) in the store"
+    );
+    let done = b.submit(
+        &again,
+        "/setup",
+        &[("code", &totp_code(&key, clock.now_secs()))],
+    );
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(recovery_codes_on(&done).len(), 10);
+    assert_eq!(b.get("/app").status, 200);
+}
