@@ -7,17 +7,13 @@
 mod file;
 mod validate;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
 use ipnet::IpNet;
 
 use crate::access::RuleSpec;
-use crate::i18n::Lang;
 use crate::routing::HostPattern;
 
 /// Everything the gateway needs, validated.
@@ -58,110 +54,6 @@ pub struct ServerConfig {
     pub password_hash_concurrency: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    /// A `tracing` filter directive, e.g. `info` or `info,stepgate=debug`.
-    pub level: String,
-    pub access_log: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct PortalConfig {
-    /// Reserved path prefix of the gateway's own pages on every host, e.g. `/_stepgate`.
-    pub prefix: String,
-    pub service_name: String,
-    pub help_url: Option<String>,
-    pub default_language: Lang,
-    /// Where sign-in leads when `rd` is missing or not allowed.
-    pub default_redirect: String,
-    /// Hosts besides the served ones that `rd` may point to.
-    pub allowed_redirect_hosts: Vec<HostPattern>,
-}
-
-/// Names of the identity headers sent to upstream apps (and stripped from clients).
-/// When two-step verification becomes mandatory, and the grace users get after that.
-#[derive(Debug, Clone)]
-pub struct TwoFactorConfig {
-    /// From this instant (ms since the epoch) the guide counts "later" choices against the
-    /// grace; before it, "later" is always offered. `None`: mandatory already.
-    pub required_from: Option<u64>,
-    /// The date as the operator wrote it (`YYYY-MM-DD`), for the guide page.
-    pub required_from_label: Option<String>,
-    /// After the date, how many times each user may choose "later".
-    pub grace_skips: Option<u32>,
-    /// After this instant "later" is never offered.
-    pub grace_until: Option<u64>,
-    /// The name authenticator apps show for the account.
-    pub issuer: String,
-    /// Key that encrypts second-factor secrets at rest (default `<data dir>/keys/factor.key`).
-    pub secret_key_file: Option<PathBuf>,
-    /// How long an emailed one-time code is valid (at most 10 minutes).
-    pub code_ttl: Duration,
-    /// Default validity of an operator-issued enrolment token.
-    pub enrolment_token_ttl: Duration,
-}
-
-impl Default for TwoFactorConfig {
-    fn default() -> Self {
-        TwoFactorConfig {
-            required_from: None,
-            required_from_label: None,
-            grace_skips: None,
-            grace_until: None,
-            issuer: "stepgate".into(),
-            secret_key_file: None,
-            code_ttl: Duration::from_secs(600),
-            enrolment_token_ttl: Duration::from_secs(72 * 3600),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct IdentityHeaders {
-    pub user: HeaderName,
-    pub email: HeaderName,
-    pub groups: HeaderName,
-    pub name: HeaderName,
-    pub auth_level: HeaderName,
-    pub auth_methods: HeaderName,
-    pub assertion: HeaderName,
-}
-
-impl IdentityHeaders {
-    pub fn all(&self) -> [&HeaderName; 7] {
-        [
-            &self.user,
-            &self.email,
-            &self.groups,
-            &self.name,
-            &self.auth_level,
-            &self.auth_methods,
-            &self.assertion,
-        ]
-    }
-}
-
-impl Default for IdentityHeaders {
-    fn default() -> Self {
-        Self {
-            user: HeaderName::from_static("remote-user"),
-            email: HeaderName::from_static("remote-email"),
-            groups: HeaderName::from_static("remote-groups"),
-            name: HeaderName::from_static("remote-name"),
-            auth_level: HeaderName::from_static("remote-auth-level"),
-            auth_methods: HeaderName::from_static("remote-auth-methods"),
-            assertion: HeaderName::from_static("x-stepgate-assertion"),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
@@ -179,24 +71,6 @@ pub enum ListenerKind {
     },
     /// Plain HTTP that answers every request with a redirect to HTTPS on `https_port`.
     Redirect { https_port: u16 },
-}
-
-/// A loaded certificate chain and key, and the host names it is served for.
-#[derive(Clone)]
-pub struct Certificate {
-    pub cert_file: PathBuf,
-    pub key: Arc<rustls::sign::CertifiedKey>,
-    pub hosts: Vec<HostPattern>,
-}
-
-impl fmt::Debug for Certificate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print key material.
-        f.debug_struct("Certificate")
-            .field("cert_file", &self.cert_file)
-            .field("hosts", &self.hosts)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +123,11 @@ pub struct HealthCheck {
 }
 
 pub use crate::diagnostics::{ConfigError, Problem};
+pub use crate::factor::TwoFactorConfig;
+pub use crate::identity::IdentityHeaders;
+pub use crate::portal::PortalConfig;
+pub use crate::telemetry::{LogConfig, LogFormat};
+pub use crate::tls::Certificate;
 
 impl Config {
     /// Read and validate a file; relative paths in it are taken from the working directory.

@@ -41,6 +41,43 @@ use crate::amr::Method;
 use crate::clock::SharedClock;
 use crate::store::{Credential, Store, StoreError, Write};
 
+/// When two-step verification becomes mandatory, and the grace users get after that.
+#[derive(Debug, Clone)]
+pub struct TwoFactorConfig {
+    /// From this instant (ms since the epoch) the guide counts "later" choices against the
+    /// grace; before it, "later" is always offered. `None`: mandatory already.
+    pub required_from: Option<u64>,
+    /// The date as the operator wrote it (`YYYY-MM-DD`), for the guide page.
+    pub required_from_label: Option<String>,
+    /// After the date, how many times each user may choose "later".
+    pub grace_skips: Option<u32>,
+    /// After this instant "later" is never offered.
+    pub grace_until: Option<u64>,
+    /// The name authenticator apps show for the account.
+    pub issuer: String,
+    /// Key that encrypts second-factor secrets at rest (default `<data dir>/keys/factor.key`).
+    pub secret_key_file: Option<PathBuf>,
+    /// How long an emailed one-time code is valid (at most 10 minutes).
+    pub code_ttl: Duration,
+    /// Default validity of an operator-issued enrolment token.
+    pub enrolment_token_ttl: Duration,
+}
+
+impl Default for TwoFactorConfig {
+    fn default() -> Self {
+        TwoFactorConfig {
+            required_from: None,
+            required_from_label: None,
+            grace_skips: None,
+            grace_until: None,
+            issuer: "stepgate".into(),
+            secret_key_file: None,
+            code_ttl: Duration::from_secs(600),
+            enrolment_token_ttl: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
 const LOG_TARGET: &str = "stepgate::factor";
 
 /// How long `enrolled` trusts its cache; a change made by another process (`stepgate admin`,

@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
 
-use crate::config::IdentityHeaders;
+use crate::identity::IdentityHeaders;
 
 // Statics, not consts: `from_static` then runs once, at compile time, and a clone is a copy.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -13,7 +13,46 @@ use http::{HeaderName, HeaderValue};
 
 use crate::assertion::{AssertionCache, AssertionError, Signer};
 use crate::auth::Identity;
-use crate::config::IdentityHeaders;
+
+/// Names of the identity headers sent to upstream apps (and stripped from clients).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub groups: HeaderName,
+    pub name: HeaderName,
+    pub auth_level: HeaderName,
+    pub auth_methods: HeaderName,
+    pub assertion: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn all(&self) -> [&HeaderName; 7] {
+        [
+            &self.user,
+            &self.email,
+            &self.groups,
+            &self.name,
+            &self.auth_level,
+            &self.auth_methods,
+            &self.assertion,
+        ]
+    }
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user: HeaderName::from_static("remote-user"),
+            email: HeaderName::from_static("remote-email"),
+            groups: HeaderName::from_static("remote-groups"),
+            name: HeaderName::from_static("remote-name"),
+            auth_level: HeaderName::from_static("remote-auth-level"),
+            auth_methods: HeaderName::from_static("remote-auth-methods"),
+            assertion: HeaderName::from_static("x-stepgate-assertion"),
+        }
+    }
+}
 
 /// The identity headers of one (session, app), ready to set: setting one clones two
 /// reference-counted values.

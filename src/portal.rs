@@ -20,11 +20,25 @@ use http::{Method, StatusCode};
 use minijinja::{context, Environment};
 
 use crate::auth::{Auth, Identity};
-use crate::config::PortalConfig;
 use crate::flow::{Context, SignedIn};
 use crate::i18n::Lang;
+use crate::routing::HostPattern;
 use crate::routing::HostRouter;
 use login::PortalRequest;
+
+/// `[portal]`: the gateway's own pages.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    /// Reserved path prefix of the gateway's own pages on every host, e.g. `/_stepgate`.
+    pub prefix: String,
+    pub service_name: String,
+    pub help_url: Option<String>,
+    pub default_language: Lang,
+    /// Where sign-in leads when `rd` is missing or not allowed.
+    pub default_redirect: String,
+    /// Hosts besides the served ones that `rd` may point to.
+    pub allowed_redirect_hosts: Vec<HostPattern>,
+}
 
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
 

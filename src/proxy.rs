@@ -19,9 +19,8 @@ use pingora::proxy::FailToProxy;
 
 use crate::access::AccessRules;
 use crate::auth::Auth;
-use crate::config::IdentityHeaders;
 use crate::hygiene::HeaderHygiene;
-use crate::identity;
+use crate::identity::{self, IdentityHeaders};
 use crate::portal::login::PortalRequest;
 use crate::portal::Pages;
 use crate::routing::HostRouter;

@@ -1,15 +1,32 @@
 //! TLS for downstream listeners: loading PEM certificates and keys, and picking one by SNI.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::Certificate;
 use crate::routing::HostPattern;
+
+/// A loaded certificate chain and key, and the host names it is served for.
+#[derive(Clone)]
+pub struct Certificate {
+    pub cert_file: PathBuf,
+    pub key: Arc<rustls::sign::CertifiedKey>,
+    pub hosts: Vec<HostPattern>,
+}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("Certificate")
+            .field("cert_file", &self.cert_file)
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why a certificate or key file cannot be used: what is wrong, for the caller to add what was
 /// found (the file name).

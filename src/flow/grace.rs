@@ -10,7 +10,7 @@
 use super::{audit, Context, Fault, SignedIn};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
-use crate::config::TwoFactorConfig;
+use crate::factor::TwoFactorConfig;
 
 /// Whether "later" is on offer, and on what terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
