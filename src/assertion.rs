@@ -1,7 +1,7 @@
 //! The signed identity assertion apps receive (`X-Stepgate-Assertion`), the Ed25519 keys that sign
 //! it, the JWKS that publishes them, and a cache that keeps signing off most requests.
 //!
-//! Tokens follow SECURITY.md item 37: `alg` is pinned to `EdDSA`, the header is exactly
+//! Tokens follow RFC 8725 §3.1: `alg` is pinned to `EdDSA`, the header is exactly
 //! `{"typ":"JWT","alg":"EdDSA","kid":..}` (never `jku`, `x5u`, `jwk` or `crit`), `aud` is one app
 //! id, and `exp` is at most five minutes after `iat`.
 //!

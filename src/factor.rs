@@ -83,7 +83,7 @@ const LOG_TARGET: &str = "stepgate::factor";
 /// How long `enrolled` trusts its cache; a change made by another process (`stepgate admin`,
 /// another gateway) is seen within this time, a change made through this `Factors` at once.
 pub const ENROLLED_CACHE_TTL: Duration = Duration::from_secs(10);
-/// Entries kept before the cache is simply cleared (bounded memory, SECURITY 38).
+/// Entries kept before the cache is simply cleared (bounded memory, ASVS 5.0 2.4.1).
 const ENROLLED_CACHE_MAX: usize = 100_000;
 /// Characters of an enrolment token, shown in groups of four.
 const TOKEN_CHARS: usize = 20;

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Every arrow that authenticates ends the same way ([`finish`]): the browser's old session
-//! ends and a new one starts with the methods proven so far (a new ID at every step, SECURITY 2).
+//! ends and a new one starts with the methods proven so far (a new ID at every step, ASVS 4.0.3 3.2.1).
 //! Second-factor answers are checked in one place ([`check_factor`]): under the account's
 //! failure limits, replays and bans reported to the user. Setup progress and changes in flight
 //! live in the store (`flow::progress`), so they survive a restart and are seen by every
@@ -118,7 +118,7 @@ pub async fn audit(auth: &Auth, ctx: &Context<'_>, user: &str, event: &str, deta
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum SignInRefused {
-    /// Unknown user, wrong password, disabled user or a ban: one generic failure (SECURITY 14).
+    /// Unknown user, wrong password, disabled user or a ban: one generic failure (ASVS 5.0 6.3.8).
     Failed,
     /// Too many password checks waiting: shed (503), not a fault.
     Busy,
@@ -203,7 +203,7 @@ pub enum FactorRefused {
 /// Checks `answer` with `who`'s factor of `kind` under the account's failure limits (by user,
 /// and by user and address, in a namespace of their own: a correct password does not buy more
 /// tries). A wrong or replayed answer counts; a replay, a ban it earns and a used recovery code
-/// are reported to the user (SECURITY 20, 21).
+/// are reported to the user (ASVS 5.0 6.3.5; RFC 6238 §5.2).
 pub async fn check_factor(
     auth: &Auth,
     ctx: &Context<'_>,
@@ -264,7 +264,7 @@ pub async fn pass_second_factor(
     Ok(signed)
 }
 
-/// "Confirm it is you" before a change (SECURITY 7, 42): a current code from the app or a
+/// "Confirm it is you" before a change (ASVS 5.0 7.5.1 and 6.4.5; NIST SP 800-63B §6.1.2.3): a current code from the app or a
 /// recovery code; a new session whose proof is fresh (see `Session::has_fresh_proof`).
 pub async fn confirm(
     auth: &Auth,

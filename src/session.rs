@@ -43,7 +43,7 @@ pub use crate::store::SessionKey;
 const ID_LEN: usize = 43;
 
 /// How long after a second-factor proof in a session that session may change the account's
-/// second factors or emergency email (SECURITY 7 and 42). Later, the user proves again.
+/// second factors or emergency email (ASVS 5.0 7.5.1 and 6.4.5; NIST SP 800-63B §6.1.2.3). Later, the user proves again.
 pub const FRESH_PROOF: Duration = Duration::from_secs(5 * 60);
 
 /// How long a cached session is trusted before it is read from the store again.

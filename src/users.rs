@@ -5,8 +5,8 @@
 //! - [`validate_users`] checks that file and reports every problem at once with its line, in the
 //!   same `FILE:LINE: key: message` form as the gateway configuration.
 //! - [`PasswordVerifier`] runs argon2 off the proxy's hot path, on tokio's blocking pool, with
-//!   bounded concurrency (SECURITY.md 38), and spends the same work on unknown and disabled
-//!   accounts as on real ones (SECURITY.md 14).
+//!   bounded concurrency (ASVS 5.0 2.4.1), and spends the same work on unknown and disabled
+//!   accounts as on real ones (ASVS 5.0 6.3.8).
 //!
 //! Names are matched after [`normalize_username`], so one person is one account and one failure
 //! counter however they type their name.
@@ -31,7 +31,7 @@ use crate::diagnostics::{key_in_doc, line_of, unknown_key, ConfigError, KeyPath,
 
 /// Longest accepted user name, in characters after normalisation.
 pub const MAX_NAME_CHARS: usize = 128;
-/// Longest password that is hashed at all; longer ones fail without hashing (SECURITY.md 18:
+/// Longest password that is hashed at all; longer ones fail without hashing (ASVS 4.0.3 2.1.2:
 /// at least 64 characters must be allowed; the cap stops hashing megabytes per request).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Raw input longer than this is refused before normalising (NFKC can expand a character up to

@@ -1,5 +1,5 @@
 //! `stepgate check` and `stepgate hash-password` as an operator runs them: the real binary, real
-//! files, and the exact lines it prints (see CONTRACT.md, "Binary and CLI").
+//! files, and the exact lines it prints (see docs/cli.md).
 //!
 //! Each file is written to its own temporary directory and the binary runs in that directory with
 //! a relative `--config`, so every message starts with the plain file name.

@@ -1,7 +1,7 @@
 //! The authenticator app as a second factor: one TOTP secret per user (RFC 6238, `totp`),
 //! sealed in the store's `credentials` (kind `totp`), with the last accepted step as its counter.
 //!
-//! A step is accepted at most once (SECURITY 21): the counter moves with one conditional update
+//! A step is accepted at most once (RFC 6238 §5.2, NIST SP 800-63B §5.1.4.2): the counter moves with one conditional update
 //! that also names the sealed secret it was read with, so of two requests (or two gateways)
 //! racing with one code exactly one wins, and a code of a secret replaced in the meantime is
 //! never recorded against the new one. A secret that does not decrypt is an `Err` (fail closed),
@@ -15,7 +15,7 @@ use super::totp::{self, TotpCheck, TotpSecret};
 use super::{Begun, FactorError, FactorKind, SecondFactor, Shared, Verdict, LOG_TARGET};
 use crate::store::Credential;
 
-/// Shortest TOTP secret stored: 128 bits (SECURITY 22).
+/// Shortest TOTP secret stored: 128 bits (RFC 4226 §4 R6, ASVS 5.0 6.5.3).
 const MIN_SECRET_BYTES: usize = 16;
 const KIND: &str = "totp";
 

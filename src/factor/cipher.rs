@@ -1,4 +1,4 @@
-//! Second-factor secrets at rest (SECURITY 22): AES-256-GCM under a key kept in a file outside the
+//! Second-factor secrets at rest (RFC 4226 §4 R6, ASVS 5.0 6.5.3): AES-256-GCM under a key kept in a file outside the
 //! database, plus the pepper for hashing recovery codes and enrolment tokens, derived from the
 //! same key. A copy of `stepgate.db` alone yields neither TOTP seeds nor anything to test
 //! recovery-code guesses against.

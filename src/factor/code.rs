@@ -1,4 +1,4 @@
-//! One-time codes sent by email or SMS (SECURITY 23): six CSPRNG digits, held only as a keyed
+//! One-time codes sent by email or SMS (NIST SP 800-63B §5.1.3.2): six CSPRNG digits, held only as a keyed
 //! hash, expiring after at most ten minutes, dead after one use or `MAX_ATTEMPTS` wrong tries.
 //!
 //! A `PendingCode` is plain data with no storage of its own: the caller keeps it with the login
@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 /// Wrong tries allowed before the code is dead.
 pub const MAX_ATTEMPTS: u32 = 5;
-/// The longest lifetime a code may have (SECURITY 23); longer requests are cut to this.
+/// The longest lifetime a code may have (NIST SP 800-63B §5.1.3.2); longer requests are cut to this.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 60);
 /// Digits per code: 10^6 possibilities, about 20 bits.
 pub const CODE_DIGITS: usize = 6;

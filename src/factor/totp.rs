@@ -47,9 +47,9 @@ impl Algorithm {
 pub const STEP_SECS: u64 = 30;
 /// Digits of the codes stepgate issues and accepts.
 pub const DIGITS: u32 = 6;
-/// Length of a generated secret: 160 bits, the RFC 4226 §4 R6 recommendation (SECURITY 22).
+/// Length of a generated secret: 160 bits, the RFC 4226 §4 R6 recommendation (RFC 4226 §4 R6, ASVS 5.0 6.5.3).
 pub const SECRET_BYTES: usize = 20;
-/// Steps accepted either side of the current one (SECURITY 21: at most ±1).
+/// Steps accepted either side of the current one (RFC 6238 §5.2, NIST SP 800-63B §5.1.4.2: at most ±1).
 pub const DRIFT_STEPS: u64 = 1;
 
 /// RFC 4226 HOTP: HMAC over the 8-byte big-endian counter, dynamic truncation, modulo 10^digits.
@@ -205,7 +205,7 @@ pub enum TotpCheck {
         step: u64,
     },
     /// The code matches `step`, but that step was already used (or an earlier one than the last
-    /// accepted): a replay, to be logged and refused (SECURITY 21).
+    /// accepted): a replay, to be logged and refused (RFC 6238 §5.2, NIST SP 800-63B §5.1.4.2).
     Replayed {
         step: u64,
     },
@@ -272,7 +272,7 @@ mod tests {
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
     const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
-    /// RFC 6238 Appendix B (SECURITY.md section B): time, SHA1, SHA256, SHA512, 8 digits.
+    /// RFC 6238 Appendix B (RFC 6238 Appendix B): time, SHA1, SHA256, SHA512, 8 digits.
     const VECTORS: [(u64, u32, u32, u32); 6] = [
         (59, 94287082, 46119246, 90693936),
         (1111111109, 7081804, 68084774, 25091201),

@@ -1,4 +1,4 @@
-//! Changes to an enrolled account's second factors and emergency email (SECURITY 7, 42): each
+//! Changes to an enrolled account's second factors and emergency email (ASVS 5.0 7.5.1 and 6.4.5; NIST SP 800-63B §6.1.2.3): each
 //! needs a two-factor session with a fresh proof (`flow::confirm`, or the proof of the sign-in
 //! itself when it is minutes old) — never only a code sent to an address the request names,
 //! since whoever holds a stolen session cookie can read mail at their own address.

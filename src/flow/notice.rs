@@ -22,7 +22,7 @@ pub async fn addresses(auth: &Auth, user: &User) -> Vec<String> {
 
 /// Sends a notice to the user's addresses and to `also`: the addresses registered *before* the
 /// change it reports, so that whoever made the change cannot keep the notice from the owner by
-/// changing where notices go (SECURITY 42). Best effort: the step it reports has already
+/// changing where notices go (ASVS 5.0 6.4.5, NIST SP 800-63B §6.1.2.3). Best effort: the step it reports has already
 /// happened, so a failure to send is logged (with the cause) and does not undo it.
 pub async fn tell(
     auth: &Auth,
