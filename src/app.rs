@@ -129,6 +129,9 @@ fn prepare_data_dir(dir: &std::path::Path) -> Result<(), BuildError> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)
 }
 
+/// How long the audit trail keeps an event.
+const AUDIT_RETENTION: std::time::Duration = std::time::Duration::from_secs(180 * 24 * 3600);
+
 /// Bans waiting to be written to the store (they are rare; a burst beyond this is logged and
 /// held in memory only).
 const BAN_LOG: usize = 1024;
@@ -423,6 +426,13 @@ impl Housekeeping {
         auth.regulator.cleanup();
         if let Err(e) = auth.store.bans().purge_bans(auth.clock.now_ms()).await {
             tracing::error!(error = %e, "ban housekeeping failed");
+        }
+        let audit_before = auth
+            .clock
+            .now_ms()
+            .saturating_sub(AUDIT_RETENTION.as_millis() as u64);
+        if let Err(e) = auth.store.audit().purge_audit(audit_before).await {
+            tracing::error!(error = %e, "audit trail housekeeping failed");
         }
         self.state.identities.purge_expired();
         return_free_memory();

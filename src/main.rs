@@ -125,14 +125,15 @@ fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitC
     let opened = stepgate::store::Store::open(&cfg.store, &cfg.server.data_dir)
         .map_err(stepgate::factor::FactorError::from)
         .and_then(|store| {
-            stepgate::factor::Factors::open(
-                store,
+            let factors = stepgate::factor::Factors::open(
+                store.clone(),
                 &cfg.server.data_dir,
                 cfg.two_factor.secret_key_file.as_deref(),
                 stepgate::clock::system(),
-            )
+            )?;
+            Ok((store, factors))
         });
-    let factors = match opened {
+    let (store, factors) = match opened {
         Ok(f) => f,
         Err(e) => {
             eprintln!("stepgate: {e}");
@@ -156,7 +157,9 @@ fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitC
                     println!("two-step verification of {user} removed; they set it up again at their next sign-in");
                 })
             }
-            AdminAction::Status { .. } => factors.summary(&user).await.map(|s| {
+            AdminAction::Status { .. } => {
+                let s = factors.summary(&user).await?;
+                let events = store.audit().audit_of(&user, 10).await?;
                 println!("user: {user}");
                 println!(
                     "authenticator app: {}",
@@ -167,7 +170,16 @@ fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitC
                     "emergency contact email: {}",
                     s.emergency_email.as_deref().unwrap_or("(none)")
                 );
-            }),
+                println!("recent events (newest first):");
+                for e in events {
+                    let at = humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms),
+                    );
+                    let from = e.client.as_deref().unwrap_or("-");
+                    println!("  {at} {} {} from {from}", e.event, e.detail);
+                }
+                Ok(())
+            }
         }
     });
     match result {

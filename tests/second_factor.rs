@@ -366,6 +366,10 @@ fn an_operator_token_replaces_the_emailed_code_and_another_contact_is_verified()
     let text = String::from_utf8(status.stdout).unwrap();
     assert!(text.contains("authenticator app: on"), "{text}");
     assert!(text.contains("recovery codes left: 10"), "{text}");
+    assert!(
+        text.contains("factor_added totp from 127.0.0.1"),
+        "the audit trail: {text}"
+    );
     assert!(text.contains("alice.backup@example.test"), "{text}");
 }
 
