@@ -75,12 +75,16 @@ pub fn gateway_cookie_names() -> Vec<String> {
         cookie::HOST.to_owned(),
         cookie::SECURE.to_owned(),
     ];
-    let form = crate::portal::login::FORM_COOKIE;
-    names.extend([
-        form.to_owned(),
-        format!("__Host-{form}"),
-        format!("__Secure-{form}"),
-    ]);
+    for helper in [
+        crate::portal::login::FORM_COOKIE,
+        crate::portal::login::LANG_COOKIE,
+    ] {
+        names.extend([
+            helper.to_owned(),
+            format!("__Host-{helper}"),
+            format!("__Secure-{helper}"),
+        ]);
+    }
     names
 }
 

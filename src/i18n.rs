@@ -7,6 +7,8 @@
 //! `stepgate::i18n`) and the id itself is shown, which the unit tests below keep from happening
 //! for every id the code and the templates use.
 
+pub mod josa;
+
 use std::sync::OnceLock;
 
 use fluent_bundle::concurrent::FluentBundle;
@@ -38,6 +40,14 @@ impl Lang {
         match self {
             Lang::En => "en",
             Lang::Ko => "ko",
+        }
+    }
+
+    /// The language the switch offers from this one.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Ko,
+            Lang::Ko => Lang::En,
         }
     }
 

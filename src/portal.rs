@@ -41,13 +41,15 @@ pub struct PortalConfig {
 }
 
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
+/// The portal's one script: progressive enhancement (copy and print buttons), never needed.
+pub const SCRIPT_JS: &str = include_str!("portal/portal.js");
 
 /// The response headers every portal page and error page carries.
 pub const PAGE_HEADERS: [(&str, &str); 6] = [
     ("cache-control", "no-store"),
     (
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
@@ -96,6 +98,56 @@ impl Reply {
         self.headers.push((name, value.into()));
         self
     }
+
+    /// Says when to try again (`Retry-After`, in seconds; at least 1).
+    pub fn retry_after(self, secs: u64) -> Reply {
+        self.with_header("retry-after", secs.max(1).to_string())
+    }
+
+    /// The page showing `refusal`, with its `Retry-After` if a limit refused.
+    pub(crate) fn refused(self, refusal: &Refusal) -> Reply {
+        match refusal.retry_after {
+            Some(secs) => self.retry_after(secs),
+            None => self,
+        }
+    }
+}
+
+/// What a page says of a refused form: the words, the status, and for a limit the seconds
+/// until it lifts (said in the words and sent as `Retry-After`, RFC 9110 §10.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub text: String,
+    pub status: StatusCode,
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    pub(crate) fn new(text: String, status: StatusCode) -> Refusal {
+        Refusal {
+            text,
+            status,
+            retry_after: None,
+        }
+    }
+
+    /// A 429 for a limit that lifts at `until_ms`: `text`, then when to try again.
+    pub(crate) fn limited(lang: Lang, text: String, until_ms: u64, now_ms: u64) -> Refusal {
+        let secs = until_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
+        Refusal {
+            text: format!("{text} {}", retry_text(lang, secs)),
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(secs),
+        }
+    }
+}
+
+/// "Try again in 5 minutes." (rounded up to whole minutes, or seconds under a minute).
+pub(crate) fn retry_text(lang: Lang, secs: u64) -> String {
+    if secs < 60 {
+        return lang.text_with("retry-in-seconds", &[("seconds", secs.max(1).into())]);
+    }
+    lang.text_with("retry-in-minutes", &[("minutes", secs.div_ceil(60).into())])
 }
 
 /// The title and the message of the branded error page for `status`.
@@ -131,9 +183,20 @@ pub(crate) struct PageContext<'a> {
     pub switch: Option<&'a str>,
 }
 
-/// `a***@example.test`: enough for the user to recognise the address, not to harvest it.
+/// `a***e@example.test` for `alice@example.test`: the domain and the first and last letters,
+/// enough for a user to tell their addresses apart (`a***p@` for `alice.backup@`) while the
+/// page spells out neither the name nor its length.
 pub(crate) fn mask_email(email: &str) -> String {
-    crate::notify::mask_recipient(email)
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return "***".to_owned();
+    };
+    let chars: Vec<char> = local.chars().collect();
+    let name = match chars.as_slice() {
+        [] => String::new(),
+        [first] | [first, _] => format!("{first}***"),
+        [first, .., last] => format!("{first}***{last}"),
+    };
+    format!("{name}@{domain}")
 }
 
 /// A redirect after a form post (303, so the browser follows with a GET).
@@ -146,6 +209,7 @@ pub(crate) fn see_other(location: &str) -> Reply {
 /// `(name, source)` of every page template, compiled into the binary.
 pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("portal/templates/base.html")),
+    ("fields.html", include_str!("portal/templates/fields.html")),
     ("error.html", include_str!("portal/templates/error.html")),
     ("login.html", include_str!("portal/templates/login.html")),
     (
@@ -215,31 +279,61 @@ impl Pages {
         &self.cfg
     }
 
+    /// The language of a request that names none itself: the language cookie (set when the
+    /// user chose one with the switch), else `Accept-Language`, else the default.
+    pub fn lang_for(&self, headers: &http::HeaderMap) -> Lang {
+        let chosen = [
+            login::LANG_COOKIE,
+            &format!("__Host-{}", login::LANG_COOKIE),
+        ]
+        .into_iter()
+        .find_map(|name| crate::session::cookie::read(headers, name))
+        .and_then(Lang::from_tag);
+        chosen.unwrap_or_else(|| {
+            self.lang(
+                headers
+                    .get(http::header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        })
+    }
+
     pub fn lang(&self, accept_language: Option<&str>) -> Lang {
         Lang::negotiate(accept_language, self.cfg.default_language)
     }
 
     /// A branded page for a refusal or failure, with no internal detail.
     pub fn error(&self, status: StatusCode, lang: Lang) -> Reply {
+        self.error_page(status, lang, None)
+    }
+
+    /// The branded 429: when to try again, in words and in `Retry-After` (seconds).
+    pub fn too_many(&self, lang: Lang, retry_after_secs: u64) -> Reply {
+        let retry = retry_text(lang, retry_after_secs);
+        self.error_page(StatusCode::TOO_MANY_REQUESTS, lang, Some(&retry))
+            .retry_after(retry_after_secs)
+    }
+
+    fn error_page(&self, status: StatusCode, lang: Lang, retry: Option<&str>) -> Reply {
         let (title, message) = error_text(status, lang);
-        let html = self
-            .env
-            .get_template("error.html")
-            .and_then(|t| {
-                t.render(context! {
-                    lang => lang.tag(),
-                    title => &title,
-                    message => message,
-                    status => status.as_u16(),
-                    service_name => &self.cfg.service_name,
-                    help_url => &self.cfg.help_url,
-                    prefix => &self.cfg.prefix,
-                })
-            })
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "error page failed to render");
-                format!("{} {title}\n", status.as_u16())
-            });
+        let other = lang.other();
+        let ctx = context! {
+            lang => lang.tag(),
+            title => &title,
+            message => message,
+            status => status.as_u16(),
+            retry,
+            // Error pages do not know the URL they answer; `/language` sends the browser back
+            // to the page it came from (the Referer this link alone sends).
+            switch_url => format!("{}/language?lang={}", self.cfg.prefix, other.tag()),
+            switch_lang => other.tag(),
+            switch_label => other.native_name(),
+
+        };
+        let html = self.render("error.html", ctx).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "error page failed to render");
+            format!("{} {title}\n", status.as_u16())
+        });
         Reply::new(status, "text/html; charset=utf-8", html)
     }
 
@@ -248,7 +342,15 @@ impl Pages {
     }
 
     pub fn stylesheet(&self) -> Reply {
-        let mut r = Reply::new(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS);
+        self.asset("text/css; charset=utf-8", STYLE_CSS)
+    }
+
+    pub fn script(&self) -> Reply {
+        self.asset("text/javascript; charset=utf-8", SCRIPT_JS)
+    }
+
+    fn asset(&self, content_type: &'static str, body: &'static str) -> Reply {
+        let mut r = Reply::new(StatusCode::OK, content_type, body);
         for h in r.headers.iter_mut() {
             if h.0 == "cache-control" {
                 h.1 = "public, max-age=3600".into();
@@ -263,6 +365,7 @@ impl Pages {
             service_name => &self.cfg.service_name,
             help_url => &self.cfg.help_url,
             prefix => &self.cfg.prefix,
+            home => &self.cfg.default_redirect,
         };
         self.env
             .get_template(name)?
@@ -279,16 +382,16 @@ impl Pages {
         page: PageContext<'_>,
         ctx: minijinja::Value,
     ) -> Reply {
-        let other = match lang {
-            Lang::En => Lang::Ko,
-            Lang::Ko => Lang::En,
-        };
+        let other = lang.other();
         let rd_q: String = url::form_urlencoded::byte_serialize(page.rd.as_bytes()).collect();
         let common = context! {
             lang => lang.tag(),
             title => page.title,
             rd => page.rd,
             csrf => page.csrf,
+            signed_in => !page.csrf.is_empty() && page.switch != Some("/login"),
+            on_account => page.switch == Some("/account"),
+
             switch_url => page.switch.map(|sub| format!("{}{sub}?rd={rd_q}&lang={}", self.cfg.prefix, other.tag())),
             switch_lang => other.tag(),
             switch_label => other.native_name(),
@@ -395,7 +498,28 @@ impl Pages {
             csrf: "",
             switch: None,
         };
-        let ctx = context! { intro, codes, continue_url };
+        // The same codes as a text file to download and as text to copy.
+        let mut text = format!(
+            "{}: {}\n\n",
+            self.cfg.service_name,
+            lang.text("codes-title")
+        );
+        for code in codes {
+            text.push_str(code);
+            text.push('\n');
+        }
+        let codes_data: String = url::form_urlencoded::byte_serialize(text.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        let ctx = context! {
+            intro,
+            codes,
+            continue_url,
+            codes_text => codes.join("\n"),
+            codes_data,
+            file_name => "recovery-codes.txt",
+            script => true,
+        };
         self.page("codes.html", StatusCode::OK, lang, page, ctx)
     }
 
@@ -407,20 +531,60 @@ impl Pages {
 
     /// Serves a request under the portal prefix.
     pub async fn serve(&self, auth: &Auth, router: &HostRouter, req: &PortalRequest<'_>) -> Reply {
-        let lang = self.lang(
-            req.headers
-                .get(http::header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok()),
-        );
-        if *req.method == Method::POST && !auth.regulator.allow_form_post(req.client) {
-            tracing::warn!(target: "stepgate::regulation", client = %req.client, "portal form posts over the limit");
-            return self.error(StatusCode::TOO_MANY_REQUESTS, lang);
+        let lang = login::lang_of(self, req, None);
+        if *req.method == Method::POST {
+            if let Some(wait) = auth.regulator.form_post_wait(req.client) {
+                tracing::warn!(target: "stepgate::regulation", client = %req.client, "portal form posts over the limit");
+                return self.too_many(lang, wait.as_secs_f64().ceil() as u64);
+            }
         }
+        let reply = self.route(auth, router, req, lang).await;
+        self.remember_lang(req, reply)
+    }
+
+    /// A language chosen with the switch (`?lang=`) is remembered in a cookie, so that every
+    /// later page (errors included) is in it.
+    fn remember_lang(&self, req: &PortalRequest<'_>, reply: Reply) -> Reply {
+        let Some(lang) = req.param("lang").and_then(|l| Lang::from_tag(&l)) else {
+            return reply;
+        };
+        let name = if req.tls {
+            format!("__Host-{}", login::LANG_COOKIE)
+        } else {
+            login::LANG_COOKIE.to_owned()
+        };
+        let secure = if req.tls { "; Secure" } else { "" };
+        let cookie = format!(
+            "{name}={}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}",
+            lang.tag()
+        );
+        reply.with_header("set-cookie", cookie)
+    }
+
+    /// `GET /language?lang=`: the choice is remembered (by `serve`), and the browser goes back
+    /// to the page it came from if that is a place `rd` may lead, else home.
+    fn language(&self, router: &HostRouter, req: &PortalRequest<'_>) -> Reply {
+        let back = req
+            .headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok());
+        Reply::redirect(&self.return_to.resolve(back, &req.origin, router))
+    }
+
+    async fn route(
+        &self,
+        auth: &Auth,
+        router: &HostRouter,
+        req: &PortalRequest<'_>,
+        lang: Lang,
+    ) -> Reply {
         let get = *req.method == Method::GET || *req.method == Method::HEAD;
         let post = *req.method == Method::POST;
         match (req.sub, get) {
             ("/health", true) => self.health(),
+            ("/language", true) => self.language(router, req),
             ("/assets/style.css", true) => self.stylesheet(),
+            ("/assets/portal.js", true) => self.script(),
             ("/jwks.json", true) => {
                 let mut r = Reply::json(StatusCode::OK, auth.signer.jwks_json());
                 for h in r.headers.iter_mut() {
@@ -465,7 +629,8 @@ impl Pages {
                 | "/account/remove-authenticator"
                 | "/account/verify"
                 | "/account/authenticator"
-                | "/emergency-email",
+                | "/emergency-email"
+                | "/language",
                 _,
             ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),
             _ => self.error(StatusCode::NOT_FOUND, lang),
@@ -488,6 +653,76 @@ mod tests {
         };
         let return_to = return_to::ReturnTo::new("/".into(), vec![]);
         Pages::new(cfg, csrf::Csrf::from_key([1; 32]), return_to)
+    }
+
+    #[test]
+    fn masked_addresses_tell_two_addresses_apart() {
+        assert_eq!(mask_email("alice@example.test"), "a***e@example.test");
+        assert_eq!(
+            mask_email("alice.backup@example.test"),
+            "a***p@example.test"
+        );
+        assert_eq!(mask_email("bo@example.test"), "b***@example.test");
+        assert_eq!(mask_email("김철수@예시.한국"), "김***수@예시.한국");
+        assert_eq!(mask_email("nonsense"), "***");
+    }
+
+    fn html(r: Reply) -> String {
+        String::from_utf8(r.body.to_vec()).unwrap()
+    }
+
+    fn signed_in_page() -> PageContext<'static> {
+        PageContext {
+            title: "t",
+            rd: "/app",
+            csrf: "token",
+            switch: Some("/setup"),
+        }
+    }
+
+    #[test]
+    fn the_step_indicator_marks_steps_done_and_the_current_one() {
+        let p = pages();
+        let ctx = context! { stage => "contact", suggested_email => "" };
+        let body = html(p.page(
+            "setup.html",
+            StatusCode::OK,
+            Lang::En,
+            signed_in_page(),
+            ctx,
+        ));
+        let current = body
+            .find(r#"class="current" aria-current="step""#)
+            .expect(&body);
+        let done = body.find(r#"class="done""#).unwrap();
+        assert!(done < current, "the done step comes first: {body}");
+        assert_eq!(body.matches("</li>").count(), 3, "{body}");
+    }
+
+    #[test]
+    fn code_fields_offer_a_keypad_only_where_codes_are_digits() {
+        let p = pages();
+        for (method, numeric) in [("totp", true), ("recovery", false)] {
+            let ctx = context! { method => method, others => Vec::<&str>::new(), rd_q => "" };
+            let body = html(p.page(
+                "challenge.html",
+                StatusCode::OK,
+                Lang::En,
+                signed_in_page(),
+                ctx,
+            ));
+            let input = body
+                .split("<input")
+                .find(|i| i.contains(r#"name="code""#))
+                .expect(&body);
+            assert_eq!(
+                input.contains(r#"inputmode="numeric""#),
+                numeric,
+                "{method}: {input}"
+            );
+            assert!(input.contains(r#"autocomplete="one-time-code""#), "{input}");
+            assert!(body.contains(r#"<label for="code">"#), "{body}");
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl ProxyHttp for Gateway {
                             .await
                     }
                     None => {
-                        let lang = self.state.pages.lang(None);
+                        let lang = self.state.pages.lang_for(&session.req_header().headers);
                         self.state
                             .pages
                             .error(http::StatusCode::PAYLOAD_TOO_LARGE, lang)
@@ -240,13 +240,7 @@ impl ProxyHttp for Gateway {
             } else {
                 "error"
             };
-            let lang = self.state.pages.lang(
-                session
-                    .req_header()
-                    .headers
-                    .get("accept-language")
-                    .and_then(|v| v.to_str().ok()),
-            );
+            let lang = self.state.pages.lang_for(&session.req_header().headers);
             let status = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
             if let Err(write_err) =
                 respond::write(session, self.state.pages.error(status, lang)).await

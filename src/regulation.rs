@@ -312,10 +312,23 @@ impl Regulator {
     /// Rate limit on portal form posts per address (governor keyed limiter); `false` means
     /// answer 429.
     pub fn allow_form_post(&self, addr: IpAddr) -> bool {
-        let key = addr_key(addr);
-        self.form_posts
-            .as_ref()
-            .is_some_and(|l| l.check_key(&key).is_ok())
+        self.form_post_wait(addr).is_none()
+    }
+
+    /// Takes one portal form post from the address's budget: `None` when it may go on, else how
+    /// long until the next one would be let through (for `Retry-After`). With a rate of 0 every
+    /// post waits a minute.
+    pub fn form_post_wait(&self, addr: IpAddr) -> Option<Duration> {
+        let Some(limiter) = &self.form_posts else {
+            return Some(Duration::from_secs(60));
+        };
+        match limiter.check_key(&addr_key(addr)) {
+            Ok(()) => None,
+            Err(not_until) => {
+                let now = governor::clock::Clock::now(&GovernorClock(self.clock.clone()));
+                Some(not_until.wait_time_from(now))
+            }
+        }
     }
 
     /// Drops expired counters, bans and known-address entries, and governor's stale keys

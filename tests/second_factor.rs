@@ -29,7 +29,7 @@ fn alice_sets_up_an_authenticator_and_then_passes_the_challenge() {
     // The guide leads to setup; the app is still out of reach meanwhile.
     let setup = b.get("/_stepgate/setup?rd=http%3A%2F%2F127.0.0.1%2Fapp");
     assert_eq!(setup.status, 200);
-    assert!(setup.body.contains("a***@example.test"), "{}", setup.body);
+    assert!(setup.body.contains("a***e@example.test"), "{}", setup.body);
 
     // Step 1: an emailed code proves the registered address.
     let sent = b.submit(&setup, "/setup", &[]);
@@ -183,12 +183,60 @@ fn wrong_codes_are_counted_per_account_across_sessions() {
         refused.status, 429,
         "banned: even the right code is refused"
     );
+    // The page and the header both say when to try again (the ban is 5 minutes).
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    assert!(refused.body.contains("Try again in"), "{}", refused.body);
     // The user is told their password worked but the second step kept failing.
     assert!(mail_to(&gw, "alice@example.test").len() >= 3);
     // After the ban, the right code works.
     clock.advance(Duration::from_secs(6 * 60));
     let right = totp_code(&key, clock.now_secs());
     assert_eq!(s.submit(&page, "/2fa", &[("code", &right)]).status, 303);
+}
+
+#[test]
+fn code_requests_are_limited_per_hour_and_the_page_says_until_when() {
+    let (_up, gw, clock) = start("");
+    let mut b = Browser::new(gw.addr);
+    signed_in_at_guide(&mut b, ALICE);
+    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
+    for n in 0..5 {
+        let sent = b.submit(&setup, "/setup", &[("step", "send")]);
+        assert_eq!(sent.status, 200, "send {n}: {}", sent.body);
+    }
+    clock.advance(Duration::from_secs(10 * 60));
+    let refused = b.submit(&setup, "/setup", &[("step", "send")]);
+    assert_eq!(refused.status, 429);
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("3000"),
+        "50 minutes left of the hour"
+    );
+    assert!(
+        refused.body.contains("Try again in 50 minutes."),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        mail_to(&gw, "alice@example.test").len(),
+        5,
+        "no sixth message"
+    );
+    // In Korean too, with the same wait.
+    let ko = b.submit(&setup, "/setup", &[("step", "send"), ("lang", "ko")]);
+    assert!(
+        ko.body.contains("50분 후에 다시 시도해 주세요."),
+        "{}",
+        ko.body
+    );
+    // The budget is the account's, not the session's: an hour after the first send it is
+    // renewed (the idle session ended meanwhile, so sign in again).
+    clock.advance(Duration::from_secs(50 * 60));
+    let mut b = Browser::new(gw.addr);
+    signed_in_at_guide(&mut b, ALICE);
+    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
+    assert_eq!(b.submit(&setup, "/setup", &[("step", "send")]).status, 200);
 }
 
 #[test]
@@ -335,7 +383,7 @@ fn an_operator_token_replaces_the_emailed_code_and_another_contact_is_verified()
     // Proof by token did not prove the registered email, and a new address gets a code.
     let pending = b.submit(&proved, "/setup", &[("email", "alice.backup@example.test")]);
     assert!(
-        pending.body.contains("a***@example.test"),
+        pending.body.contains("a***p@example.test"),
         "{}",
         pending.body
     );

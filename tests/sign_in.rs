@@ -307,6 +307,14 @@ fn portal_form_posts_are_rate_limited_per_address() {
         .collect();
     assert_eq!(&statuses[..3], &[401, 401, 401]);
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let refused = b.submit(&page, "/login", &[("username", "x"), ("password", "y")]);
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(refused.body.contains("Try again in"), "{}", refused.body);
+    assert!(
+        unescape(&refused.body).contains("/_stepgate/assets/style.css"),
+        "branded"
+    );
 }
 
 #[test]
@@ -421,4 +429,47 @@ fn the_users_file_is_reloaded_when_it_changes() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(b.sign_in(ALICE.0, ALICE.1, "/").status, 401);
+}
+
+#[test]
+fn the_chosen_language_is_remembered_on_every_page_errors_included() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start(&signin_config(up.addr, ""));
+    let mut b = Browser::new(gw.addr);
+    let login = b.get("/_stepgate/login?lang=ko");
+    assert!(login.body.contains("<html lang=\"ko\">"), "{}", login.body);
+    assert_eq!(b.cookie("stepgate_lang"), Some("ko"));
+    // A later page without `lang=`, and an error page, are in Korean too.
+    let again = b.get("/_stepgate/login");
+    assert!(again.body.contains("<html lang=\"ko\">"), "{}", again.body);
+    let missing = b.get("/_stepgate/nowhere");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("<html lang=\"ko\">"),
+        "{}",
+        missing.body
+    );
+    // The error page offers English, which brings the browser back to where it was.
+    assert!(
+        unescape(&missing.body).contains("href=\"/_stepgate/language?lang=en\""),
+        "{}",
+        missing.body
+    );
+    b.extra = vec!["Referer: http://127.0.0.1/_stepgate/nowhere".into()];
+    let switched = b.get("/_stepgate/language?lang=en");
+    assert_eq!(switched.status, 302);
+    assert_eq!(
+        switched.header("location"),
+        Some("http://127.0.0.1/_stepgate/nowhere")
+    );
+    assert_eq!(b.cookie("stepgate_lang"), Some("en"));
+    b.extra.clear();
+    assert!(b
+        .get("/_stepgate/nowhere")
+        .body
+        .contains("<html lang=\"en\">"));
+    // A Referer from elsewhere is not followed.
+    b.extra = vec!["Referer: https://evil.test/x".into()];
+    let elsewhere = b.get("/_stepgate/language?lang=ko");
+    assert_eq!(elsewhere.header("location"), Some("/"));
 }

@@ -52,13 +52,19 @@ pub enum Refused {
     NoFactor,
     /// Nothing was begun in this session (or it expired): start from the page.
     NotBegun,
-    Banned,
+    /// Codes are banned for the account until `until_ms`.
+    Banned {
+        until_ms: u64,
+    },
     Wrong,
     Expired,
     /// The same address as now.
     Unchanged,
     BadEmail,
-    SendLimit,
+    /// The hour's codes are spent until `until_ms`.
+    SendLimit {
+        until_ms: u64,
+    },
     SendFailed,
     Fault,
 }
@@ -106,7 +112,7 @@ async fn proven(
     }
     match super::check_factor(auth, ctx, who, crate::factor::FactorKind::Totp, code).await {
         Ok(_) => Ok(()),
-        Err(super::FactorRefused::Banned { .. }) => Err(Refused::Banned),
+        Err(super::FactorRefused::Banned { until_ms }) => Err(Refused::Banned { until_ms }),
         Err(super::FactorRefused::NotEnrolled) => Err(Refused::NoFactor),
         Err(super::FactorRefused::Wrong | super::FactorRefused::Replayed) => Err(Refused::Wrong),
         Err(super::FactorRefused::Fault) => Err(Refused::Fault),
@@ -148,7 +154,7 @@ async fn pending(auth: &Auth, who: &Identity) -> Result<Option<Pending>, Refused
 
 fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refused> {
     match auth.regulator.check(&code_key(&who.user.name), ctx.client) {
-        Verdict::Banned { .. } => Err(Refused::Banned),
+        Verdict::Banned { until_ms } => Err(Refused::Banned { until_ms }),
         Verdict::Allowed => Ok(()),
     }
 }
@@ -246,7 +252,7 @@ pub async fn send_emergency_email_code(
     let code = send_code(auth, ctx, who, email, false)
         .await
         .map_err(|e| match e {
-            SetupRefused::SendLimit => Refused::SendLimit,
+            SetupRefused::SendLimit { until_ms } => Refused::SendLimit { until_ms },
             SetupRefused::SendFailed => Refused::SendFailed,
             _ => Refused::Fault,
         })?;

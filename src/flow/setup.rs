@@ -108,14 +108,19 @@ pub enum Refused {
     HasFactor,
     /// Too many setups in progress on the gateway.
     Busy,
-    /// The account's failure limits are banning codes now.
-    Banned,
+    /// The account's failure limits are banning codes now, until `until_ms`.
+    Banned {
+        until_ms: u64,
+    },
     Wrong,
     /// The code expired or was tried too often: a new one is needed.
     Expired,
     /// The app's code did not match (wrong, or from another time).
     NotYet,
-    SendLimit,
+    /// The hour's codes are spent; the next one can be sent at `until_ms`.
+    SendLimit {
+        until_ms: u64,
+    },
     SendFailed,
     BadEmail,
     /// No registered email to send a code to (an enrolment token is the way).
@@ -279,6 +284,13 @@ async fn take_send(auth: &Auth, user: &str) -> Result<bool, Refused> {
     }
 }
 
+/// When the user's spent send budget is renewed (the end of its hour).
+async fn sends_renew(auth: &Auth, user: &str) -> Result<u64, Refused> {
+    let now = auth.clock.now_ms();
+    let loaded = progress::load::<u32>(&auth.store, &format!("sends:{user}"), now).await?;
+    Ok(loaded.map_or(now, |l| l.expires_ms))
+}
+
 /// Returns a spent send when the message could not be delivered.
 async fn refund_send(auth: &Auth, user: &str) {
     let (key, now) = (format!("sends:{user}"), auth.clock.now_ms());
@@ -303,7 +315,9 @@ pub(crate) async fn send_code(
     let user = &who.user.name;
     if !take_send(auth, user).await? {
         tracing::warn!(target: LOG, %user, "code sends over the hourly limit");
-        return Err(Refused::SendLimit);
+        return Err(Refused::SendLimit {
+            until_ms: sends_renew(auth, user).await?,
+        });
     }
     let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
     let now = auth.clock.now_ms();
@@ -336,7 +350,7 @@ pub(crate) async fn send_code(
 /// Refuses a code while the account's codes are banned.
 fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refused> {
     match auth.regulator.check(&code_key(&who.user.name), ctx.client) {
-        Verdict::Banned { .. } => Err(Refused::Banned),
+        Verdict::Banned { until_ms } => Err(Refused::Banned { until_ms }),
         Verdict::Allowed => Ok(()),
     }
 }

@@ -66,6 +66,9 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("until", "2026-12-31".into()),
         ("left", remaining.into()),
         ("times", (remaining + 1).into()),
+        ("eul", "를".into()),
+        ("seconds", remaining.into()),
+        ("minutes", remaining.into()),
     ]
 }
 

@@ -361,26 +361,26 @@ fn fallback(
             format!("[{service}] Your verification code"),
             format!(
                 "Your verification code is {code}. It is valid for 10 minutes. \
-                 If you did not request it, ignore this message and change your password."
+                 If you did not request it, ignore this message and tell your administrator."
             ),
         ),
         (Some(code), Lang::Ko) => (
             format!("[{service}] 인증 코드 안내"),
             format!(
                 "인증 코드는 {code}입니다. 10분 동안 유효합니다. \
-                 본인이 요청하지 않았다면 이 메시지를 무시하고 비밀번호를 변경해 주세요."
+                 본인이 요청하지 않았다면 이 메시지를 무시하고 관리자에게 알려 주세요."
             ),
         ),
         (None, Lang::En) => (
             format!("[{service}] Security notice"),
             "There was just a security-related change or sign-in attempt on your account. \
-             If it was not you, change your password and contact your administrator."
+             If it was not you, tell your administrator right away."
                 .to_owned(),
         ),
         (None, Lang::Ko) => (
             format!("[{service}] 보안 알림"),
             "방금 회원님의 계정에 보안 관련 변경이나 로그인 시도가 있었습니다. \
-             본인이 아니라면 비밀번호를 변경하고 관리자에게 문의해 주세요."
+             본인이 아니라면 즉시 관리자에게 알려 주세요."
                 .to_owned(),
         ),
     };

@@ -9,7 +9,7 @@ use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::{see_other, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::flow::change;
@@ -37,6 +37,26 @@ fn done_notice(done: Option<&str>, lang: Lang) -> Option<String> {
     }
 }
 
+/// An audit-trail event in the user's words.
+fn event_text(lang: Lang, event: &str) -> String {
+    match event {
+        "sign_in" => lang.text("event-sign_in"),
+        "sign_out" => lang.text("event-sign_out"),
+        "second_factor" => lang.text("event-second_factor"),
+        "confirmed" => lang.text("event-confirmed"),
+        "factor_added" => lang.text("event-factor_added"),
+        "factor_replaced" => lang.text("event-factor_replaced"),
+        "factor_removed" => lang.text("event-factor_removed"),
+        "emergency_email_changed" => lang.text("event-emergency_email_changed"),
+        "recovery_codes_regenerated" => lang.text("event-recovery_codes_regenerated"),
+        "later" => lang.text("event-later"),
+        _ => lang.text("event-other"),
+    }
+}
+
+/// The user's latest security events, for the hub.
+const EVENTS_SHOWN: usize = 5;
+
 /// A message on the page: an error (`true`) or a notice, and the status to answer with.
 type Message = Option<(bool, String, StatusCode)>;
 
@@ -63,6 +83,24 @@ async fn render(
     let Ok(summary) = auth.factors.summary(&who.user.name).await else {
         return pages.fault(lang);
     };
+    let Ok(events) = auth
+        .store
+        .audit()
+        .audit_of(&who.user.name, EVENTS_SHOWN)
+        .await
+    else {
+        return pages.fault(lang);
+    };
+    let events: Vec<minijinja::Value> = events
+        .iter()
+        .map(|e| {
+            context! {
+                what => event_text(lang, &e.event),
+                when => format!("{} {}", date_of(e.at_ms), time_of(e.at_ms)),
+                address => e.client.as_deref().unwrap_or("-"),
+            }
+        })
+        .collect();
     let account_url = format!("{}{}/account", req.origin, pages.config().prefix);
     let account_rd: String = url::form_urlencoded::byte_serialize(account_url.as_bytes()).collect();
     let csrf = pages.csrf.token(&who.key);
@@ -84,7 +122,8 @@ async fn render(
         level => who.session.level().as_str(),
         totp => summary.totp.map(date_of),
         recovery_remaining => summary.recovery_remaining,
-        emergency_email => summary.emergency_email,
+        emergency_email => summary.emergency_email.as_deref().map(super::mask_email),
+        events,
         two_factor_session => who.session.level() == AuthLevel::TwoFactor,
         fresh => who.session.has_fresh_proof(auth.clock.now_ms()),
         fresh_until => time_of(who.session.fresh_until_ms()),
@@ -120,6 +159,19 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         "" => change::Proof::Fresh,
         code => change::Proof::Code(code),
     };
+    let fresh = who.session.has_fresh_proof(auth.clock.now_ms());
+    // Both changes are hard to undo: the form's box must be ticked (after the proof question,
+    // which a session without one must hear first).
+    if (fresh || !code.trim().is_empty())
+        && form_value(&req.body, "confirm").as_deref() != Some("yes")
+    {
+        return refuse(
+            who,
+            lang.text("account-confirm-box"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
     let account_url = format!("{}/account", pages.config().prefix);
     let done = if req.sub == "/account/recovery-codes" {
         change::new_recovery_codes(auth, &ctx, &who, proof)
@@ -133,24 +185,28 @@ pub async fn change(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
             .await
             .map(|()| see_other(&account_url))
     };
-    let (text, status) = match done {
+    let r = match done {
         Ok(reply) => return reply,
         Err(change::Refused::NeedsProof) => {
             tracing::info!(target: "stepgate::portal", user = %who.user.name, change = req.sub, "account change refused: no fresh proof");
-            (
+            Refusal::new(
                 lang.text("account-fresh-proof-needed"),
                 StatusCode::UNAUTHORIZED,
             )
         }
-        Err(change::Refused::Banned) => (
-            lang.text("too-many-attempts"),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-        Err(change::Refused::Wrong) => (lang.text("confirm-refused"), StatusCode::UNAUTHORIZED),
-        Err(change::Refused::NoFactor) => (lang.text("two-step-not-set-up"), StatusCode::CONFLICT),
+        Err(change::Refused::Banned { until_ms }) => {
+            let now = auth.clock.now_ms();
+            Refusal::limited(lang, lang.text("too-many-attempts"), until_ms, now)
+        }
+        Err(change::Refused::Wrong) => {
+            Refusal::new(lang.text("confirm-refused"), StatusCode::UNAUTHORIZED)
+        }
+        Err(change::Refused::NoFactor) => {
+            Refusal::new(lang.text("two-step-not-set-up"), StatusCode::CONFLICT)
+        }
         Err(_) => return pages.fault(lang),
     };
-    refuse(who, text, status).await
+    refuse(who, r.text.clone(), r.status).await.refused(&r)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use minijinja::context;
 use super::login::{form_value, lang_of, PortalRequest};
 use super::reauth::unless_allowed;
 use super::setup::qr_context;
-use super::{see_other, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::auth::{Auth, Identity};
 use crate::flow::change::{self, Refused};
 use crate::flow::setup::Secret;
@@ -67,7 +67,7 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
     };
     let code = form_value(&req.body, "code").unwrap_or_default();
     let ctx = pages.context(req, lang);
-    let (text, status) = match change::confirm_authenticator(auth, &ctx, &who, &code).await {
+    let r = match change::confirm_authenticator(auth, &ctx, &who, &code).await {
         Ok(signed) => {
             let target = format!("{}/account?done=authenticator", pages.config().prefix);
             return pages.signed_in_to(auth, req, &signed, &target);
@@ -75,18 +75,27 @@ pub async fn confirm(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
         // Nothing begun (or expired, or begun in another session): start from the page.
         Err(Refused::NotBegun) => return see_other(&format!("{}{PAGE}", pages.config().prefix)),
         Err(Refused::NoFactor) => return pages.error(StatusCode::CONFLICT, lang),
-        Err(Refused::Banned) => (
-            lang.text("too-many-attempts"),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-        Err(Refused::Wrong) => (
+        Err(Refused::Banned { until_ms }) => {
+            let now = auth.clock.now_ms();
+            Refusal::limited(lang, lang.text("too-many-attempts"), until_ms, now)
+        }
+        Err(Refused::Wrong) => Refusal::new(
             lang.text("authenticator-not-valid"),
             StatusCode::UNAUTHORIZED,
         ),
         Err(_) => return pages.fault(lang),
     };
     match change::new_authenticator(auth, &who).await {
-        Ok(secret) => render(auth, pages, &who, lang, &secret, Some(text), status),
+        Ok(secret) => render(
+            auth,
+            pages,
+            &who,
+            lang,
+            &secret,
+            Some(r.text.clone()),
+            r.status,
+        )
+        .refused(&r),
         Err(_) => pages.fault(lang),
     }
 }

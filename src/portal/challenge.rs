@@ -6,7 +6,7 @@ use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::{see_other, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::FactorKind;
@@ -134,18 +134,23 @@ pub async fn submit(
     };
     let code = form_value(&req.body, "code").unwrap_or_default();
     let ctx = pages.context(req, lang);
-    let (text, status) = match flow::pass_second_factor(auth, &ctx, &who, ask.method, &code).await {
+    let r = match flow::pass_second_factor(auth, &ctx, &who, ask.method, &code).await {
         Ok(signed) => {
             let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
             return pages.signed_in_to(auth, req, &signed, &target);
         }
         Err(FactorRefused::NotEnrolled) => return see_other(&pages.url_with_rd("/guide", &rd)),
         Err(FactorRefused::Fault) => return pages.fault(lang),
-        Err(FactorRefused::Banned { .. }) => {
-            (lang.text("challenge-banned"), StatusCode::TOO_MANY_REQUESTS)
+        Err(FactorRefused::Banned { until_ms }) => {
+            let now = auth.clock.now_ms();
+            Refusal::limited(lang, lang.text("challenge-banned"), until_ms, now)
         }
-        Err(FactorRefused::Replayed) => (lang.text("challenge-replayed"), StatusCode::UNAUTHORIZED),
-        Err(FactorRefused::Wrong) => (lang.text("challenge-wrong"), StatusCode::UNAUTHORIZED),
+        Err(FactorRefused::Replayed) => {
+            Refusal::new(lang.text("challenge-replayed"), StatusCode::UNAUTHORIZED)
+        }
+        Err(FactorRefused::Wrong) => {
+            Refusal::new(lang.text("challenge-wrong"), StatusCode::UNAUTHORIZED)
+        }
     };
-    form(pages, &who, lang, &rd, &ask, Some(text), status)
+    form(pages, &who, lang, &rd, &ask, Some(r.text.clone()), r.status).refused(&r)
 }

@@ -7,7 +7,7 @@ use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
 use super::reauth::unless_allowed;
-use super::{mask_email, see_other, PageContext, Pages, Reply};
+use super::{mask_email, see_other, PageContext, Pages, Refusal, Reply};
 use crate::auth::{Auth, Identity};
 use crate::flow::change::{self, Refused};
 use crate::i18n::Lang;
@@ -89,42 +89,58 @@ pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
             .map(|()| None),
         _ => Ok(None),
     };
-    let (said, status) = match done {
-        Ok(notice) => (notice.map(|text| (false, text)), StatusCode::OK),
+    let refused = match done {
+        Ok(notice) => {
+            let said = notice.map(|text| (false, text));
+            return render(auth, pages, &who, lang, said, StatusCode::OK).await;
+        }
         // A stale tab: the page shows where the change is.
-        Err(Refused::NotBegun) => (None, StatusCode::OK),
+        Err(Refused::NotBegun) => {
+            return render(auth, pages, &who, lang, None, StatusCode::OK).await
+        }
         Err(Refused::NotTwoFactor | Refused::NeedsProof | Refused::NoFactor) => {
             return unless_allowed(auth, pages, req, &who, PAGE, lang)
                 .await
                 .unwrap_or_else(|| pages.fault(lang))
         }
-        Err(refused) => match refusal(refused, lang) {
-            Some((text, status)) => (Some((true, text)), status),
-            None => return pages.fault(lang),
-        },
+        Err(refused) => refused,
     };
-    render(auth, pages, &who, lang, said, status).await
+    let Some(r) = refusal(refused, lang, auth.clock.now_ms()) else {
+        return pages.fault(lang);
+    };
+    let said = Some((true, r.text.clone()));
+    render(auth, pages, &who, lang, said, r.status)
+        .await
+        .refused(&r)
 }
 
-/// The text and status for a refused step (`None`: a fault).
-fn refusal(refused: Refused, lang: Lang) -> Option<(String, StatusCode)> {
-    Some(match refused {
-        Refused::BadEmail => (lang.text("email-invalid"), StatusCode::BAD_REQUEST),
-        Refused::Unchanged => (lang.text("emergency-email-same"), StatusCode::CONFLICT),
-        Refused::SendLimit => (lang.text("code-send-limit"), StatusCode::TOO_MANY_REQUESTS),
-        Refused::SendFailed => (
+/// What the page says of a refused step (`None`: a fault).
+fn refusal(refused: Refused, lang: Lang, now_ms: u64) -> Option<Refusal> {
+    let said = |text: String, status| Some(Refusal::new(text, status));
+    match refused {
+        Refused::Banned { until_ms } => Some(Refusal::limited(
+            lang,
+            lang.text("too-many-attempts"),
+            until_ms,
+            now_ms,
+        )),
+        Refused::SendLimit { until_ms } => Some(Refusal::limited(
+            lang,
+            lang.text("code-send-limit"),
+            until_ms,
+            now_ms,
+        )),
+        Refused::BadEmail => said(lang.text("email-invalid"), StatusCode::BAD_REQUEST),
+        Refused::Unchanged => said(lang.text("emergency-email-same"), StatusCode::CONFLICT),
+        Refused::SendFailed => said(
             lang.text("code-send-failed"),
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        Refused::Banned => (
-            lang.text("too-many-attempts"),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-        Refused::Wrong => (lang.text("code-wrong"), StatusCode::UNAUTHORIZED),
-        Refused::Expired => (
+        Refused::Wrong => said(lang.text("code-wrong"), StatusCode::UNAUTHORIZED),
+        Refused::Expired => said(
             lang.text("emergency-email-expired"),
             StatusCode::UNAUTHORIZED,
         ),
-        _ => return None,
-    })
+        _ => None,
+    }
 }

@@ -96,6 +96,7 @@ fn render(
     };
     let ctx = context! {
         user => &who.user.name,
+        eul => crate::i18n::josa::particle(&pages.config().service_name, "을", "를"),
         required_from => &auth.two_factor.required_from_label,
         setup_url => pages.url_with_rd("/setup", rd),
         later => later.describe(lang),

@@ -17,6 +17,8 @@ use crate::routing::HostRouter;
 
 /// Base name of the cookie a sign-in form's CSRF token is bound to.
 pub const FORM_COOKIE: &str = "stepgate_csrf";
+/// Base name of the cookie that remembers the language a user chose with the switch.
+pub const LANG_COOKIE: &str = "stepgate_lang";
 
 /// A request to the portal, as the proxy layer read it.
 pub struct PortalRequest<'a> {
@@ -77,17 +79,13 @@ impl Pages {
     }
 }
 
+/// The page's language: the form's `lang`, the query's `lang` (the language switch), the
+/// language cookie, `Accept-Language`, the default; in that order.
 pub(crate) fn lang_of(pages: &Pages, req: &PortalRequest<'_>, form_lang: Option<String>) -> Lang {
     form_lang
         .or_else(|| req.param("lang"))
         .and_then(|l| Lang::from_tag(&l))
-        .unwrap_or_else(|| {
-            pages.lang(
-                req.headers
-                    .get(http::header::ACCEPT_LANGUAGE)
-                    .and_then(|v| v.to_str().ok()),
-            )
-        })
+        .unwrap_or_else(|| pages.lang_for(req.headers))
 }
 
 /// `GET /login`: the form, or straight on to `rd` when already signed in.

@@ -7,7 +7,7 @@ use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, PortalRequest};
-use super::{see_other, PageContext, Pages, Reply};
+use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::flow::{self, change, FactorRefused};
@@ -72,16 +72,17 @@ pub(crate) fn confirm_page(
     pages.page("confirm.html", status, lang, page, ctx)
 }
 
-/// The text and status for a refused answer (`None`: a fault, answered with the 503 page).
-pub(crate) fn refusal(refused: FactorRefused, lang: Lang) -> Option<(String, StatusCode)> {
+/// What the page says of a refused answer (`None`: a fault, answered with the 503 page).
+pub(crate) fn refusal(refused: FactorRefused, lang: Lang, now_ms: u64) -> Option<Refusal> {
     Some(match refused {
-        FactorRefused::Banned { .. } => (
-            lang.text("too-many-attempts"),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-        FactorRefused::NotEnrolled => (lang.text("two-step-not-set-up"), StatusCode::CONFLICT),
+        FactorRefused::Banned { until_ms } => {
+            Refusal::limited(lang, lang.text("too-many-attempts"), until_ms, now_ms)
+        }
+        FactorRefused::NotEnrolled => {
+            Refusal::new(lang.text("two-step-not-set-up"), StatusCode::CONFLICT)
+        }
         FactorRefused::Wrong | FactorRefused::Replayed => {
-            (lang.text("confirm-refused"), StatusCode::UNAUTHORIZED)
+            Refusal::new(lang.text("confirm-refused"), StatusCode::UNAUTHORIZED)
         }
         FactorRefused::Fault => return None,
     })
@@ -106,8 +107,10 @@ pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
             let target = format!("{}{next}", pages.config().prefix);
             pages.signed_in_to(auth, req, &signed, &target)
         }
-        Err(refused) => match refusal(refused, lang) {
-            Some((text, status)) => confirm_page(pages, &who, lang, next, Some(text), status),
+        Err(refused) => match refusal(refused, lang, auth.clock.now_ms()) {
+            Some(r) => {
+                confirm_page(pages, &who, lang, next, Some(r.text.clone()), r.status).refused(&r)
+            }
             None => pages.fault(lang),
         },
     }

@@ -6,7 +6,7 @@ use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, lang_of, PortalRequest};
-use super::{mask_email, see_other, PageContext, Pages, Reply};
+use super::{mask_email, see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::totp::{self, TotpSecret};
@@ -116,25 +116,27 @@ pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply 
     }
 }
 
-/// The text and status for a refused step.
-fn refusal(refused: Refused, lang: Lang) -> (String, StatusCode) {
+/// What the page says of a refused step.
+fn refusal(refused: Refused, lang: Lang, now_ms: u64) -> Refusal {
+    let said = |id: String, status| Refusal::new(id, status);
     match refused {
-        Refused::Banned => (
-            lang.text("too-many-attempts"),
-            StatusCode::TOO_MANY_REQUESTS,
-        ),
-        Refused::Wrong => (lang.text("code-wrong"), StatusCode::UNAUTHORIZED),
-        Refused::Expired => (lang.text("setup-expired"), StatusCode::UNAUTHORIZED),
-        Refused::NotYet => (lang.text("setup-not-yet"), StatusCode::UNAUTHORIZED),
-        Refused::SendLimit => (lang.text("code-send-limit"), StatusCode::TOO_MANY_REQUESTS),
-        Refused::SendFailed => (
+        Refused::Banned { until_ms } => {
+            Refusal::limited(lang, lang.text("too-many-attempts"), until_ms, now_ms)
+        }
+        Refused::SendLimit { until_ms } => {
+            Refusal::limited(lang, lang.text("code-send-limit"), until_ms, now_ms)
+        }
+        Refused::Wrong => said(lang.text("code-wrong"), StatusCode::UNAUTHORIZED),
+        Refused::Expired => said(lang.text("setup-expired"), StatusCode::UNAUTHORIZED),
+        Refused::NotYet => said(lang.text("setup-not-yet"), StatusCode::UNAUTHORIZED),
+        Refused::SendFailed => said(
             lang.text("code-send-failed"),
             StatusCode::SERVICE_UNAVAILABLE,
         ),
-        Refused::BadEmail => (lang.text("email-invalid"), StatusCode::BAD_REQUEST),
-        Refused::NoEmail => (lang.text("setup-no-email"), StatusCode::CONFLICT),
+        Refused::BadEmail => said(lang.text("email-invalid"), StatusCode::BAD_REQUEST),
+        Refused::NoEmail => said(lang.text("setup-no-email"), StatusCode::CONFLICT),
         Refused::HasFactor | Refused::Busy | Refused::Fault => {
-            (lang.text("setup-fault"), StatusCode::SERVICE_UNAVAILABLE)
+            said(lang.text("setup-fault"), StatusCode::SERVICE_UNAVAILABLE)
         }
     }
 }
@@ -183,15 +185,20 @@ pub async fn submit(
         },
         _ => Ok(None),
     };
-    let (said, status) = match done {
-        Ok(notice) => (notice.map(|text| (false, text)), StatusCode::OK),
+    match done {
+        Ok(notice) => {
+            let said = notice.map(|text| (false, text));
+            render(auth, pages, &who, lang, &rd, said, StatusCode::OK).await
+        }
         Err(refused @ (Refused::HasFactor | Refused::Busy | Refused::Fault)) => {
-            return elsewhere(pages, &who, &rd, lang, refused, true);
+            elsewhere(pages, &who, &rd, lang, refused, true)
         }
         Err(refused) => {
-            let (text, status) = refusal(refused, lang);
-            (Some((true, text)), status)
+            let r = refusal(refused, lang, auth.clock.now_ms());
+            let said = Some((true, r.text.clone()));
+            render(auth, pages, &who, lang, &rd, said, r.status)
+                .await
+                .refused(&r)
         }
-    };
-    render(auth, pages, &who, lang, &rd, said, status).await
+    }
 }

@@ -64,13 +64,7 @@ fn refuse(state: &State, session: &Session, status: StatusCode, decision: &'stat
 }
 
 fn lang(state: &State, session: &Session) -> crate::i18n::Lang {
-    state.pages.lang(
-        session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    )
+    state.pages.lang_for(&session.req_header().headers)
 }
 
 pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Outcome {

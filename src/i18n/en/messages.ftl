@@ -39,9 +39,9 @@ enrolment_code-body =
 
     The code is valid for 10 minutes. Never share it with anyone.
 
-    If you did not request this, ignore this email and change your password: someone else may know it.
+    If you did not request this, ignore this email and tell your administrator: someone else may know your password.
 enrolment_code-link = Continue the setup: { $link }
-enrolment_code-line = Your verification code is { $code }. It is valid for 10 minutes; never share it. If you did not request it, ignore this message and change your password.
+enrolment_code-line = Your verification code is { $code }. It is valid for 10 minutes; never share it. If you did not request it, ignore this message and tell your administrator.
 
 emergency_email_code-title = Confirm your emergency contact email
 emergency_email_code-greeting = Hello,
@@ -49,15 +49,15 @@ emergency_email_code-body =
     { $has_user ->
         [yes] { $user }
        *[no] Someone
-    } entered this address as the emergency contact email of their { $service } account. To confirm that it receives mail, enter this code on the account page:
+    } entered this address as the emergency contact email of their { $service } account. To confirm that it receives mail, enter this code on the page where you entered the address:
 
     {"    "}{ $code }
 
     The code is valid for 10 minutes. Never share it with anyone.
 
-    If you did not request this, ignore this email: the address will not be added. If the account is yours and you did not add this address, change your password, because someone else may be signed in as you.
+    If you did not request this, ignore this email: the address will not be added. If the account is yours and you did not add this address, tell your administrator, because someone else may be signed in as you.
 emergency_email_code-link = Open the account page: { $link }
-emergency_email_code-line = Your code to confirm the emergency contact email is { $code }. It is valid for 10 minutes. If you did not request it, ignore this message and change your password.
+emergency_email_code-line = Your code to confirm the emergency contact email is { $code }. It is valid for 10 minutes. If you did not request it, ignore this message and tell your administrator.
 
 ## Notices of a change
 
@@ -69,8 +69,8 @@ factor_added-body =
 
     If this was you, there is nothing else to do.
 
-    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
-factor_added-line = A two-step verification method ({ $factor }) was just added to your account. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else may have access to your account. Tell your administrator right away: they can change your password and reset your two-step verification.
+factor_added-line = A two-step verification method ({ $factor }) was just added to your account. If it was not you, tell your administrator right away.
 
 factor_removed-title = A two-step verification method was removed
 factor_removed-body =
@@ -80,8 +80,8 @@ factor_removed-body =
 
     If this was you, there is nothing else to do. Make sure you still have another way to sign in, such as another method or your recovery codes.
 
-    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
-factor_removed-line = A two-step verification method ({ $factor }) was just removed from your account. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else may have access to your account. Tell your administrator right away: they can change your password and reset your two-step verification.
+factor_removed-line = A two-step verification method ({ $factor }) was just removed from your account. If it was not you, tell your administrator right away.
 
 factor_replaced-title = Your two-step verification method was replaced
 factor_replaced-body =
@@ -89,8 +89,8 @@ factor_replaced-body =
 
     If this was you, there is nothing else to do.
 
-    If it was not you, someone else may have access to your account and can now sign in with their own device. Change your password right away and contact your administrator, who can reset your two-step verification.
-factor_replaced-line = The { $factor } of your account was just replaced; the old one no longer works. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else may have access to your account and can now sign in with their own device. Tell your administrator right away: they can change your password and reset your two-step verification.
+factor_replaced-line = The { $factor } of your account was just replaced; the old one no longer works. If it was not you, tell your administrator right away.
 
 emergency_email_changed-title = Your emergency contact email was changed
 emergency_email_changed-body =
@@ -102,8 +102,8 @@ emergency_email_changed-body =
 
     If this was you, there is nothing else to do.
 
-    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
-emergency_email_changed-line = The emergency contact email of your account was just changed to { $new_address }. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else may have access to your account. Tell your administrator right away: they can change your password and reset your two-step verification.
+emergency_email_changed-line = The emergency contact email of your account was just changed to { $new_address }. If it was not you, tell your administrator right away.
 
 recovery_codes_regenerated-title = New recovery codes were generated
 recovery_codes_regenerated-body =
@@ -111,8 +111,8 @@ recovery_codes_regenerated-body =
 
     Keep the new codes somewhere safe, such as a password manager.
 
-    If it was not you, someone else may have access to your account. Change your password right away and contact your administrator.
-recovery_codes_regenerated-line = New recovery codes were just generated for your account; the old ones no longer work. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else may have access to your account. Tell your administrator right away: they can change your password and reset your two-step verification.
+recovery_codes_regenerated-line = New recovery codes were just generated for your account; the old ones no longer work. If it was not you, tell your administrator right away.
 
 ## Notices of a sign-in
 
@@ -128,8 +128,8 @@ recovery_code_used-body =
        *[other] You have { $remaining } recovery codes left.
     }
 
-    If it was not you, someone else knows your password and one of your recovery codes. Change your password right away, generate new recovery codes and contact your administrator.
-recovery_code_used-line = A recovery code was just used to sign in to your account ({ $remaining } left). If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else knows your password and one of your recovery codes. Tell your administrator right away: they can change your password and reset your two-step verification.
+recovery_code_used-line = A recovery code was just used to sign in to your account ({ $remaining } left). If it was not you, tell your administrator right away.
 
 code_replayed-title = An authenticator code was used twice
 code_replayed-body =
@@ -137,8 +137,8 @@ code_replayed-body =
 
     This can mean that someone saw your code, for example on a fake (phishing) sign-in page, and tried to use it. If you simply submitted the same code twice, there is nothing to do.
 
-    If it was not you, someone else knows your password. Change your password right away and contact your administrator. Enter your codes only on the real { $service } sign-in page.
-code_replayed-line = An already used authenticator code was just entered again to sign in to your account. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else knows your password. Tell your administrator right away: they can change your password and reset your two-step verification. Enter your codes only on the real { $service } sign-in page.
+code_replayed-line = An already used authenticator code was just entered again to sign in to your account. If it was not you, tell your administrator right away.
 
 second_factor_failed-title = Failed two-step verification on your account
 second_factor_failed-body =
@@ -146,5 +146,5 @@ second_factor_failed-body =
 
     If it was you, there is nothing to do.
 
-    If it was not you, someone else knows your password. Change your password right away and contact your administrator.
-second_factor_failed-line = Someone just entered your password correctly but failed two-step verification. If it was not you, change your password right away and contact your administrator.
+    If it was not you, someone else knows your password. Tell your administrator right away: they can change your password and reset your two-step verification.
+second_factor_failed-line = Someone just entered your password correctly but failed two-step verification. If it was not you, tell your administrator right away.

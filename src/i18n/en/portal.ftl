@@ -11,9 +11,9 @@ use-another-email = Use another email
 set-up-now = Set up now
 two-step-not-set-up = Two-step verification is not set up.
 code-sent-html = Enter the 6-digit code we sent to <strong>{ $email }</strong>. It is valid for 10 minutes.
-too-many-attempts = Too many attempts. Wait a while and try again.
+too-many-attempts = Too many attempts.
 code-send-failed = We could not send the code. Try again in a moment.
-code-send-limit = Too many codes were requested. Try again in an hour.
+code-send-limit = Too many codes were requested.
 code-wrong = The code is incorrect. Check it and try again.
 email-invalid = Enter a valid email address.
 
@@ -30,7 +30,7 @@ error-404 = There is nothing at this address.
 error-405-title = Method not allowed
 error-405 = This address does not accept that kind of request.
 error-429-title = Too many attempts
-error-429 = Too many attempts. Wait a while and try again.
+error-429 = Too many requests came from this browser in a short time.
 error-502-title = Service unavailable
 error-502 = The service behind this address did not answer properly. Try again in a moment.
 error-503-title = Service unavailable
@@ -87,7 +87,7 @@ setup-send = Send the code
 setup-send-again = Send a new code
 setup-code-or-token = Code or enrolment token
 setup-confirm = Confirm
-setup-contact-intro-html = Register an <strong>emergency contact email</strong> for when you cannot use your authenticator app. We also tell this address when your two-step verification changes or a recovery code is used.
+setup-contact-intro-html = Register an <strong>emergency contact email</strong>. We tell this address, as well as your registered email, whenever your two-step verification changes or a recovery code is used.
 setup-contact-label = Emergency contact email
 setup-next = Next
 setup-contact-code-html = Enter the 6-digit code we sent to <strong>{ $email }</strong>.
@@ -147,7 +147,7 @@ challenge-title = Two-step verification
 challenge-intro = Enter the 6-digit code from the authenticator app on your phone.
 challenge-verify = Verify
 challenge-recovery-hint = No phone at hand? Enter one of your recovery codes (XXXXX-XXXXX) in the same field.
-challenge-banned = Too many wrong codes. Wait a while and try again.
+challenge-banned = Too many wrong codes.
 challenge-replayed = That code was already used. Wait for the app to show a new code.
 challenge-wrong = The code is incorrect. Check the app and try again.
 challenge-recovery-intro = Enter one of the recovery codes you saved (XXXXX-XXXXX). Each works once.
@@ -180,3 +180,45 @@ emergency-email-send = Send a code
 emergency-email-same = That is already your emergency email.
 emergency-email-sent = We sent a code to the new address. Check its inbox.
 emergency-email-expired = The code has expired or was tried too many times. Start again.
+
+## The page frame, shared by every page
+
+nav-account = Account security
+nav-sign-out = Sign out
+error-home = Go to the start page
+retry-in-seconds = { $seconds ->
+        [one] Try again in a second.
+       *[other] Try again in { $seconds } seconds.
+    }
+retry-in-minutes = { $minutes ->
+        [one] Try again in a minute.
+       *[other] Try again in { $minutes } minutes.
+    }
+codes-as-text = The codes as text, to copy
+codes-download = Download as a text file
+codes-copy = Copy the codes
+codes-copied = Copied
+codes-print = Print
+codes-print-hint = To print them, use your browser's Print command: the page prints without its buttons.
+
+## The account hub's sections
+
+account-default-method = default
+account-new-codes-confirm = I understand that my current recovery codes stop working.
+account-remove-warning = Without the app, signing in asks for your password only until you set up two-step verification again, which this service requires. Your other sessions are signed out.
+account-remove-confirm = I understand: remove the authenticator app.
+account-confirm-box = Tick the box to confirm.
+account-events = Recent security events
+account-event-when = { $when } · from { $address }
+account-continue = Continue to the apps
+event-sign_in = Signed in with the password
+event-sign_out = Signed out
+event-second_factor = Passed two-step verification
+event-confirmed = Confirmed it was you
+event-factor_added = Turned on two-step verification
+event-factor_replaced = Replaced the authenticator app
+event-factor_removed = Removed the authenticator app
+event-emergency_email_changed = Changed the emergency email
+event-recovery_codes_regenerated = Made new recovery codes
+event-later = Postponed setting up two-step verification
+event-other = Account change

@@ -11,9 +11,9 @@ use-another-email = 다른 이메일 입력
 set-up-now = 지금 설정하기
 two-step-not-set-up = 2단계 인증이 설정되어 있지 않습니다.
 code-sent-html = <strong>{ $email }</strong>(으)로 보낸 6자리 인증 코드를 입력하세요. 코드는 10분 동안 유효합니다.
-too-many-attempts = 시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.
+too-many-attempts = 시도 횟수가 너무 많습니다.
 code-send-failed = 코드를 보내지 못했습니다. 잠시 후 다시 시도해 주세요.
-code-send-limit = 인증 코드 요청 횟수를 초과했습니다. 1시간 후에 다시 시도해 주세요.
+code-send-limit = 인증 코드 요청 횟수를 초과했습니다.
 code-wrong = 코드가 올바르지 않습니다. 확인 후 다시 입력해 주세요.
 email-invalid = 올바른 이메일 주소를 입력하세요.
 
@@ -30,7 +30,7 @@ error-404 = 이 주소에는 아무것도 없습니다.
 error-405-title = 허용되지 않는 요청
 error-405 = 이 주소는 해당 요청을 받지 않습니다.
 error-429-title = 시도 횟수 초과
-error-429 = 시도 횟수가 너무 많습니다. 잠시 후 다시 시도해 주세요.
+error-429 = 짧은 시간에 이 브라우저에서 요청이 너무 많았습니다.
 error-502-title = 서비스 응답 오류
 error-502 = 서비스가 올바르게 응답하지 않았습니다. 잠시 후 다시 시도해 주세요.
 error-503-title = 일시적으로 사용할 수 없음
@@ -87,7 +87,7 @@ setup-send = 인증 코드 보내기
 setup-send-again = 코드 다시 보내기
 setup-code-or-token = 인증 코드 또는 등록 토큰
 setup-confirm = 확인
-setup-contact-intro-html = 인증 앱을 사용할 수 없을 때 연락받을 <strong>비상연락용 이메일</strong>을 등록하세요. 2단계 인증이 변경되거나 복구 코드가 사용되면 이 주소로도 알려 드립니다.
+setup-contact-intro-html = <strong>비상연락용 이메일</strong>을 등록하세요. 2단계 인증이 변경되거나 복구 코드가 사용되면 등록된 이메일과 함께 이 주소로도 알려 드립니다.
 setup-contact-label = 비상연락용 이메일
 setup-next = 다음
 setup-contact-code-html = <strong>{ $email }</strong>(으)로 보낸 6자리 인증 코드를 입력하세요.
@@ -114,8 +114,8 @@ codes-continue = 계속
 ## 설정 안내 (/guide)
 
 guide-title = 2단계 인증 필수 안내
-guide-required-html = { $service }을(를) 이용하려면 <strong>2단계 인증</strong>이 필요합니다. { $user } 계정에는 아직 2단계 인증이 설정되어 있지 않습니다.
-guide-required-from-html = <strong>{ $date }</strong>부터 { $service }을(를) 이용하려면 <strong>2단계 인증</strong>이 필요합니다. { $user } 계정에는 아직 2단계 인증이 설정되어 있지 않습니다.
+guide-required-html = { $service }{ $eul } 이용하려면 <strong>2단계 인증</strong>이 필요합니다. { $user } 계정에는 아직 2단계 인증이 설정되어 있지 않습니다.
+guide-required-from-html = <strong>{ $date }</strong>부터 { $service }{ $eul } 이용하려면 <strong>2단계 인증</strong>이 필요합니다. { $user } 계정에는 아직 2단계 인증이 설정되어 있지 않습니다.
 guide-why = 2단계 인증을 설정하면 비밀번호가 유출되더라도 휴대폰의 인증 앱에서 만든 코드 없이는 누구도 로그인할 수 없습니다.
 guide-how = 설정하는 방법
 guide-app = 인증 앱
@@ -141,7 +141,7 @@ challenge-title = 2단계 인증
 challenge-intro = 휴대폰의 인증 앱에 표시된 6자리 코드를 입력하세요.
 challenge-verify = 확인
 challenge-recovery-hint = 휴대폰을 사용할 수 없으면 복구 코드(XXXXX-XXXXX)를 같은 칸에 입력하세요.
-challenge-banned = 잘못된 코드를 너무 많이 입력했습니다. 잠시 후 다시 시도해 주세요.
+challenge-banned = 잘못된 코드를 너무 많이 입력했습니다.
 challenge-replayed = 이미 사용된 코드입니다. 앱에 새 코드가 표시되면 입력하세요.
 challenge-wrong = 코드가 올바르지 않습니다. 앱을 확인한 뒤 다시 입력해 주세요.
 challenge-recovery-intro = 보관해 둔 복구 코드(XXXXX-XXXXX) 중 하나를 입력하세요. 각 코드는 한 번만 사용할 수 있습니다.
@@ -174,3 +174,39 @@ emergency-email-send = 인증 코드 보내기
 emergency-email-same = 이미 등록된 비상연락용 이메일입니다.
 emergency-email-sent = 새 주소로 인증 코드를 보냈습니다. 메일함을 확인하세요.
 emergency-email-expired = 코드가 만료되었거나 입력 횟수를 초과했습니다. 처음부터 다시 시도하세요.
+
+## 모든 화면에 공통인 틀
+
+nav-account = 계정 보안
+nav-sign-out = 로그아웃
+error-home = 처음 화면으로 가기
+retry-in-seconds = { $seconds }초 후에 다시 시도해 주세요.
+retry-in-minutes = { $minutes }분 후에 다시 시도해 주세요.
+codes-as-text = 복사할 수 있는 복구 코드
+codes-download = 텍스트 파일로 내려받기
+codes-copy = 복구 코드 복사
+codes-copied = 복사했습니다
+codes-print = 인쇄
+codes-print-hint = 인쇄하려면 브라우저의 인쇄 기능을 사용하세요. 버튼 없이 코드만 인쇄됩니다.
+
+## 계정 보안 화면의 영역
+
+account-default-method = 기본
+account-new-codes-confirm = 지금 쓰는 복구 코드를 더 이상 쓸 수 없게 된다는 것을 확인했습니다.
+account-remove-warning = 인증 앱을 해제하면 2단계 인증을 다시 설정하기 전까지 비밀번호만으로 로그인하며, 이 서비스는 2단계 인증을 다시 요구합니다. 다른 기기의 로그인은 모두 로그아웃됩니다.
+account-remove-confirm = 확인했습니다. 인증 앱을 해제합니다.
+account-confirm-box = 확인란을 선택해 주세요.
+account-events = 최근 보안 활동
+account-event-when = { $when } · { $address }에서
+account-continue = 서비스로 돌아가기
+event-sign_in = 비밀번호로 로그인
+event-sign_out = 로그아웃
+event-second_factor = 2단계 인증 통과
+event-confirmed = 본인 확인
+event-factor_added = 2단계 인증 설정
+event-factor_replaced = 인증 앱 교체
+event-factor_removed = 인증 앱 해제
+event-emergency_email_changed = 비상연락용 이메일 변경
+event-recovery_codes_regenerated = 복구 코드 새로 만들기
+event-later = 2단계 인증 설정 미루기
+event-other = 계정 변경
