@@ -1,0 +1,369 @@
+//! The portal in a real browser (headless chromium through chromedriver): a new user's whole
+//! journey — sign-in from a two-factor route, the guide, setting up the authenticator app, the
+//! recovery codes, the app, sign-out, sign-in with the challenge, the account page, "confirm it is
+//! you", the replace-app and emergency-email pages, a 404 and a 429 — with the checks of
+//! `browser/checks.rs` on every page.
+//!
+//! Pages are found by what the contract fixes (form actions, input names, `a[lang]` for the
+//! language switch), never by their wording, so the suite outlives a redesign of the pages.
+//!
+//! The matrix: four journeys, one per language × colour scheme, each at its own width (ko/390/dark
+//! and en/1280/light as the brief's pair, ko/1280/light and en/390/dark as the rest), and every
+//! page checked again at the other width by resizing the viewport in place, so that each page is
+//! seen in all eight combinations. Korean is chosen with the page's language switch in one
+//! journey and with the browser's language (`Accept-Language`) in the other.
+//!
+//! Without chromium and chromedriver the tests skip, saying so on stderr; under `CI=true` they
+//! fail instead.
+
+mod common;
+
+/// The suite's own modules, in `tests/browser/`.
+mod browser {
+    pub mod checks;
+    pub mod driver;
+}
+
+use std::time::Duration;
+
+use browser::checks::{self, Check, Condition, Lang, Report, Scheme};
+use browser::driver::{self, Browser, Options, Tools};
+use common::two_factor::{self, ALICE};
+use common::{signin_config, totp_code, Gateway, Upstream};
+use serde_json::json;
+use stepgate::clock::{Clock, ManualClock};
+
+const PREFIX: &str = "/_stepgate";
+
+/// How a journey comes to be in its language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The browser's own language (`--lang`, `intl.accept_languages`).
+    Browser,
+    /// The browser in English; the page's language switch (`a[lang=..]`) on the first page.
+    Switch,
+}
+
+/// One journey: its language, width and colour scheme, and how the language is chosen.
+#[derive(Debug, Clone, Copy)]
+struct Setting {
+    cond: Condition,
+    via: Via,
+}
+
+fn setting(lang: Lang, width: u32, scheme: Scheme, via: Via) -> Setting {
+    Setting {
+        cond: Condition {
+            lang,
+            width,
+            scheme,
+        },
+        via,
+    }
+}
+
+#[test]
+fn journey_ko_390_dark_by_the_language_switch() {
+    journey(setting(Lang::Ko, 390, Scheme::Dark, Via::Switch));
+}
+
+#[test]
+fn journey_en_1280_light() {
+    journey(setting(Lang::En, 1280, Scheme::Light, Via::Browser));
+}
+
+#[test]
+fn journey_ko_1280_light_by_the_browser_language() {
+    journey(setting(Lang::Ko, 1280, Scheme::Light, Via::Browser));
+}
+
+#[test]
+fn journey_en_390_dark() {
+    journey(setting(Lang::En, 390, Scheme::Dark, Via::Browser));
+}
+
+fn journey(s: Setting) {
+    let Some(tools) = driver::tools_or_skip() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the WebDriver client");
+    // The gateways run on threads and runtimes of their own: started before this one.
+    let (_up, gw, clock) = two_factor::start("");
+    let limited_up = Upstream::start("app");
+    let limited = Gateway::start(&signin_config(
+        limited_up.addr,
+        "[regulation]\nform_posts_per_minute = 1\n",
+    ));
+    runtime.block_on(run(&tools, s, &gw, &clock, &limited));
+}
+
+/// One journey's browser, gateway and report.
+struct Journey {
+    b: Browser,
+    report: Report,
+    s: Setting,
+    /// Whether a page has been seen yet (the switch is expected on the first one only).
+    first: bool,
+}
+
+impl Journey {
+    /// Arrives at a page: in the journey's language (through the switch when the page offers
+    /// one), then every check, at both widths.
+    async fn visit(&mut self, page: &str) {
+        let want = self.s.cond.lang.tag();
+        let lang = checks::page_lang(&self.b).await;
+        if !lang.starts_with(want) {
+            if !(self.first && self.s.via == Via::Switch) {
+                let how = match self.s.via {
+                    Via::Browser => "the browser asks for",
+                    Via::Switch => "the language switch chose",
+                };
+                let detail = format!("the page is in {lang:?}; {how} {want:?}");
+                self.report.add(page, self.s.cond, Check::Lang, detail);
+            }
+            self.switch_language().await;
+        }
+        self.first = false;
+        let other = if self.s.cond.width < 600 { 1280 } else { 390 };
+        let cond = self.s.cond;
+        checks::page(&self.b, &mut self.report, page, cond, [cond.width, other]).await;
+    }
+
+    /// Follows the page's language switch to the journey's language, when the page is in
+    /// another and offers one.
+    async fn switch_language(&mut self) {
+        let want = self.s.cond.lang.tag();
+        let switch = format!("a[lang=\"{want}\"]");
+        if checks::page_lang(&self.b).await.starts_with(want) || !self.b.has(&switch).await {
+            return;
+        }
+        self.b.click_to_load(&switch).await;
+        let now = checks::page_lang(&self.b).await;
+        assert!(
+            now.starts_with(want),
+            "the switch to {want} led to a page in {now:?}"
+        );
+    }
+
+    /// Signs alice in through the form the browser is on.
+    async fn sign_in(&mut self, password: &str) {
+        let login = format!("{PREFIX}/login");
+        self.b.fill(&login, "username", ALICE.0).await;
+        self.b.fill(&login, "password", password).await;
+        self.b.submit(&login, None).await;
+    }
+}
+
+/// The journey through `gw` (on `clock`), and the refusals on `limited` (one post a minute).
+async fn run(tools: &Tools, s: Setting, gw: &Gateway, clock: &ManualClock, limited: &Gateway) {
+    let cond = s.cond;
+    let language = match s.via {
+        Via::Browser => cond.lang.tag(),
+        Via::Switch => "en",
+    };
+    let options = Options {
+        language,
+        width: cond.width,
+        dark: cond.scheme == Scheme::Dark,
+    };
+    let b = Browser::start(tools, &options).await;
+    let name = format!(
+        "{cond}{}",
+        if s.via == Via::Switch { "-switch" } else { "" }
+    );
+    let mut j = Journey {
+        b,
+        report: Report::new(&name),
+        s,
+        first: true,
+    };
+    let key = first_visit(&mut j, gw, clock).await;
+    second_visit(&mut j, gw, clock, &key).await;
+    refusals(&mut j, limited).await;
+    let Journey { b, report, .. } = j;
+    b.close().await;
+    report.finish();
+}
+
+/// The messages with a code sent to `to` so far.
+fn codes_to(gw: &Gateway, to: &str) -> usize {
+    two_factor::mail_to(gw, to)
+        .iter()
+        .filter(|m| m["code"].is_string())
+        .count()
+}
+
+/// The newest code sent to `to`, once there are more than `before` (the notifier may write
+/// the outbox a moment after the page answers).
+async fn code_after(gw: &Gateway, to: &str, before: usize) -> String {
+    let deadline = std::time::Instant::now() + driver::WAIT;
+    while codes_to(gw, to) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new code to {to} in the outbox within {:?}",
+            driver::WAIT
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    two_factor::last_code_to(gw, to)
+}
+
+/// The authenticator key the page shows: as text (`code.key` today), else from the `otpauth:`
+/// link it offers; `None` when the page shows none.
+async fn key_on_page(b: &Browser) -> Option<String> {
+    let v = b
+        .js("const k = document.querySelector('code.key');
+             if (k && k.textContent.trim()) return k.textContent.trim();
+             const a = document.querySelector('a[href^=\"otpauth:\"]');
+             return a ? new URL(a.href).searchParams.get('secret') : null;")
+        .await;
+    v.as_str().map(str::to_owned)
+}
+
+/// Waits for the app behind the gateway (the test upstream answers `upstream app`).
+async fn wait_app(b: &Browser) {
+    b.wait_for(
+        "the app",
+        "location.pathname === '/app' && document.body && document.body.textContent.includes('upstream app')",
+    )
+    .await;
+}
+
+/// A new user: sign-in, the guide, setup, the recovery codes, the app, sign-out. Returns the
+/// authenticator key.
+async fn first_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock) -> String {
+    let email = "alice@example.test";
+    let setup = format!("{PREFIX}/setup");
+    j.b.goto(&gw.url("/app")).await;
+    j.b.wait_path(&format!("{PREFIX}/login")).await;
+    j.visit("login").await;
+    j.sign_in(ALICE.1).await;
+    j.b.wait_path(&format!("{PREFIX}/guide")).await;
+    j.visit("guide").await;
+    j.b.click_to_load(&format!("a[href*=\"{setup}\"]")).await;
+
+    // Setup, in whatever order its steps come: each page is recognised by the fields it asks
+    // for, and answered; the recovery codes are the page with no setup form left.
+    let mut key = None;
+    for _ in 0..8 {
+        if !j.b.has(&format!("form[action$=\"{setup}\"]")).await {
+            break;
+        }
+        let has = |field: &str| format!("form[action$=\"{setup}\"] [name=\"{field}\"]");
+        if let Some(k) = key_on_page(&j.b).await {
+            j.visit("setup-app").await;
+            let code = totp_code(&k, clock.now_secs());
+            j.b.fill(&setup, "code", &code).await;
+            j.b.submit(&setup, Some("code")).await;
+            key = Some(k);
+        } else if j.b.has(&has("email")).await {
+            j.visit("setup-contact").await;
+            let field = json!(has("email"));
+            let filled =
+                j.b.js(&format!("return document.querySelector({field}).value;"))
+                    .await;
+            if filled.as_str().unwrap_or_default().is_empty() {
+                j.b.fill(&setup, "email", email).await;
+            }
+            j.b.submit(&setup, Some("email")).await;
+        } else if j.b.has(&has("code")).await {
+            // A form for the step with no field of its own sends the code, unless one was sent.
+            let send = format!("form[action$=\"{setup}\"]:not(:has(input:not([type=hidden])))");
+            if codes_to(gw, email) == 0 && j.b.has(&send).await {
+                j.visit("setup-start").await;
+                j.b.click_to_load(&format!("{send} button")).await;
+            }
+            j.visit("setup-prove").await;
+            let code = code_after(gw, email, 0).await;
+            j.b.fill(&setup, "code", &code).await;
+            j.b.submit(&setup, Some("code")).await;
+        } else {
+            panic!(
+                "a setup page with nothing to fill in at {}",
+                j.b.url().await
+            );
+        }
+    }
+    let key = key.expect("setup showed an authenticator key");
+    j.visit("recovery-codes").await;
+
+    j.b.goto(&gw.url("/app")).await;
+    wait_app(&j.b).await;
+    j.b.goto(&gw.url(&format!("{PREFIX}/account"))).await;
+    j.visit("account-new").await;
+    j.b.submit(&format!("{PREFIX}/logout"), None).await;
+    j.b.wait_path(&format!("{PREFIX}/login")).await;
+    key
+}
+
+/// The returning user: the challenge, the account page, "confirm it is you", replacing the app,
+/// the emergency email, and a page that does not exist.
+async fn second_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock, key: &str) {
+    j.b.goto(&gw.url("/app")).await;
+    j.b.wait_path(&format!("{PREFIX}/login")).await;
+    j.sign_in(ALICE.1).await;
+    let challenge = format!("{PREFIX}/2fa");
+    j.b.wait_path(&challenge).await;
+    j.visit("challenge").await;
+    clock.advance(Duration::from_secs(30));
+    j.b.fill(&challenge, "code", &totp_code(key, clock.now_secs()))
+        .await;
+    j.b.submit(&challenge, Some("code")).await;
+    wait_app(&j.b).await;
+
+    // Past the freshness of the proof: the account page asks to confirm before any change.
+    clock.advance(Duration::from_secs(6 * 60));
+    j.b.goto(&gw.url(&format!("{PREFIX}/account"))).await;
+    j.visit("account").await;
+    let replace = format!("{PREFIX}/account/authenticator");
+    let verify = format!("{PREFIX}/account/verify");
+    j.b.goto(&gw.url(&replace)).await;
+    j.b.wait_for(
+        "the confirmation form",
+        &format!("document.querySelector('form[action$=\"{verify}\"]')"),
+    )
+    .await;
+    j.visit("confirm").await;
+    j.b.fill(&verify, "code", &totp_code(key, clock.now_secs()))
+        .await;
+    j.b.submit(&verify, Some("code")).await;
+    j.b.wait_for(
+        "the replace-app form",
+        &format!("document.querySelector('form[action$=\"{replace}\"] [name=code]')"),
+    )
+    .await;
+    j.visit("replace-app").await;
+
+    let emergency = format!("{PREFIX}/emergency-email");
+    let backup = "alice.backup@example.test";
+    j.b.goto(&gw.url(&emergency)).await;
+    j.visit("emergency-email").await;
+    let before = codes_to(gw, backup);
+    j.b.fill(&emergency, "email", backup).await;
+    j.b.submit(&emergency, Some("email")).await;
+    j.visit("emergency-email-code").await;
+    let code = code_after(gw, backup, before).await;
+    j.b.fill(&emergency, "code", &code).await;
+    j.b.submit(&emergency, Some("code")).await;
+    j.visit("emergency-email-changed").await;
+
+    j.b.goto(&gw.url(&format!("{PREFIX}/no-such-page"))).await;
+    j.visit("error-404").await;
+}
+
+/// A refused sign-in and the form-post limit, on a gateway that allows one post a minute.
+async fn refusals(j: &mut Journey, gw: &Gateway) {
+    let rd: String = url::form_urlencoded::byte_serialize(gw.url("/app").as_bytes()).collect();
+    let login = format!("{PREFIX}/login");
+    j.b.goto(&gw.url(&format!("{login}?rd={rd}"))).await;
+    j.b.wait_path(&login).await;
+    // Another site: a person picks the language again before signing in.
+    j.switch_language().await;
+    j.sign_in("not-the-password").await;
+    j.visit("login-refused").await;
+    j.sign_in("not-the-password").await;
+    j.visit("error-429").await;
+}
