@@ -195,9 +195,10 @@ pub async fn submit(
 
 /// `POST /logout`: ends the session (server-side), clears the cookie and site data.
 pub async fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
+    let lang = lang_of(pages, req, form_value(&req.body, "lang"));
     let jar = auth.jar(req.tls);
-    let sign_in = format!("{}/login", pages.config().prefix);
+    // `Clear-Site-Data` also clears the remembered language: the sign-in page sets it again.
+    let sign_in = format!("{}/login?lang={}", pages.config().prefix, lang.tag());
     let Ok(who) = auth.identify(req.headers, req.tls).await else {
         return pages.fault(lang);
     };

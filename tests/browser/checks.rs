@@ -97,85 +97,6 @@ impl fmt::Display for Problem {
     }
 }
 
-/// A check known to fail today: reported, but the test passes unless
-/// `STEPGATE_BROWSER_STRICT=1`. A `None` field matches anything.
-pub struct Known {
-    pub check: Check,
-    pub width: Option<u32>,
-    pub scheme: Option<Scheme>,
-    /// Text the problem's detail contains (e.g. the two colours of a contrast failure).
-    pub detail: Option<&'static str>,
-    /// Why it fails: for the report, and for whoever fixes it.
-    pub why: &'static str,
-}
-
-/// The checks that fail on the portal's pages as they are before the redesign (issue 12), found
-/// by this suite on 2026-12-01. Each entry is one finding, matched narrowly (the colours of a
-/// contrast failure, the width of an overflow), so that anything new still fails the test. The
-/// redesign removes each entry with its fix; once this list is empty, every check is enforced.
-pub const KNOWN_FAILING: &[Known] = &[
-    Known {
-        check: Check::Overflow,
-        width: Some(390),
-        scheme: None,
-        detail: None,
-        why: ".card is calc(100% - 2rem) wide plus 2 rem of padding (content-box): 16 px past a 390 px screen, on every page",
-    },
-    Known {
-        check: Check::Contrast,
-        width: None,
-        scheme: Some(Scheme::Dark),
-        detail: Some("#2f6fdf on #1b2030"),
-        why: "dark: the accent (links, the brand, the language switch) on the dark card is 3.44:1",
-    },
-    Known {
-        check: Check::Contrast,
-        width: None,
-        scheme: Some(Scheme::Dark),
-        detail: Some("#6b7280 on #1b2030"),
-        why: "dark: the grey of .status and the setup steps on the dark card is 3.35:1",
-    },
-    Known {
-        check: Check::Contrast,
-        width: None,
-        scheme: Some(Scheme::Dark),
-        detail: Some("#1d2330 on #1b2030"),
-        why: "dark: the current setup step keeps the light theme's text colour, 1.03:1 (invisible)",
-    },
-    Known {
-        check: Check::Console,
-        width: None,
-        scheme: None,
-        detail: Some("/favicon.ico - Failed to load resource"),
-        why: "the pages name no icon, so Chrome asks for the app's /favicon.ico, which the gateway answers 401",
-    },
-    Known {
-        check: Check::Lang,
-        width: None,
-        scheme: None,
-        detail: None,
-        why: "the language chosen with the switch is not kept: links and redirects drop `lang`, error pages follow Accept-Language only",
-    },
-];
-
-impl Known {
-    fn matches(&self, p: &Problem) -> bool {
-        self.check == p.check
-            && self.width.is_none_or(|w| w == p.condition.width)
-            && self.scheme.is_none_or(|s| s == p.condition.scheme)
-            && self.detail.is_none_or(|d| p.detail.contains(d))
-    }
-}
-
-/// Whether known failures fail the test too (`STEPGATE_BROWSER_STRICT=1`; off by default while
-/// [`KNOWN_FAILING`] is not empty, and without effect once it is).
-fn strict() -> bool {
-    matches!(
-        std::env::var("STEPGATE_BROWSER_STRICT").as_deref(),
-        Ok("1" | "true" | "yes")
-    )
-}
-
 /// The directory of screenshots and reports: `target/browser`.
 pub fn out_dir() -> PathBuf {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -207,53 +128,33 @@ impl Report {
         });
     }
 
-    /// Writes `target/browser/report-<name>.txt`, prints the problems, and fails on those that
-    /// are not known (on all of them under `STEPGATE_BROWSER_STRICT=1`).
+    /// Writes `target/browser/report-<name>.txt`, prints the problems, and fails on any.
     pub fn finish(self) {
-        let known_why = |p: &Problem| KNOWN_FAILING.iter().find(|k| k.matches(p)).map(|k| k.why);
-        let (known, new): (Vec<&Problem>, Vec<&Problem>) =
-            self.problems.iter().partition(|p| known_why(p).is_some());
-        let lines = |ps: &[&Problem]| ps.iter().map(|p| format!("  {p}\n")).collect::<String>();
-        let mut reasons: Vec<&str> = known.iter().filter_map(|p| known_why(p)).collect();
-        reasons.sort_unstable();
-        reasons.dedup();
-        let reasons: String = reasons.iter().map(|r| format!("  - {r}\n")).collect();
+        let lines: String = self.problems.iter().map(|p| format!("  {p}\n")).collect();
         let text = format!(
-            "{}: {} page views, {} problems\n{} known failing (KNOWN_FAILING; STEPGATE_BROWSER_STRICT=1 fails on them):\n{reasons}{}{} new:\n{}",
+            "{}: {} page views, {} problems\n{lines}",
             self.name,
             self.pages,
             self.problems.len(),
-            known.len(),
-            lines(&known),
-            new.len(),
-            lines(&new),
         );
         let dir = out_dir();
         std::fs::create_dir_all(&dir).expect("target/browser");
         std::fs::write(dir.join(format!("report-{}.txt", self.name)), &text)
             .expect("report written");
-        eprint!("{text}");
-        // One line past the harness's capture, so that a passing run still says what it found.
+        // One line past the harness's capture, so that a passing run still says what it saw.
         let _ = writeln!(
             std::io::stderr(),
-            "browser {}: {} page views, {} known failing, {} new (target/browser/report-{}.txt)",
+            "browser {}: {} page views, {} problems (target/browser/report-{}.txt)",
             self.name,
             self.pages,
-            known.len(),
-            new.len(),
+            self.problems.len(),
             self.name
         );
-        let failing: Vec<&Problem> = if strict() {
-            self.problems.iter().collect()
-        } else {
-            new
-        };
         assert!(
-            failing.is_empty(),
-            "{} browser check(s) failed in {}:\n{}",
-            failing.len(),
+            self.problems.is_empty(),
+            "{} browser check(s) failed in {}:\n{lines}",
+            self.problems.len(),
             self.name,
-            lines(&failing)
         );
     }
 }
