@@ -141,11 +141,13 @@ pub async fn sign_in(
         let _ = auth.verifier.verify(None, password).await;
         return Err(SignInRefused::Failed);
     };
+    // The user name or the account's email: one account, one failure counter either way.
+    let user = auth.users.find(&name);
+    let name = user.as_ref().map_or(name, |u| u.name.clone());
     if let Limit::Banned { until_ms } = auth.regulator.check(&name, ctx.client) {
         tracing::info!(target: "stepgate::regulation", user = %name, client = %ctx.client, until_ms, "sign-in refused during a ban");
         return Err(SignInRefused::Failed);
     }
-    let user = auth.users.get(&name);
     let ok = match auth.verifier.verify(user.as_deref(), password).await {
         Ok(ok) => ok,
         Err(VerifyError::Busy(waiting)) => {

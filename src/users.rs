@@ -79,6 +79,19 @@ impl fmt::Debug for User {
 pub trait UserDirectory: Send + Sync {
     /// `name` must already be normalised with [`normalize_username`].
     fn get(&self, name: &str) -> Option<Arc<User>>;
+
+    /// The one user whose email is `email` (compared without regard to case), so that a user
+    /// can sign in with it; `None` when no user, or more than one, has it.
+    fn by_email(&self, _email: &str) -> Option<Arc<User>> {
+        None
+    }
+
+    /// The account a typed sign-in name means: the user of that name, else, for a name with an
+    /// `@`, the one user with that email. `name` is normalised.
+    fn find(&self, name: &str) -> Option<Arc<User>> {
+        self.get(name)
+            .or_else(|| name.contains('@').then(|| self.by_email(name)).flatten())
+    }
 }
 
 /// Case, width, compatibility characters and surrounding whitespace do not make a new account:
@@ -220,6 +233,19 @@ impl FileDirectory {
 impl UserDirectory for FileDirectory {
     fn get(&self, name: &str) -> Option<Arc<User>> {
         self.users.load().get(name).cloned()
+    }
+
+    fn by_email(&self, email: &str) -> Option<Arc<User>> {
+        let users = self.users.load();
+        let mut found = users.values().filter(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.to_lowercase() == email.to_lowercase())
+        });
+        match (found.next(), found.next()) {
+            (Some(user), None) => Some(Arc::clone(user)),
+            _ => None,
+        }
     }
 }
 

@@ -475,3 +475,31 @@ fn the_chosen_language_is_remembered_on_every_page_errors_included() {
     let elsewhere = b.get("/_stepgate/language?lang=ko");
     assert_eq!(elsewhere.header("location"), Some("/"));
 }
+
+#[test]
+fn the_account_email_signs_in_as_the_user_and_shares_the_failure_counter() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start(&signin_config(
+        up.addr,
+        "[regulation]\nmax_failures = 3\nwindow = \"10m\"\nban = \"5m\"\n",
+    ));
+    let mut b = Browser::new(gw.addr);
+    // Case does not matter in an email either.
+    assert_eq!(b.sign_in("Alice@Example.test", ALICE.1, "/").status, 303);
+    assert_eq!(b.get("/1fa/").status, 200);
+    assert_eq!(up.last().header("remote-user"), Some("alice"));
+
+    // Failures by email and by name count against one account.
+    let mut b = Browser::new(gw.addr);
+    for typed in ["alice@example.test", "alice", "alice@example.test"] {
+        assert_eq!(b.sign_in(typed, "wrong", "/").status, 401);
+    }
+    assert_eq!(
+        b.sign_in(ALICE.0, ALICE.1, "/").status,
+        401,
+        "banned by failures under both names"
+    );
+    // An email no user has fails like a wrong password.
+    let nobody = b.sign_in("nobody@example.test", "whatever", "/");
+    assert_eq!(nobody.status, 401);
+}

@@ -275,3 +275,27 @@ fn hashing_threads_run_below_the_proxys_priority() {
         "the hashing thread is at nice +10"
     );
 }
+
+#[test]
+fn an_email_names_its_one_user_case_blind_and_an_ambiguous_one_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.toml");
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$pqL2ud8we/QSYV1jNed9KQ$a+BUztkXLv7fI9I4I1GMpo2p6Juo5PMBmFRQXjR1Bo4";
+    std::fs::write(
+        &path,
+        format!(
+            "[users.alice]\npassword = \"{hash}\"\nemail = \"Alice@Example.test\"\n\
+             [users.bob]\npassword = \"{hash}\"\nemail = \"shared@example.test\"\n\
+             [users.carol]\npassword = \"{hash}\"\nemail = \"shared@example.test\"\n"
+        ),
+    )
+    .unwrap();
+    let dir = FileDirectory::load(&path).unwrap();
+    assert_eq!(dir.find("alice@example.test").unwrap().name, "alice");
+    assert_eq!(dir.find("alice").unwrap().name, "alice");
+    assert!(
+        dir.find("shared@example.test").is_none(),
+        "two users: neither"
+    );
+    assert!(dir.find("nobody@example.test").is_none());
+}

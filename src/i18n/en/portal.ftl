@@ -43,7 +43,7 @@ error-other = The request could not be completed. Try again in a moment.
 ## Sign-in (/login)
 
 login-title = Sign in
-login-username = User name
+login-username = User name or email
 login-password = Password
 login-submit = Sign in
 login-failed = The user name or password is incorrect, or sign-in is temporarily blocked. Try again later.

@@ -43,7 +43,7 @@ error-other = 요청을 처리하지 못했습니다. 잠시 후 다시 시도�
 ## 로그인 (/login)
 
 login-title = 로그인
-login-username = 아이디
+login-username = 아이디 또는 이메일
 login-password = 비밀번호
 login-submit = 로그인
 login-failed = 아이디 또는 비밀번호가 올바르지 않거나 로그인이 일시적으로 제한되었습니다. 잠시 후 다시 시도해 주세요.
