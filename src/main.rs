@@ -67,8 +67,9 @@ enum AdminAction {
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<std::time::Duration>,
     },
-    /// Remove USER's authenticator app, recovery codes and tokens (a lost phone). The user sets
-    /// up again at the next sign-in. Takes effect in a running gateway within 10 seconds.
+    /// Remove USER's authenticator app, recovery codes and tokens (a lost phone), and end USER's
+    /// sessions. The user sets up again at the next sign-in. Takes effect in a running gateway
+    /// within 30 seconds.
     Reset2fa {
         user: String,
         /// Also forget the emergency contact email.
@@ -153,9 +154,14 @@ fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitC
                 })
             }
             AdminAction::Reset2fa { forget_contact, .. } => {
-                factors.reset(&user, !forget_contact).await.map(|()| {
-                    println!("two-step verification of {user} removed; they set it up again at their next sign-in");
-                })
+                factors.reset(&user, !forget_contact).await?;
+                // Whoever has the lost phone may hold a signed-in browser on it.
+                let ended = store.sessions().delete_sessions_of(&user, None).await?;
+                println!(
+                    "two-step verification of {user} removed and {} session(s) ended; they set it up again at their next sign-in",
+                    ended.len()
+                );
+                Ok(())
             }
             AdminAction::Status { .. } => {
                 let s = factors.summary(&user).await?;

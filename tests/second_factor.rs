@@ -554,3 +554,32 @@ fn account_changes_need_a_current_code_and_removal_ends_other_sessions() {
         ko.body
     );
 }
+
+#[test]
+fn an_operator_reset_of_a_lost_phone_also_ends_the_users_sessions() {
+    let (_up, gw, clock) = start("");
+    let mut b = Browser::new(gw.addr);
+    full_enrolment(&mut b, &gw, &clock, ALICE);
+    assert_eq!(b.get("/app").status, 200);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
+        .args(["admin", "--config"])
+        .arg(gw.dir.path().join("stepgate.toml"))
+        .args(["reset2fa", "alice"])
+        .output()
+        .expect("stepgate admin runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 session(s) ended"), "{said}");
+    // The gateway reads its cached session again within 30 s and finds it gone.
+    clock.advance(Duration::from_secs(31));
+    let after = b.get("/app");
+    assert_eq!(after.status, 302, "{after:?}");
+    assert!(
+        location_target(&after).starts_with("/_stepgate/login"),
+        "{after:?}"
+    );
+}
