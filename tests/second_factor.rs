@@ -356,18 +356,7 @@ fn the_grace_ends_at_its_deadline() {
 #[test]
 fn an_operator_token_replaces_the_emailed_code_and_another_contact_is_verified() {
     let (_up, gw, clock) = start("");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
-        .args(["admin", "--config"])
-        .arg(gw.dir.path().join("stepgate.toml"))
-        .args(["enrolment-token", "Alice"])
-        .output()
-        .expect("stepgate admin runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = admin(&gw, &["enrolment-token", "Alice"]).trim().to_owned();
     assert_eq!(token.len(), 24, "XXXX-XXXX-XXXX-XXXX-XXXX: {token}");
 
     let mut b = Browser::new(gw.addr);
@@ -405,13 +394,7 @@ fn an_operator_token_replaces_the_emailed_code_and_another_contact_is_verified()
         .iter()
         .all(|m| !m["code"].is_null()));
 
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
-        .args(["admin", "--config"])
-        .arg(gw.dir.path().join("stepgate.toml"))
-        .args(["status", "alice"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(status.stdout).unwrap();
+    let text = admin(&gw, &["status", "alice"]);
     assert!(text.contains("authenticator app: on"), "{text}");
     assert!(text.contains("recovery codes left: 10"), "{text}");
     assert!(
@@ -561,18 +544,7 @@ fn an_operator_reset_of_a_lost_phone_also_ends_the_users_sessions() {
     let mut b = Browser::new(gw.addr);
     full_enrolment(&mut b, &gw, &clock, ALICE);
     assert_eq!(b.get("/app").status, 200);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
-        .args(["admin", "--config"])
-        .arg(gw.dir.path().join("stepgate.toml"))
-        .args(["reset2fa", "alice"])
-        .output()
-        .expect("stepgate admin runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = admin(&gw, &["reset2fa", "alice"]);
     assert!(said.contains("1 session(s) ended"), "{said}");
     // The gateway reads its cached session again within 30 s and finds it gone.
     clock.advance(Duration::from_secs(31));

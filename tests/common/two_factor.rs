@@ -122,3 +122,20 @@ pub fn enrolment_with_contact(
     assert_eq!(done.status, 200, "{done:?}");
     key
 }
+
+/// Runs `stepgate admin --config <the gateway's file> ARGS` and returns what it printed on
+/// standard output; panics with its standard error when it fails.
+pub fn admin(gw: &Gateway, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
+        .args(["admin", "--config"])
+        .arg(gw.dir.path().join("stepgate.toml"))
+        .args(args)
+        .output()
+        .expect("stepgate admin runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
