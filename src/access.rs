@@ -187,10 +187,10 @@ impl AccessRules {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rule(path: Option<&str>, policy: Policy) -> RuleSpec {
+    pub(crate) fn rule(path: Option<&str>, policy: Policy) -> RuleSpec {
         RuleSpec {
             hosts: vec![],
             path: path.map(str::to_owned),
@@ -201,7 +201,7 @@ mod tests {
         }
     }
 
-    fn req<'a>(host: &'a str, path: &'a str, method: &'a Method) -> Request<'a> {
+    pub(crate) fn req<'a>(host: &'a str, path: &'a str, method: &'a Method) -> Request<'a> {
         Request {
             host,
             path,
@@ -210,7 +210,8 @@ mod tests {
         }
     }
 
-    struct Who(&'static str, &'static [&'static str]);
+    /// A user with groups; only `bob` has a second factor.
+    pub(crate) struct Who(pub &'static str, pub &'static [&'static str]);
     impl Principal for Who {
         fn user(&self) -> &str {
             self.0

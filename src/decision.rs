@@ -103,43 +103,8 @@ pub fn is_browser(method: &Method, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{RuleSpec, Subject};
-
-    fn rule(path: Option<&str>, policy: Policy) -> RuleSpec {
-        RuleSpec {
-            hosts: vec![],
-            path: path.map(str::to_owned),
-            methods: vec![],
-            networks: vec![],
-            subjects: vec![],
-            policy,
-        }
-    }
-
-    fn req<'a>(host: &'a str, path: &'a str, method: &'a Method) -> Request<'a> {
-        Request {
-            host,
-            path,
-            method,
-            client: "10.1.2.3".parse().unwrap(),
-        }
-    }
-
-    struct Who(&'static str, &'static [&'static str]);
-    impl Principal for Who {
-        fn user(&self) -> &str {
-            self.0
-        }
-        fn in_group(&self, g: &str) -> bool {
-            self.1.contains(&g)
-        }
-        fn level(&self) -> AuthLevel {
-            AuthLevel::OneFactor
-        }
-        fn has_second_factor(&self) -> bool {
-            self.0 == "bob"
-        }
-    }
+    use crate::access::tests::{req, rule, Who};
+    use crate::access::Subject;
 
     #[test]
     fn decisions_follow_the_contract_table() {
