@@ -77,6 +77,9 @@ pub struct RuleSpec {
     pub networks: Vec<IpNet>,
     pub subjects: Vec<Subject>,
     pub policy: Policy,
+    /// Whether a browser trusted with "don't ask again" stands in for the second factor here
+    /// (`false`: this route always wants a code of this sign-in).
+    pub trusted_browsers: bool,
 }
 
 /// What the request looks like to the rules.
@@ -98,6 +101,14 @@ pub trait Principal {
     /// Whether the user chose "later" on the setup guide for this session, within the grace the
     /// operator allows: two-factor routes then let this one-factor session through.
     fn second_factor_deferred(&self) -> bool {
+        false
+    }
+    /// Whether the second factor of this session is only a trusted browser ("don't ask again").
+    fn remembered_only(&self) -> bool {
+        false
+    }
+    /// Signed in from an unfamiliar environment, not checked yet.
+    fn needs_check(&self) -> bool {
         false
     }
 }
@@ -176,6 +187,11 @@ impl AccessRules {
     }
 
     /// Whether the rule's subjects admit `who` (a rule without subjects admits everyone).
+    /// Whether rule `index` lets a trusted browser stand in for the second factor.
+    pub fn trusts_browsers(&self, index: usize) -> bool {
+        self.rules[index].trusted_browsers
+    }
+
     pub fn admits(&self, index: usize, who: &dyn Principal) -> bool {
         let subjects = &self.rules[index].subjects;
         subjects.is_empty()
@@ -198,6 +214,7 @@ pub(crate) mod tests {
             networks: vec![],
             subjects: vec![],
             policy,
+            trusted_browsers: true,
         }
     }
 

@@ -17,15 +17,19 @@ pub enum Method {
     Hwk,
     /// Proof of possession of a software-secured key (a client certificate).
     Swk,
+    /// A browser the user trusted with "don't ask again on this browser" stood in for the
+    /// second factor (stepgate's own value, not in RFC 8176: no code was entered this time).
+    Remembered,
 }
 
 /// Every method, in the order `amr` lists them.
-const ALL: [Method; 5] = [
+const ALL: [Method; 6] = [
     Method::Pwd,
     Method::Otp,
     Method::Sms,
     Method::Hwk,
     Method::Swk,
+    Method::Remembered,
 ];
 
 impl Method {
@@ -36,6 +40,7 @@ impl Method {
             Method::Sms => "sms",
             Method::Hwk => "hwk",
             Method::Swk => "swk",
+            Method::Remembered => "remembered",
         }
     }
 
@@ -101,6 +106,14 @@ impl Amr {
         } else {
             AuthLevel::OneFactor
         }
+    }
+
+    /// Whether the only second factor behind these methods is a trusted browser.
+    pub fn remembered_only(self) -> bool {
+        self.contains(Method::Remembered)
+            && !self
+                .iter()
+                .any(|m| m.is_second_factor() && m != Method::Remembered)
     }
 
     /// The values in `amr` order, for the assertion's claim.

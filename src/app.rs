@@ -47,6 +47,8 @@ pub enum BuildError {
     Factors(#[from] crate::factor::FactorError),
     #[error("notifications: {0}")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("audit file in the data directory: {0}")]
+    Audit(std::io::Error),
     #[error("CSRF key in the data directory: {0}")]
     Csrf(std::io::Error),
     #[error("cannot create the data directory {path}: {cause}")]
@@ -78,6 +80,8 @@ pub fn gateway_cookie_names() -> Vec<String> {
     for helper in [
         crate::portal::login::FORM_COOKIE,
         crate::portal::login::LANG_COOKIE,
+        crate::browsers::TRUST_COOKIE,
+        crate::browsers::DEVICE_COOKIE,
     ] {
         names.extend([
             helper.to_owned(),
@@ -168,6 +172,7 @@ fn build_auth(
         tracing::info!(target: "stepgate::regulation", restored, "bans kept from before the restart are back in force");
     }
     let auth = Auth {
+        audit: crate::audit::AuditTrail::open(store.clone(), data).map_err(BuildError::Audit)?,
         sessions,
         users,
         verifier: PasswordVerifier::new(cfg.server.password_hash_concurrency),

@@ -19,6 +19,7 @@ use crate::users::{PasswordVerifier, User, UserDirectory};
 
 pub struct Auth {
     pub store: Store,
+    pub audit: crate::audit::AuditTrail,
     pub sessions: Sessions,
     pub users: Arc<dyn UserDirectory>,
     pub verifier: PasswordVerifier,
@@ -89,6 +90,14 @@ impl Principal for Identity {
 
     fn second_factor_deferred(&self) -> bool {
         self.session.deferred
+    }
+
+    fn remembered_only(&self) -> bool {
+        self.session.amr.remembered_only()
+    }
+
+    fn needs_check(&self) -> bool {
+        self.session.origin.needs_check
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Decision {
     SecondFactor,
     /// Signed in with one factor, the route needs two, and the user has none yet.
     Guide,
+    /// Signed in from an unfamiliar environment, and the user has no second factor: a one-time
+    /// code to the account email first.
+    Check,
     /// Refused: a deny rule, no matching rule, or the user is not among the rule's subjects.
     Deny,
 }
@@ -31,6 +34,7 @@ impl Decision {
             Decision::Login => "login",
             Decision::SecondFactor => "second_factor",
             Decision::Guide => "guide",
+            Decision::Check => "check",
             Decision::Deny => "deny",
         }
     }
@@ -48,6 +52,20 @@ pub fn decide(rules: &AccessRules, req: &Request<'_>, who: Option<&dyn Principal
         (Policy::Bypass, _) => Decision::Allow,
         (_, None) => Decision::Login,
         (_, Some(who)) if !rules.admits(index, who) => Decision::Deny,
+        // An unfamiliar environment is checked before anything else is let through: with the
+        // second factor if the user has one, else with a code to the account email.
+        (_, Some(who)) if who.needs_check() => {
+            if who.has_second_factor() {
+                Decision::SecondFactor
+            } else {
+                Decision::Check
+            }
+        }
+        (Policy::TwoFactor, Some(who))
+            if who.remembered_only() && !rules.trusts_browsers(index) =>
+        {
+            Decision::SecondFactor
+        }
         (Policy::TwoFactor, Some(who)) if who.level() < AuthLevel::TwoFactor => {
             if who.has_second_factor() {
                 Decision::SecondFactor
@@ -83,6 +101,7 @@ pub fn answer(decision: Decision, browser: bool, original: &str, prefix: &str) -
         Decision::Login => "login",
         Decision::SecondFactor => "2fa",
         Decision::Guide => "guide",
+        Decision::Check => "check",
     };
     if !browser {
         return Answer::Refuse(StatusCode::UNAUTHORIZED);

@@ -61,6 +61,8 @@ pub struct TwoFactorConfig {
     pub code_ttl: Duration,
     /// Default validity of an operator-issued enrolment token.
     pub enrolment_token_ttl: Duration,
+    /// How long "don't ask again on this browser" lasts; `None`: not offered.
+    pub trusted_browser_lifetime: Option<Duration>,
 }
 
 impl Default for TwoFactorConfig {
@@ -74,6 +76,7 @@ impl Default for TwoFactorConfig {
             secret_key_file: None,
             code_ttl: Duration::from_secs(600),
             enrolment_token_ttl: Duration::from_secs(72 * 3600),
+            trusted_browser_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }

@@ -109,9 +109,7 @@ pub async fn audit(auth: &Auth, ctx: &Context<'_>, user: &str, event: &str, deta
         client: Some(ctx.client.to_string()),
         detail: detail.to_owned(),
     };
-    if let Err(err) = auth.store.audit().append_audit(&e).await {
-        tracing::error!(target: LOG, error = %err, event, "could not write the audit trail");
-    }
+    auth.audit.record(e).await;
 }
 
 /// Why a password sign-in did not happen.
@@ -319,6 +317,7 @@ pub(crate) mod tests {
         .await
         .expect("sessions");
         let auth = Auth {
+            audit: crate::audit::AuditTrail::store_only(store.clone()),
             sessions,
             users: Arc::new(users),
             verifier: PasswordVerifier::new(1),

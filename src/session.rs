@@ -57,6 +57,12 @@ pub struct SessionConfig {
     pub max_sessions: usize,
     /// Parent domain for a single-sign-on cookie across subdomains (HTTPS only).
     pub cookie_domain: Option<String>,
+    /// How long a saved sign-in ("keep me signed in") lasts, used or not; `None`: the choice is
+    /// not offered.
+    pub saved_lifetime: Option<Duration>,
+    /// Whether a sign-in from a browser and network the account has not used needs a check
+    /// (see `flow::environment`).
+    pub unfamiliar_check: bool,
 }
 
 impl Default for SessionConfig {
@@ -67,8 +73,25 @@ impl Default for SessionConfig {
             max_per_user: 10,
             max_sessions: 1_000_000,
             cookie_domain: None,
+            saved_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
+            unfamiliar_check: true,
         }
     }
+}
+
+/// Where and how a browser signs in: kept with its session, carried over by every step up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client address at sign-in.
+    pub client: String,
+    /// A short description of the browser ("Chrome on Android").
+    pub agent: String,
+    /// "Keep me signed in": a saved sign-in.
+    pub persistent: bool,
+    /// From an unfamiliar environment: usable for nothing but the check until it passes.
+    pub needs_check: bool,
+    /// The trusted browser (its credential ID) that stood in for the second factor, or `""`.
+    pub trusted: String,
 }
 
 /// One signed-in browser.
@@ -83,6 +106,7 @@ pub struct Session {
     /// The user chose "later" on the two-step setup guide: two-factor routes let this one-factor
     /// session through (the app still sees `1fa`). Only ever set on a new session.
     pub deferred: bool,
+    pub origin: Origin,
     last_seen_ms: AtomicU64,
     /// Seen since the last flush of `last_seen_ms` to the store.
     dirty: AtomicBool,
@@ -101,8 +125,10 @@ impl Session {
 
     /// Whether this session's second factor was proven less than `FRESH_PROOF` before `now_ms`
     /// (every proof makes a new two-factor session, so `auth_ms` is the time of the last one).
+    /// A trusted browser ("don't ask again") is no proof.
     pub fn has_fresh_proof(&self, now_ms: u64) -> bool {
         self.level() == AuthLevel::TwoFactor
+            && !self.amr.remembered_only()
             && now_ms >= self.auth_ms
             && now_ms - self.auth_ms < millis(FRESH_PROOF)
     }
@@ -120,6 +146,11 @@ impl Session {
             auth_ms: self.auth_ms,
             last_seen_ms: self.last_seen_ms(),
             deferred: self.deferred,
+            persistent: self.origin.persistent,
+            needs_check: self.origin.needs_check,
+            client: self.origin.client.clone(),
+            agent: self.origin.agent.clone(),
+            trusted: self.origin.trusted.clone(),
         }
     }
 
@@ -134,6 +165,13 @@ impl Session {
             created_ms: r.created_ms,
             auth_ms: r.auth_ms,
             deferred: r.deferred,
+            origin: Origin {
+                client: r.client,
+                agent: r.agent,
+                persistent: r.persistent,
+                needs_check: r.needs_check,
+                trusted: r.trusted,
+            },
             last_seen_ms: AtomicU64::new(r.last_seen_ms),
             dirty: AtomicBool::new(false),
             checked_ms: AtomicU64::new(now_ms),
@@ -214,11 +252,26 @@ impl Sessions {
         &self.cfg
     }
 
+    /// A saved sign-in lasts `saved_lifetime` from sign-in however idle; any other session
+    /// ends after `lifetime`, or `idle_timeout` without use.
     fn expired(&self, s: &Session, now: u64) -> bool {
-        now >= s.created_ms.saturating_add(millis(self.cfg.lifetime))
-            || now
-                >= s.last_seen_ms()
-                    .saturating_add(millis(self.cfg.idle_timeout))
+        match (s.origin.persistent, self.cfg.saved_lifetime) {
+            (true, Some(saved)) => now >= s.created_ms.saturating_add(millis(saved)),
+            _ => {
+                now >= s.created_ms.saturating_add(millis(self.cfg.lifetime))
+                    || now
+                        >= s.last_seen_ms()
+                            .saturating_add(millis(self.cfg.idle_timeout))
+            }
+        }
+    }
+
+    /// Seconds the cookie of a saved sign-in should live (`Max-Age`); `None` for a session
+    /// whose cookie dies with the browser.
+    pub fn cookie_max_age(&self, s: &Session) -> Option<u64> {
+        let saved = self.cfg.saved_lifetime.filter(|_| s.origin.persistent)?;
+        let end = s.created_ms.saturating_add(millis(saved));
+        Some(end.saturating_sub(self.clock.now_ms()) / 1000)
     }
 
     /// The live session for a cookie value, touched; `None` for an unknown, forged or expired
@@ -277,17 +330,30 @@ impl Sessions {
         Ok(Some(session))
     }
 
-    /// A new session after an authentication step, with the methods `amr` (its level follows
-    /// from them). `replaces` (the previous session of this browser, if any) is ended: a new ID
-    /// at every authentication step. Stepping up keeps the absolute lifetime of the sign-in it
-    /// continues.
+    /// A new session after a sign-in, from `origin`. `replaces` (the previous session of this
+    /// browser, if any) is ended.
+    pub async fn start(
+        &self,
+        user: &str,
+        amr: Amr,
+        replaces: Option<&SessionKey>,
+        origin: Origin,
+    ) -> Result<(String, Arc<Session>), SessionError> {
+        self.create_inner(user, amr, replaces, false, Some(origin))
+            .await
+    }
+
+    /// A new session after a step up, with the methods `amr` (its level follows from them).
+    /// `replaces` (the previous session of this browser) is ended: a new ID at every
+    /// authentication step. A step up continues the sign-in: it keeps its absolute lifetime and
+    /// origin, and a pending environment check is passed.
     pub async fn create(
         &self,
         user: &str,
         amr: Amr,
         replaces: Option<&SessionKey>,
     ) -> Result<(String, Arc<Session>), SessionError> {
-        self.create_inner(user, amr, replaces, false).await
+        self.create_inner(user, amr, replaces, false, None).await
     }
 
     /// A new one-factor session for `old`'s user that two-factor routes let through, after the
@@ -302,7 +368,7 @@ impl Sessions {
             return Ok(None);
         }
         let created = self
-            .create_inner(&current.user, current.amr, Some(old), true)
+            .create_inner(&current.user, current.amr, Some(old), true, None)
             .await?;
         Ok(Some(created))
     }
@@ -313,23 +379,37 @@ impl Sessions {
         amr: Amr,
         replaces: Option<&SessionKey>,
         deferred: bool,
+        origin: Option<Origin>,
     ) -> Result<(String, Arc<Session>), SessionError> {
         let now = self.clock.now_ms();
         let mut created_ms = now;
+        let step_up = origin.is_none();
+        let mut origin = origin.unwrap_or_default();
         if let Some(old) = replaces {
-            let previous = match self.cache.get(old).map(|s| s.created_ms) {
-                Some(created) => Some(created),
+            let previous = match self
+                .cache
+                .get(old)
+                .map(|s| (s.created_ms, s.origin.clone()))
+            {
+                Some(found) => Some(found),
                 None => self
                     .store
                     .sessions()
                     .session(old)
                     .await?
-                    .map(|r| r.created_ms),
+                    .map(|r| Session::from_record(r, now))
+                    .transpose()?
+                    .map(|s| (s.created_ms, s.origin)),
             };
-            if let Some(created) =
-                previous.filter(|_| amr.level() == AuthLevel::TwoFactor || deferred)
-            {
-                created_ms = created;
+            if let Some((created, before)) = previous.filter(|_| step_up) {
+                if amr.level() == AuthLevel::TwoFactor || deferred {
+                    created_ms = created;
+                }
+                origin = Origin {
+                    needs_check: false,
+                    trusted: String::new(),
+                    ..before
+                };
             }
             self.end(old).await?;
         }
@@ -343,6 +423,7 @@ impl Sessions {
             created_ms,
             auth_ms: now,
             deferred,
+            origin,
             last_seen_ms: AtomicU64::new(now),
             dirty: AtomicBool::new(false),
             checked_ms: AtomicU64::new(now),
@@ -390,6 +471,21 @@ impl Sessions {
     /// Signs a user out everywhere; returns how many sessions ended.
     pub async fn end_user(&self, user: &str) -> Result<usize, StoreError> {
         self.end_all_of(user, None).await
+    }
+
+    /// The user's sessions, oldest first, as the store has them (for the user's list and the
+    /// operator's); the last use this gateway saw but did not write yet counts.
+    pub async fn of_user(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let mut mine = self.store.sessions().sessions_of(user).await?;
+        for (key, record) in &mut mine {
+            if let Some(s) = self.cache.get(key) {
+                record.last_seen_ms = record.last_seen_ms.max(s.last_seen_ms());
+            }
+        }
+        Ok(mine)
     }
 
     /// Ends every session of `user` but `keep` (after a second-factor change).
@@ -460,12 +556,18 @@ impl Sessions {
         }
         let created_before = now.saturating_sub(millis(self.cfg.lifetime));
         let seen_before = now.saturating_sub(millis(self.cfg.idle_timeout));
+        let saved_before = match self.cfg.saved_lifetime {
+            Some(saved) => now.saturating_sub(millis(saved)),
+            // Saved sign-ins no longer offered: the ones made before end like any other.
+            None => created_before,
+        };
         let purged = self
             .store
             .sessions()
             .purge_sessions(
                 created_before.saturating_add(1),
                 seen_before.saturating_add(1),
+                saved_before.saturating_add(1),
             )
             .await?;
         for key in &purged {

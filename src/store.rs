@@ -107,6 +107,16 @@ pub struct SessionRecord {
     pub last_seen_ms: u64,
     /// The user chose "later" on the setup guide for this session.
     pub deferred: bool,
+    /// A saved sign-in ("keep me signed in"): its cookie outlives the browser.
+    pub persistent: bool,
+    /// Signed in from an unfamiliar environment and not yet checked: usable for nothing but
+    /// the check.
+    pub needs_check: bool,
+    /// The address it signed in from, and the browser it said it was (for the user's list).
+    pub client: String,
+    pub agent: String,
+    /// The trusted browser that stood in for the second factor (its credential ID), or `""`.
+    pub trusted: String,
 }
 
 /// Sessions. Ending sessions tells other gateways on the same database (see
@@ -126,12 +136,13 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<SessionKey>>;
     /// Records when sessions were last used (batched by the caller); never moves one back.
     async fn touch_sessions(&self, seen: &[(SessionKey, u64)]) -> Result<()>;
-    /// Deletes sessions created before `created_before` or last seen before `seen_before`;
-    /// returns their keys.
+    /// Deletes sessions created before `created_before` or last seen before `seen_before`, and
+    /// saved sign-ins (`persistent`) created before `saved_before`; returns their keys.
     async fn purge_sessions(
         &self,
         created_before: u64,
         seen_before: u64,
+        saved_before: u64,
     ) -> Result<Vec<SessionKey>>;
     async fn count_sessions(&self) -> Result<u64>;
 }
@@ -164,6 +175,13 @@ pub struct AccountRecord {
     pub emergency_verified_ms: Option<u64>,
     /// How many times the user chose "later" on the setup guide.
     pub guide_skips: u32,
+    /// A password the user set (argon2id PHC string), and the users-file hash it replaced
+    /// (a fingerprint): when the operator puts a different hash in the file, the file wins.
+    pub password_hash: Option<String>,
+    pub password_base: Option<String>,
+    pub password_changed_ms: Option<u64>,
+    /// When "this wasn't me" locked the account; `None` when it is not locked.
+    pub locked_ms: Option<u64>,
 }
 
 /// One write of a [`Store::write`] batch. A batch is all or nothing.
@@ -177,6 +195,12 @@ pub enum Write {
     /// Replaces a credential that exists; if it does not, the whole batch is abandoned and
     /// `write` returns `false`.
     ReplaceExisting(Credential),
+    /// Removes one credential, if it is there.
+    DeleteOne {
+        user: String,
+        kind: String,
+        id: String,
+    },
     /// Removes every credential of `user` of these kinds.
     DeleteKinds { user: String, kinds: Vec<String> },
     /// Sets (or with `None` removes) the emergency email, verified at `at_ms`.
@@ -187,6 +211,16 @@ pub enum Write {
     },
     /// Forgets the user's "later" count.
     ClearGuideSkips { user: String },
+    /// Sets the user's own password (`hash`, replacing the users-file hash fingerprinted by
+    /// `base`) at `at_ms`.
+    SetPassword {
+        user: String,
+        hash: String,
+        base: String,
+        at_ms: u64,
+    },
+    /// Locks the account (at `Some(ms)`) or unlocks it (`None`).
+    SetLocked { user: String, at_ms: Option<u64> },
 }
 
 /// Credentials and account data.
@@ -245,6 +279,12 @@ pub trait ChallengeStore: Send + Sync {
         challenge: &Challenge,
     ) -> Result<bool>;
     async fn delete_challenge(&self, key: &str) -> Result<()>;
+    /// Deletes the challenge under `key` and returns it, unless it expired before `now`: one
+    /// caller gets it (a single-use link used twice at once works once).
+    async fn take_challenge(&self, key: &str, now: u64) -> Result<Option<Challenge>>;
+    /// Deletes every challenge of `user` (an account lock cancels what was in flight); returns
+    /// how many.
+    async fn delete_challenges_of(&self, user: &str) -> Result<u64>;
     /// Unexpired challenges whose key starts with `prefix`.
     async fn count_challenges(&self, prefix: &str, now: u64) -> Result<u64>;
     /// Deletes every challenge that expired before `now`; returns how many.
@@ -266,7 +306,8 @@ pub struct BanRecord {
 #[async_trait]
 pub trait BanStore: Send + Sync {
     async fn put_ban(&self, ban: &BanRecord) -> Result<()>;
-    async fn delete_ban(&self, scope: &str, key: &str) -> Result<()>;
+    /// `true` when there was such a ban.
+    async fn delete_ban(&self, scope: &str, key: &str) -> Result<bool>;
     /// Bans still running at `now`.
     async fn active_bans(&self, now: u64) -> Result<Vec<BanRecord>>;
     /// Deletes bans that ended before `now`.

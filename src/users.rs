@@ -60,6 +60,17 @@ impl User {
     pub fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
     }
+
+    /// A fingerprint of the users file's hash for this user (never the hash): a password the
+    /// user set is kept with the fingerprint of the file hash it replaced, and counts only while
+    /// the file still has that hash. An operator who writes a new hash into the file resets the
+    /// password that way.
+    pub fn file_hash_fingerprint(&self) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.password_hash.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    }
 }
 
 impl fmt::Debug for User {
@@ -327,13 +338,50 @@ impl PasswordVerifier {
     /// (that reveals only the length the caller sent). The final comparison inside argon2's
     /// `password-hash` is constant-time.
     pub async fn verify(&self, user: Option<&User>, password: &str) -> Result<bool, VerifyError> {
+        self.verify_with(user, None, password).await
+    }
+
+    /// As [`verify`](Self::verify), against `own` (a password the user set, kept in the store)
+    /// instead of the users file's hash when there is one.
+    pub async fn verify_with(
+        &self,
+        user: Option<&User>,
+        own: Option<&str>,
+        password: &str,
+    ) -> Result<bool, VerifyError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
         }
         let (hash, real) = match user {
-            Some(u) if !u.disabled => (u.password_hash.clone(), true),
+            Some(u) if !u.disabled => (own.unwrap_or(&u.password_hash).to_owned(), true),
             _ => (self.dummy_hash.to_string(), false),
         };
+        let password = password.to_owned();
+        let matched = self
+            .run(move || check_hash(&hash, password.as_bytes()))
+            .await?;
+        Ok(real && matched)
+    }
+
+    /// An argon2id hash (PHC string, the parameters of `stepgate hash-password`) of a new
+    /// password, under the same slots and limits as checks.
+    pub async fn hash(&self, password: &str) -> Result<String, VerifyError> {
+        let password = password.to_owned();
+        self.run(move || {
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(VerifyError::Hash)
+        })
+        .await
+    }
+
+    /// Runs one hashing job on the blocking pool under a permit (see the type's docs).
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, VerifyError> + Send + 'static,
+    ) -> Result<T, VerifyError> {
         let permit = match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(VerifyError::Closed),
@@ -350,19 +398,17 @@ impl PasswordVerifier {
                     .map_err(|_| VerifyError::Closed)?
             }
         };
-        let password = password.to_owned();
         let (in_flight, peak) = (Arc::clone(&self.in_flight), Arc::clone(&self.peak));
-        let matched = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
             run_below_proxy_priority();
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
-            let matched = check_hash(&hash, password.as_bytes());
+            let out = job();
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            matched
+            out
         })
-        .await??;
-        Ok(real && matched)
+        .await?
     }
 }
 

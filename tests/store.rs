@@ -34,6 +34,11 @@ fn session(user: &str, created: u64, seen: u64) -> SessionRecord {
         auth_ms: created + 1,
         last_seen_ms: seen,
         deferred: false,
+        persistent: false,
+        needs_check: false,
+        client: "192.0.2.1".into(),
+        agent: "Firefox (Linux)".into(),
+        trusted: String::new(),
     }
 }
 
@@ -68,11 +73,21 @@ async fn sessions(store: Store) {
     assert!(s.delete_session(&a).await.unwrap());
     assert!(!s.delete_session(&a).await.unwrap(), "already gone");
 
-    // Expiry: created before 121 or seen before 100.
+    // Expiry: created before 121 or seen before 100; a saved sign-in only by its own lifetime
+    // (created before 90), however idle, and it keeps every field.
     s.put_session(&a, &session(ALICE, 300, 50)).await.unwrap();
-    let mut purged = s.purge_sessions(121, 100).await.unwrap();
+    let saved = SessionRecord {
+        persistent: true,
+        needs_check: true,
+        trusted: "tb-1".into(),
+        ..session(ALICE, 95, 10)
+    };
+    s.put_session(&b, &saved).await.unwrap();
+    assert_eq!(s.session(&b).await.unwrap(), Some(saved.clone()));
+    let mut purged = s.purge_sessions(121, 100, 90).await.unwrap();
     purged.sort();
     assert_eq!(purged, vec![a, c]);
+    assert_eq!(s.purge_sessions(121, 100, 96).await.unwrap(), vec![b]);
     assert_eq!(s.count_sessions().await.unwrap(), 0);
     assert!(s
         .delete_sessions_of("nobody", None)
@@ -218,8 +233,48 @@ async fn accounts(store: Store) {
             emergency_email: Some("a@b.test".into()),
             emergency_verified_ms: Some(42),
             guide_skips: 2,
+            ..AccountRecord::default()
         }
     );
+    // A user-set password and the lock live beside the rest and leave it alone.
+    let own = vec![
+        Write::SetPassword {
+            user: ALICE.into(),
+            hash: "$argon2id$v=19$m=19456,t=2,p=1$x$y".into(),
+            base: "file-fp".into(),
+            at_ms: 50,
+        },
+        Write::SetLocked {
+            user: ALICE.into(),
+            at_ms: Some(60),
+        },
+    ];
+    assert!(c.write(own).await.unwrap());
+    let account = c.account(ALICE).await.unwrap();
+    assert_eq!(account.password_base.as_deref(), Some("file-fp"));
+    assert!(account.password_hash.is_some());
+    assert_eq!(
+        (
+            account.password_changed_ms,
+            account.locked_ms,
+            account.guide_skips
+        ),
+        (Some(50), Some(60), 2)
+    );
+    let unlock = Write::SetLocked {
+        user: ALICE.into(),
+        at_ms: None,
+    };
+    assert!(c.write(vec![unlock]).await.unwrap());
+    assert_eq!(c.account(ALICE).await.unwrap().locked_ms, None);
+    assert!(c
+        .write(vec![Write::DeleteOne {
+            user: ALICE.into(),
+            kind: "none".into(),
+            id: "x".into(),
+        }])
+        .await
+        .unwrap());
     let clear = vec![
         Write::SetEmergencyEmail {
             user: ALICE.into(),
@@ -229,7 +284,12 @@ async fn accounts(store: Store) {
         Write::ClearGuideSkips { user: ALICE.into() },
     ];
     assert!(c.write(clear).await.unwrap());
-    assert_eq!(c.account(ALICE).await.unwrap(), AccountRecord::default());
+    let after = c.account(ALICE).await.unwrap();
+    assert_eq!(
+        (after.emergency_email, after.guide_skips),
+        (None, 0),
+        "the contact and the count are cleared"
+    );
 }
 
 fn challenge(data: &[u8], expires_ms: u64) -> Challenge {
@@ -298,6 +358,31 @@ async fn challenges(store: Store) {
     ch.delete_challenge("setup:2").await.unwrap();
     assert_eq!(ch.challenge("setup:2", 0).await.unwrap(), None);
     assert_eq!(ch.count_challenges("", 0).await.unwrap(), 1);
+
+    // Taking is single use, and an expired one is taken (gone) but not given.
+    ch.put_challenge("link:1", &challenge(b"t", 2_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        ch.take_challenge("link:1", 10)
+            .await
+            .unwrap()
+            .map(|c| c.data),
+        Some(b"t".to_vec())
+    );
+    assert_eq!(ch.take_challenge("link:1", 10).await.unwrap(), None);
+    ch.put_challenge("link:2", &challenge(b"t", 2_000))
+        .await
+        .unwrap();
+    assert_eq!(ch.take_challenge("link:2", 2_000).await.unwrap(), None);
+    assert_eq!(ch.challenge("link:2", 0).await.unwrap(), None);
+
+    // A user's challenges go together (the challenge helper's user is alice).
+    ch.put_challenge("link:3", &challenge(b"", 2_000))
+        .await
+        .unwrap();
+    assert!(ch.delete_challenges_of(ALICE).await.unwrap() >= 1);
+    assert_eq!(ch.challenge("link:3", 0).await.unwrap(), None);
 }
 
 async fn bans(store: Store) {
@@ -320,7 +405,8 @@ async fn bans(store: Store) {
         vec![longer.clone()],
         "the pair's ended; the address's was replaced"
     );
-    b.delete_ban("address", "192.0.2.1").await.unwrap();
+    assert!(b.delete_ban("address", "192.0.2.1").await.unwrap());
+    assert!(!b.delete_ban("address", "192.0.2.1").await.unwrap());
     assert!(b.active_bans(0).await.unwrap().len() == 1);
     assert_eq!(b.purge_bans(500).await.unwrap(), 1);
     assert!(b.active_bans(0).await.unwrap().is_empty());
@@ -500,7 +586,7 @@ mod postgres_only {
             vec![keys[2]]
         );
         await_ended(&mut events, &keys[2..3]).await;
-        let mut purged = s.purge_sessions(u64::MAX, 0).await.unwrap();
+        let mut purged = s.purge_sessions(u64::MAX, 0, u64::MAX).await.unwrap();
         purged.sort();
         assert_eq!(purged, vec![keys[1], keys[3], keys[4]]);
         await_ended(&mut events, &purged).await;
@@ -579,7 +665,7 @@ mod postgres_only {
                 opened,
                 Err(StoreError::TooNew {
                     found: 99,
-                    known: 2
+                    known: 3
                 })
             ),
             "{opened:?}"

@@ -73,6 +73,8 @@ pub struct SessionFile {
     pub max_per_user: Option<Spanned<i64>>,
     pub max_sessions: Option<Spanned<i64>>,
     pub cookie_domain: Option<Str>,
+    pub saved_lifetime: Option<Str>,
+    pub unfamiliar_check: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +189,7 @@ pub struct RuleFile {
     #[serde(default)]
     pub subjects: Vec<Str>,
     pub policy: Option<Str>,
+    pub trusted_browsers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +201,7 @@ pub struct TwoFactorFile {
     pub secret_key_file: Option<Str>,
     pub code_ttl: Option<Str>,
     pub enrolment_token_ttl: Option<Str>,
+    pub trusted_browser_lifetime: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -246,6 +246,12 @@ impl Validator<'_> {
                 d.max_sessions as i64,
             ) as usize,
             cookie_domain,
+            saved_lifetime: self.optional_duration(
+                &s.saved_lifetime,
+                "session.saved_lifetime",
+                d.saved_lifetime,
+            ),
+            unfamiliar_check: s.unfamiliar_check.unwrap_or(d.unfamiliar_check),
         }
     }
 
@@ -615,6 +621,7 @@ impl Validator<'_> {
             networks,
             subjects,
             policy,
+            trusted_browsers: r.trusted_browsers.unwrap_or(true),
         })
     }
 
@@ -630,6 +637,20 @@ impl Validator<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// A duration, or `"off"` for `None`.
+    fn optional_duration(
+        &mut self,
+        v: &Option<Str>,
+        key: &str,
+        default: Option<Duration>,
+    ) -> Option<Duration> {
+        match v {
+            Some(s) if s.get_ref() == "off" => None,
+            Some(_) => Some(self.duration(v, key, default.map_or(1, |d| d.as_secs()))),
+            None => default,
         }
     }
 

@@ -314,7 +314,7 @@ macro_rules! end_sessions {
 /// What `session_row` reads, in its order.
 macro_rules! session_columns {
     () => {
-        r#""user", amr, created_ms, auth_ms, last_seen_ms, deferred"#
+        r#""user", amr, created_ms, auth_ms, last_seen_ms, deferred, persistent, needs_check, client, agent, trusted"#
     };
 }
 
@@ -326,6 +326,11 @@ fn session_row(row: &Row, at: usize) -> Result<SessionRecord> {
         auth_ms: from_sql(row.try_get(at + 3)?),
         last_seen_ms: from_sql(row.try_get(at + 4)?),
         deferred: row.try_get(at + 5)?,
+        persistent: row.try_get(at + 6)?,
+        needs_check: row.try_get(at + 7)?,
+        client: row.try_get(at + 8)?,
+        agent: row.try_get(at + 9)?,
+        trusted: row.try_get(at + 10)?,
     })
 }
 
@@ -346,12 +351,19 @@ fn small(v: i64) -> u32 {
 #[async_trait]
 impl SessionStore for Postgres {
     async fn put_session(&self, key: &SessionKey, r: &SessionRecord) -> Result<()> {
-        self.execute(
-            r#"INSERT INTO sessions (key, "user", amr, created_ms, auth_ms, last_seen_ms, deferred)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+        const SQL: &str = concat!(
+            "INSERT INTO sessions (key, ",
+            session_columns!(),
+            r#") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (key) DO UPDATE SET "user" = excluded."user", amr = excluded.amr,
                    created_ms = excluded.created_ms, auth_ms = excluded.auth_ms,
-                   last_seen_ms = excluded.last_seen_ms, deferred = excluded.deferred"#,
+                   last_seen_ms = excluded.last_seen_ms, deferred = excluded.deferred,
+                   persistent = excluded.persistent, needs_check = excluded.needs_check,
+                   client = excluded.client, agent = excluded.agent,
+                   trusted = excluded.trusted"#
+        );
+        self.execute(
+            SQL,
             args![
                 key.to_vec(),
                 r.user.clone(),
@@ -359,7 +371,12 @@ impl SessionStore for Postgres {
                 to_sql(r.created_ms),
                 to_sql(r.auth_ms),
                 to_sql(r.last_seen_ms),
-                r.deferred
+                r.deferred,
+                r.persistent,
+                r.needs_check,
+                r.client.clone(),
+                r.agent.clone(),
+                r.trusted.clone()
             ],
         )
         .await?;
@@ -434,11 +451,19 @@ impl SessionStore for Postgres {
         &self,
         created_before: u64,
         seen_before: u64,
+        saved_before: u64,
     ) -> Result<Vec<SessionKey>> {
         let rows = self
             .query(
-                end_sessions!("created_ms < $1 OR last_seen_ms < $2"),
-                args![to_sql(created_before), to_sql(seen_before)],
+                end_sessions!(
+                    "(NOT persistent AND (created_ms < $1 OR last_seen_ms < $2))
+                     OR (persistent AND created_ms < $3)"
+                ),
+                args![
+                    to_sql(created_before),
+                    to_sql(seen_before),
+                    to_sql(saved_before)
+                ],
             )
             .await?;
         keys_of(&rows)
@@ -524,6 +549,35 @@ impl ChallengeStore for Postgres {
         Ok(())
     }
 
+    async fn take_challenge(&self, key: &str, now: u64) -> Result<Option<Challenge>> {
+        let Some(row) = self
+            .query_opt(
+                r#"DELETE FROM challenges WHERE key = $1
+                   RETURNING "user", kind, data, expires_ms, version"#,
+                args![key.to_owned()],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let taken = Challenge {
+            user: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            data: row.try_get(2)?,
+            expires_ms: from_sql(row.try_get(3)?),
+            version: from_sql(row.try_get(4)?),
+        };
+        Ok(Some(taken).filter(|ch| ch.expires_ms > now))
+    }
+
+    async fn delete_challenges_of(&self, user: &str) -> Result<u64> {
+        self.execute(
+            r#"DELETE FROM challenges WHERE "user" = $1"#,
+            args![user.to_owned()],
+        )
+        .await
+    }
+
     async fn count_challenges(&self, prefix: &str, now: u64) -> Result<u64> {
         let row = self
             .query_one(
@@ -561,13 +615,14 @@ impl BanStore for Postgres {
         Ok(())
     }
 
-    async fn delete_ban(&self, scope: &str, key: &str) -> Result<()> {
-        self.execute(
-            "DELETE FROM bans WHERE scope = $1 AND key = $2",
-            args![scope.to_owned(), key.to_owned()],
-        )
-        .await?;
-        Ok(())
+    async fn delete_ban(&self, scope: &str, key: &str) -> Result<bool> {
+        let n = self
+            .execute(
+                "DELETE FROM bans WHERE scope = $1 AND key = $2",
+                args![scope.to_owned(), key.to_owned()],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     async fn active_bans(&self, now: u64) -> Result<Vec<BanRecord>> {

@@ -137,10 +137,16 @@ fn session_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SessionRe
         auth_ms: from_sql(row.get(at + 3)?),
         last_seen_ms: from_sql(row.get(at + 4)?),
         deferred: row.get::<_, i64>(at + 5)? != 0,
+        persistent: row.get::<_, i64>(at + 6)? != 0,
+        needs_check: row.get::<_, i64>(at + 7)? != 0,
+        client: row.get(at + 8)?,
+        agent: row.get(at + 9)?,
+        trusted: row.get(at + 10)?,
     })
 }
 
-const SESSION_COLUMNS: &str = "user, amr, created_ms, auth_ms, last_seen_ms, deferred";
+const SESSION_COLUMNS: &str =
+    "user, amr, created_ms, auth_ms, last_seen_ms, deferred, persistent, needs_check, client, agent, trusted";
 
 fn keys_of(rows: Vec<Vec<u8>>) -> Result<Vec<SessionKey>> {
     rows.iter().map(|k| session_key(k)).collect()
@@ -152,10 +158,24 @@ impl SessionStore for Sqlite {
         let (key, r) = (*key, r.clone());
         self.call(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO sessions (key, user, amr, created_ms, auth_ms, last_seen_ms, deferred)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![&key[..], r.user, r.amr, to_sql(r.created_ms), to_sql(r.auth_ms),
-                        to_sql(r.last_seen_ms), i64::from(r.deferred)],
+                &format!(
+                    "INSERT OR REPLACE INTO sessions (key, {SESSION_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
+                params![
+                    &key[..],
+                    r.user,
+                    r.amr,
+                    to_sql(r.created_ms),
+                    to_sql(r.auth_ms),
+                    to_sql(r.last_seen_ms),
+                    i64::from(r.deferred),
+                    i64::from(r.persistent),
+                    i64::from(r.needs_check),
+                    r.client,
+                    r.agent,
+                    r.trusted
+                ],
             )?;
             Ok(())
         })
@@ -242,14 +262,22 @@ impl SessionStore for Sqlite {
         &self,
         created_before: u64,
         seen_before: u64,
+        saved_before: u64,
     ) -> Result<Vec<SessionKey>> {
         self.call(move |c| {
             let mut stmt = c.prepare(
-                "DELETE FROM sessions WHERE created_ms < ?1 OR last_seen_ms < ?2 RETURNING key",
+                "DELETE FROM sessions
+                 WHERE (persistent = 0 AND (created_ms < ?1 OR last_seen_ms < ?2))
+                    OR (persistent = 1 AND created_ms < ?3)
+                 RETURNING key",
             )?;
             let rows = stmt
                 .query_map(
-                    params![to_sql(created_before), to_sql(seen_before)],
+                    params![
+                        to_sql(created_before),
+                        to_sql(seen_before),
+                        to_sql(saved_before)
+                    ],
                     |row| row.get::<_, Vec<u8>>(0),
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -328,6 +356,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<bool> {
             )?;
             Ok(n == 1)
         }
+        Write::DeleteOne { user, kind, id } => {
+            tx.execute(
+                "DELETE FROM credentials WHERE user = ?1 AND kind = ?2 AND id = ?3",
+                params![user, kind, id],
+            )?;
+            Ok(true)
+        }
         Write::DeleteKinds { user, kinds } => {
             let mut stmt = tx.prepare("DELETE FROM credentials WHERE user = ?1 AND kind = ?2")?;
             for kind in kinds {
@@ -348,6 +383,30 @@ fn apply(tx: &rusqlite::Transaction<'_>, w: &Write) -> Result<bool> {
             tx.execute(
                 "UPDATE accounts SET guide_skips = 0 WHERE user = ?1",
                 params![user],
+            )?;
+            Ok(true)
+        }
+        Write::SetPassword {
+            user,
+            hash,
+            base,
+            at_ms,
+        } => {
+            tx.execute(
+                "INSERT INTO accounts (user, password_hash, password_base, password_changed_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(user) DO UPDATE SET password_hash = excluded.password_hash,
+                     password_base = excluded.password_base,
+                     password_changed_ms = excluded.password_changed_ms",
+                params![user, hash, base, to_sql(*at_ms)],
+            )?;
+            Ok(true)
+        }
+        Write::SetLocked { user, at_ms } => {
+            tx.execute(
+                "INSERT INTO accounts (user, locked_ms) VALUES (?1, ?2)
+                 ON CONFLICT(user) DO UPDATE SET locked_ms = excluded.locked_ms",
+                params![user, at_ms.map(to_sql)],
             )?;
             Ok(true)
         }
@@ -436,13 +495,19 @@ impl CredentialStore for Sqlite {
         self.call(move |c| {
             let found = c
                 .query_row(
-                    "SELECT emergency_email, emergency_verified_ms, guide_skips FROM accounts WHERE user = ?1",
+                    "SELECT emergency_email, emergency_verified_ms, guide_skips, password_hash,
+                            password_base, password_changed_ms, locked_ms
+                     FROM accounts WHERE user = ?1",
                     params![user],
                     |row| {
                         Ok(AccountRecord {
                             emergency_email: row.get(0)?,
                             emergency_verified_ms: row.get::<_, Option<i64>>(1)?.map(from_sql),
                             guide_skips: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                            password_hash: row.get(3)?,
+                            password_base: row.get(4)?,
+                            password_changed_ms: row.get::<_, Option<i64>>(5)?.map(from_sql),
+                            locked_ms: row.get::<_, Option<i64>>(6)?.map(from_sql),
                         })
                     },
                 )
@@ -539,6 +604,38 @@ impl ChallengeStore for Sqlite {
         .await
     }
 
+    async fn take_challenge(&self, key: &str, now: u64) -> Result<Option<Challenge>> {
+        let key = key.to_owned();
+        self.call(move |c| {
+            let taken = c
+                .query_row(
+                    "DELETE FROM challenges WHERE key = ?1
+                     RETURNING user, kind, data, expires_ms, version",
+                    params![key],
+                    |row| {
+                        Ok(Challenge {
+                            user: row.get(0)?,
+                            kind: row.get(1)?,
+                            data: row.get(2)?,
+                            expires_ms: from_sql(row.get(3)?),
+                            version: from_sql(row.get(4)?),
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(taken.filter(|ch| ch.expires_ms > now))
+        })
+        .await
+    }
+
+    async fn delete_challenges_of(&self, user: &str) -> Result<u64> {
+        let user = user.to_owned();
+        self.call(move |c| {
+            Ok(c.execute("DELETE FROM challenges WHERE user = ?1", params![user])? as u64)
+        })
+        .await
+    }
+
     async fn count_challenges(&self, prefix: &str, now: u64) -> Result<u64> {
         let prefix = prefix.to_owned();
         self.call(move |c| {
@@ -582,14 +679,13 @@ impl BanStore for Sqlite {
         .await
     }
 
-    async fn delete_ban(&self, scope: &str, key: &str) -> Result<()> {
+    async fn delete_ban(&self, scope: &str, key: &str) -> Result<bool> {
         let (scope, key) = (scope.to_owned(), key.to_owned());
         self.call(move |c| {
-            c.execute(
+            Ok(c.execute(
                 "DELETE FROM bans WHERE scope = ?1 AND key = ?2",
                 params![scope, key],
-            )?;
-            Ok(())
+            )? == 1)
         })
         .await
     }

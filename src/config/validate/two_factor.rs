@@ -120,6 +120,11 @@ impl Validator<'_> {
                 "two_factor.enrolment_token_ttl",
                 d.enrolment_token_ttl.as_secs(),
             ),
+            trusted_browser_lifetime: self.optional_duration(
+                &t.trusted_browser_lifetime,
+                "two_factor.trusted_browser_lifetime",
+                d.trusted_browser_lifetime,
+            ),
         }
     }
 

@@ -71,6 +71,15 @@ async fn apply(tx: &deadpool_postgres::Transaction<'_>, w: &Write) -> Result<boo
                 .await?;
             Ok(n == 1)
         }
+        Write::DeleteOne { user, kind, id } => {
+            let statement = tx
+                .prepare_cached(
+                    r#"DELETE FROM credentials WHERE "user" = $1 AND kind = $2 AND id = $3"#,
+                )
+                .await?;
+            tx.execute(&statement, &[user, kind, id]).await?;
+            Ok(true)
+        }
         Write::DeleteKinds { user, kinds } => {
             let statement = tx
                 .prepare_cached(r#"DELETE FROM credentials WHERE "user" = $1 AND kind = ANY($2)"#)
@@ -96,6 +105,35 @@ async fn apply(tx: &deadpool_postgres::Transaction<'_>, w: &Write) -> Result<boo
                 .prepare_cached(r#"UPDATE accounts SET guide_skips = 0 WHERE "user" = $1"#)
                 .await?;
             tx.execute(&statement, &[user]).await?;
+            Ok(true)
+        }
+        Write::SetPassword {
+            user,
+            hash,
+            base,
+            at_ms,
+        } => {
+            let statement = tx
+                .prepare_cached(
+                    r#"INSERT INTO accounts ("user", password_hash, password_base, password_changed_ms)
+                       VALUES ($1, $2, $3, $4)
+                       ON CONFLICT ("user") DO UPDATE SET password_hash = excluded.password_hash,
+                           password_base = excluded.password_base,
+                           password_changed_ms = excluded.password_changed_ms"#,
+                )
+                .await?;
+            tx.execute(&statement, &[user, hash, base, &to_sql(*at_ms)])
+                .await?;
+            Ok(true)
+        }
+        Write::SetLocked { user, at_ms } => {
+            let statement = tx
+                .prepare_cached(
+                    r#"INSERT INTO accounts ("user", locked_ms) VALUES ($1, $2)
+                       ON CONFLICT ("user") DO UPDATE SET locked_ms = excluded.locked_ms"#,
+                )
+                .await?;
+            tx.execute(&statement, &[user, &at_ms.map(to_sql)]).await?;
             Ok(true)
         }
     }
@@ -179,7 +217,8 @@ impl CredentialStore for Postgres {
     async fn account(&self, user: &str) -> Result<AccountRecord> {
         let Some(row) = self
             .query_opt(
-                r#"SELECT emergency_email, emergency_verified_ms, guide_skips
+                r#"SELECT emergency_email, emergency_verified_ms, guide_skips, password_hash,
+                          password_base, password_changed_ms, locked_ms
                    FROM accounts WHERE "user" = $1"#,
                 args![user.to_owned()],
             )
@@ -191,6 +230,10 @@ impl CredentialStore for Postgres {
             emergency_email: row.try_get(0)?,
             emergency_verified_ms: row.try_get::<_, Option<i64>>(1)?.map(from_sql),
             guide_skips: small(row.try_get(2)?),
+            password_hash: row.try_get(3)?,
+            password_base: row.try_get(4)?,
+            password_changed_ms: row.try_get::<_, Option<i64>>(5)?.map(from_sql),
+            locked_ms: row.try_get::<_, Option<i64>>(6)?.map(from_sql),
         })
     }
 

@@ -17,7 +17,7 @@ use deadpool_postgres::Object;
 use super::super::{Result, StoreError};
 
 /// The newest version this build knows; the same as SQLite's (the same tables).
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 const _: () = assert!(VERSION == super::super::sqlite::schema::VERSION);
 
 /// The advisory lock key every stepgate takes while migrating ("stepgate" in ASCII).
@@ -79,8 +79,22 @@ CREATE TABLE audit (
 CREATE INDEX audit_user ON audit ("user", at_ms);
 "#;
 
+/// Version 3: account protection (see the SQLite schema).
+const V3: &str = r#"
+ALTER TABLE sessions ADD COLUMN persistent BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE sessions ADD COLUMN needs_check BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE sessions ADD COLUMN client TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN agent TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN trusted TEXT NOT NULL DEFAULT '';
+ALTER TABLE accounts ADD COLUMN password_hash TEXT;
+ALTER TABLE accounts ADD COLUMN password_base TEXT;
+ALTER TABLE accounts ADD COLUMN password_changed_ms BIGINT;
+ALTER TABLE accounts ADD COLUMN locked_ms BIGINT;
+CREATE INDEX challenges_user ON challenges ("user");
+"#;
+
 /// Each step: the version it brings the database to, and its DDL.
-const STEPS: [(i64, &str); 1] = [(2, V2)];
+const STEPS: [(i64, &str); 2] = [(2, V2), (3, V3)];
 const _: () = assert!(STEPS[STEPS.len() - 1].0 == VERSION);
 
 /// Brings the database to [`VERSION`]; refuses a database from a newer stepgate.

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::super::{Result, StoreError};
 
 /// The newest version this build knows.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -113,6 +113,18 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_user ON audit(user, at_ms);";
 
+const V3: &str = "
+ALTER TABLE sessions ADD COLUMN persistent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN needs_check INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN client TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN agent TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN trusted TEXT NOT NULL DEFAULT '';
+ALTER TABLE accounts ADD COLUMN password_hash TEXT;
+ALTER TABLE accounts ADD COLUMN password_base TEXT;
+ALTER TABLE accounts ADD COLUMN password_changed_ms INTEGER;
+ALTER TABLE accounts ADD COLUMN locked_ms INTEGER;
+CREATE INDEX challenges_user ON challenges(user);";
+
 fn version(conn: &Connection) -> Result<i64> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)")?;
     Ok(conn
@@ -130,7 +142,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             known: VERSION,
         });
     }
-    for (to, step) in [(1, v1 as fn(&Connection) -> Result<()>), (2, v2)] {
+    for (to, step) in [(1, v1 as fn(&Connection) -> Result<()>), (2, v2), (3, v3)] {
         if found >= to {
             continue;
         }
@@ -161,6 +173,10 @@ fn v1(conn: &Connection) -> Result<()> {
 
 fn v2(conn: &Connection) -> Result<()> {
     Ok(conn.execute_batch(V2)?)
+}
+
+fn v3(conn: &Connection) -> Result<()> {
+    Ok(conn.execute_batch(V3)?)
 }
 
 #[cfg(test)]
