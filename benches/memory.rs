@@ -299,6 +299,7 @@ fn store_only_rate() -> anyhow::Result<f64> {
                 auth_ms: 1,
                 last_seen_ms: 1,
                 deferred: false,
+                ..SessionRecord::default()
             };
             store.sessions().put_session(&key, &record).await?;
         }
@@ -416,6 +417,7 @@ fn restore(
                     auth_ms: now,
                     last_seen_ms: now,
                     deferred: false,
+                    ..SessionRecord::default()
                 };
                 // IDs of the top-up rows, so the restart can look them up like browsers would.
                 let id = format!("{:0>43}", i);

@@ -106,6 +106,15 @@ impl Principal for Identity {
 const MAX_SESSION_COOKIES: usize = 4;
 
 impl Auth {
+    /// `Set-Cookie` for a new session: with `Max-Age` for a saved sign-in.
+    pub fn session_cookie(&self, tls: bool, signed: &crate::flow::SignedIn) -> String {
+        let cookie = self.jar(tls).set_session(&signed.id);
+        match self.sessions.cookie_max_age(&signed.session) {
+            Some(secs) => format!("{cookie}; Max-Age={secs}"),
+            None => cookie,
+        }
+    }
+
     pub fn jar(&self, tls: bool) -> CookieJar<'_> {
         CookieJar {
             tls,

@@ -18,10 +18,13 @@
 //! live in the store (`flow::progress`), so they survive a restart and are seen by every
 //! gateway on the same database.
 
+pub mod browsers;
 pub mod change;
 pub mod grace;
 pub mod notice;
+pub mod password;
 pub(crate) mod progress;
+pub mod protect;
 pub mod setup;
 
 use std::net::IpAddr;
@@ -33,8 +36,8 @@ use crate::factor::{FactorKind, Verdict};
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
 use crate::regulation::{code_key, Verdict as Limit};
-use crate::session::{Session, SessionKey};
-use crate::store::AuditEvent;
+use crate::session::{Origin, Session, SessionKey};
+use crate::store::{AccountRecord, AuditEvent};
 use crate::users::{normalize_username, User, VerifyError};
 
 const LOG: &str = "stepgate::flow";
@@ -49,6 +52,20 @@ pub struct Context<'a> {
     pub lang: Lang,
     /// The operator's service name, for messages.
     pub service: &'a str,
+    /// The browser's device cookie and trusted-browser cookie, if it sent them.
+    pub device: Option<&'a str>,
+    pub trust: Option<&'a str>,
+    /// `scheme://host[:port]` of the request and the portal prefix: where links in messages
+    /// lead.
+    pub origin: &'a str,
+    pub prefix: &'a str,
+}
+
+impl Context<'_> {
+    /// The portal's address as this request reached it (`https://host/_stepgate`).
+    pub fn portal_url(&self) -> String {
+        format!("{}{}", self.origin, self.prefix)
+    }
 }
 
 /// A new session for the browser: the ID goes into its cookie.
@@ -123,17 +140,41 @@ pub enum SignInRefused {
     Fault,
 }
 
+/// What the sign-in form carries besides the credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignInChoices<'a> {
+    /// "Keep me signed in": a saved sign-in, if the operator offers them.
+    pub keep: bool,
+    /// The app the user is signing in to (the host of `rd`), for the sign-in alert.
+    pub app: &'a str,
+}
+
+/// A sign-in that happened.
+#[derive(Debug)]
+pub struct SignInDone {
+    pub signed: SignedIn,
+    pub user: Arc<User>,
+    /// A device cookie to give the browser (it had none).
+    pub new_device: Option<String>,
+}
+
 /// Signs in with a password. One generic failure for an unknown user, a wrong password, a
-/// disabled user and a ban; unknown and disabled users still cost one password hash (against a
-/// dummy), so timing does not tell them apart; a ban is answered without hashing. `previous`
-/// (the browser's session, if any) ends.
+/// disabled or locked user and a ban; unknown and disabled users still cost one password hash
+/// (against a dummy), so timing does not tell them apart; a ban is answered without hashing.
+/// `previous` (the browser's session, if any) ends.
+///
+/// The password is the user's own (set with change or reset, kept in the store) while the
+/// users file still has the hash it replaced, else the file's. A trusted browser of this user
+/// stands in for the second factor (`amr` gets `remembered`). A sign-in from an environment the
+/// account does not know is marked for a check and alerts the user (`flow::protect`).
 pub async fn sign_in(
     auth: &Auth,
     ctx: &Context<'_>,
     raw_name: &str,
     password: &str,
+    choices: SignInChoices<'_>,
     previous: Option<&SessionKey>,
-) -> Result<(SignedIn, Arc<User>), SignInRefused> {
+) -> Result<SignInDone, SignInRefused> {
     let Some(name) = normalize_username(raw_name) else {
         // Not a possible user name: the same answer as a wrong password, after the same work.
         let _ = auth.verifier.verify(None, password).await;
@@ -144,9 +185,30 @@ pub async fn sign_in(
     let name = user.as_ref().map_or(name, |u| u.name.clone());
     if let Limit::Banned { until_ms } = auth.regulator.check(&name, ctx.client) {
         tracing::info!(target: "stepgate::regulation", user = %name, client = %ctx.client, until_ms, "sign-in refused during a ban");
+        audit(auth, ctx, &name, "sign_in_banned", "").await;
         return Err(SignInRefused::Failed);
     }
-    let ok = match auth.verifier.verify(user.as_deref(), password).await {
+    let account = match &user {
+        Some(u) => Some(
+            auth.store
+                .credentials()
+                .account(&u.name)
+                .await
+                .map_err(|e| {
+                    tracing::error!(target: LOG, error = %e, "could not read the account");
+                    SignInRefused::Fault
+                })?,
+        ),
+        None => None,
+    };
+    let own = account
+        .as_ref()
+        .and_then(|a| own_password(user.as_deref(), a));
+    let ok = match auth
+        .verifier
+        .verify_with(user.as_deref(), own, password)
+        .await
+    {
         Ok(ok) => ok,
         Err(VerifyError::Busy(waiting)) => {
             // Load shedding, not a fault: under a flood this happens per post, so it is not
@@ -159,18 +221,69 @@ pub async fn sign_in(
             return Err(SignInRefused::Fault);
         }
     };
-    let Some(user) = user.filter(|u| ok && !u.disabled) else {
-        let _ = auth.regulator.record_failure(&name, ctx.client);
+    let locked = account.as_ref().is_some_and(|a| a.locked_ms.is_some());
+    let Some(user) = user.filter(|u| ok && !u.disabled && !locked) else {
+        if ok && locked {
+            // The right password of a locked account: the same answer, no failure counted.
+            tracing::info!(target: LOG, user = %name, client = %ctx.client, "sign-in refused: account locked");
+            audit(auth, ctx, &name, "sign_in_locked", "").await;
+            return Err(SignInRefused::Failed);
+        }
+        let banned = auth.regulator.record_failure(&name, ctx.client);
         tracing::info!(target: LOG, user = %name, client = %ctx.client, "sign-in failed");
+        let event = if banned.is_some() {
+            "sign_in_failed_banned"
+        } else {
+            "sign_in_failed"
+        };
+        audit(auth, ctx, &name, event, "").await;
         return Err(SignInRefused::Failed);
     };
     auth.regulator.record_success(&user.name, ctx.client);
-    let signed = finish(auth, &user.name, Amr::PASSWORD, previous)
+    let checked = protect::assess(auth, ctx, &user)
         .await
         .map_err(|Fault| SignInRefused::Fault)?;
-    tracing::info!(target: LOG, user = %user.name, client = %ctx.client, "signed in (password)");
-    audit(auth, ctx, &user.name, "sign_in", "password").await;
-    Ok((signed, user))
+    let mut amr = Amr::PASSWORD;
+    if checked.trusted.is_some() {
+        amr = amr.with(crate::amr::Method::Remembered);
+    }
+    let origin = Origin {
+        client: ctx.client.to_string(),
+        agent: crate::user_agent::describe(ctx.user_agent),
+        persistent: choices.keep && auth.sessions.config().saved_lifetime.is_some(),
+        needs_check: checked.needs_check,
+        trusted: checked.trusted.clone().unwrap_or_default(),
+    };
+    let (id, session) = auth
+        .sessions
+        .start(&user.name, amr, previous, origin)
+        .await
+        .map_err(|e| fault("could not create a session")(&e))
+        .map_err(|Fault| SignInRefused::Fault)?;
+    let signed = SignedIn { id, session };
+    let new_device = protect::after_sign_in(auth, ctx, &user, &signed, &checked, choices.app).await;
+    let detail = match (&checked.trusted, checked.needs_check) {
+        (Some(_), _) => "password, trusted browser",
+        (None, true) => "password, unfamiliar environment",
+        (None, false) => "password",
+    };
+    tracing::info!(target: LOG, user = %user.name, client = %ctx.client, detail, "signed in");
+    audit(auth, ctx, &user.name, "sign_in", detail).await;
+    Ok(SignInDone {
+        signed,
+        user,
+        new_device,
+    })
+}
+
+/// The user's own password hash, if they set one and the users file still has the hash it
+/// replaced (an operator who writes a new hash into the file overrides it).
+fn own_password<'a>(user: Option<&User>, account: &'a AccountRecord) -> Option<&'a str> {
+    let user = user?;
+    let base = account.password_base.as_deref()?;
+    (base == user.file_hash_fingerprint())
+        .then_some(account.password_hash.as_deref())
+        .flatten()
 }
 
 /// Ends the browser's session.
@@ -211,7 +324,18 @@ pub async fn check_factor(
     kind: FactorKind,
     answer: &str,
 ) -> Result<FactorKind, FactorRefused> {
-    let user = &who.user.name;
+    check_factor_of(auth, ctx, &who.user, kind, answer).await
+}
+
+/// [`check_factor`] for a user who is not signed in (a password reset).
+pub async fn check_factor_of(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    account: &User,
+    kind: FactorKind,
+    answer: &str,
+) -> Result<FactorKind, FactorRefused> {
+    let user = &account.name;
     let key = code_key(user);
     if let Limit::Banned { until_ms } = auth.regulator.check(&key, ctx.client) {
         tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
@@ -227,7 +351,7 @@ pub async fn check_factor(
             tracing::info!(target: LOG, %user, factor = kind.as_str(), "second factor passed");
             if let Some(remaining) = remaining {
                 let note = MessageKind::RecoveryCodeUsed { remaining };
-                notice::tell(auth, ctx, &who.user, note, &[]).await;
+                notice::tell(auth, ctx, account, note, &[]).await;
             }
             return Ok(kind);
         }
@@ -238,11 +362,11 @@ pub async fn check_factor(
     let ban = auth.regulator.record_failure(&key, ctx.client);
     tracing::info!(target: LOG, %user, client = %ctx.client, ?refused, "second factor refused");
     if refused == FactorRefused::Replayed {
-        notice::tell(auth, ctx, &who.user, MessageKind::CodeReplayed, &[]).await;
+        notice::tell(auth, ctx, account, MessageKind::CodeReplayed, &[]).await;
     }
     if ban.is_some() {
         let note = MessageKind::SecondFactorFailed;
-        notice::tell(auth, ctx, &who.user, note, &[]).await;
+        notice::tell(auth, ctx, account, note, &[]).await;
     }
     Err(refused)
 }
@@ -261,6 +385,9 @@ pub async fn pass_second_factor(
         .await
         .map_err(|Fault| FactorRefused::Fault)?;
     audit(auth, ctx, &who.user.name, "second_factor", passed.as_str()).await;
+    if who.session.origin.needs_check {
+        protect::environment_checked(auth, ctx, who).await;
+    }
     Ok(signed)
 }
 

@@ -100,6 +100,8 @@ pub struct NotifyConfig {
     pub sms: Backend,
     pub smtp: Option<SmtpConfig>,
     pub webhook: Option<WebhookConfig>,
+    /// Where notices meant for the operator go (an account locked by "this wasn't me").
+    pub operator_email: Option<String>,
 }
 
 impl Default for NotifyConfig {
@@ -109,6 +111,7 @@ impl Default for NotifyConfig {
             sms: Backend::Outbox,
             smtp: None,
             webhook: None,
+            operator_email: None,
         }
     }
 }
@@ -283,9 +286,15 @@ pub struct Notifiers {
     email_backend: &'static str,
     sms: Arc<dyn Notifier>,
     sms_backend: &'static str,
+    operator: Option<String>,
 }
 
 impl Notifiers {
+    /// Where notices for the operator go (`notify.operator_email`), if anywhere.
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
     /// Builds the backends the configuration uses (each once, so email and SMS sharing the outbox
     /// share its lock); fails on an unreadable `ca_file`, an invalid body template and the like.
     pub fn build(cfg: &NotifyConfig, data_dir: &Path) -> Result<Notifiers, NotifyError> {
@@ -329,6 +338,7 @@ impl Notifiers {
             email_backend: cfg.email.as_str(),
             sms: get(cfg.sms, Channel::Sms)?,
             sms_backend: cfg.sms.as_str(),
+            operator: cfg.operator_email.clone(),
         })
     }
 
@@ -339,6 +349,7 @@ impl Notifiers {
             email_backend: "custom",
             sms,
             sms_backend: "custom",
+            operator: None,
         }
     }
 

@@ -5,11 +5,14 @@
 
 pub mod account;
 pub mod authenticator;
+pub mod browsers;
 pub mod challenge;
 pub mod csrf;
 pub mod emergency_email;
 pub mod guide;
 pub mod login;
+pub mod password;
+pub mod protect;
 pub mod reauth;
 pub mod return_to;
 pub mod setup;
@@ -236,6 +239,25 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "emergency_email.html",
         include_str!("portal/templates/emergency_email.html"),
     ),
+    (
+        "sessions.html",
+        include_str!("portal/templates/sessions.html"),
+    ),
+    (
+        "trusted.html",
+        include_str!("portal/templates/trusted.html"),
+    ),
+    ("check.html", include_str!("portal/templates/check.html")),
+    ("lock.html", include_str!("portal/templates/lock.html")),
+    (
+        "message.html",
+        include_str!("portal/templates/message.html"),
+    ),
+    (
+        "password.html",
+        include_str!("portal/templates/password.html"),
+    ),
+    ("reset.html", include_str!("portal/templates/reset.html")),
 ];
 
 /// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
@@ -457,6 +479,11 @@ impl Pages {
 
     /// Who acts, from where, in which language: what the flow needs of a request.
     pub(crate) fn context<'a>(&'a self, req: &'a PortalRequest<'_>, lang: Lang) -> Context<'a> {
+        let cookie = |base: &str| {
+            [base.to_owned(), format!("__Host-{base}")]
+                .iter()
+                .find_map(|name| crate::session::cookie::read(req.headers, name))
+        };
         Context {
             client: req.client,
             user_agent: req
@@ -465,10 +492,32 @@ impl Pages {
                 .and_then(|v| v.to_str().ok()),
             lang,
             service: &self.cfg.service_name,
+            device: cookie(crate::browsers::DEVICE_COOKIE),
+            trust: cookie(crate::browsers::TRUST_COOKIE),
+            origin: &req.origin,
+            prefix: &self.cfg.prefix,
         }
     }
 
-    /// The browser goes on to `target` (303) with the new session's cookie.
+    /// `Set-Cookie` for a long-lived helper cookie of the gateway (device, trusted browser):
+    /// host-only, `HttpOnly`, `SameSite=Lax`, `Secure` and `__Host-` on HTTPS.
+    pub(crate) fn lasting_cookie(
+        req: &PortalRequest<'_>,
+        base: &str,
+        value: &str,
+        max_age: u64,
+    ) -> String {
+        if req.tls {
+            format!(
+                "__Host-{base}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax; Secure"
+            )
+        } else {
+            format!("{base}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax")
+        }
+    }
+
+    /// The browser goes on to `target` (303) with the new session's cookie (lasting as long as
+    /// the session for a saved sign-in, else until the browser closes).
     pub(crate) fn signed_in_to(
         &self,
         auth: &Auth,
@@ -476,7 +525,7 @@ impl Pages {
         signed: &SignedIn,
         target: &str,
     ) -> Reply {
-        see_other(target).with_header("set-cookie", auth.jar(req.tls).set_session(&signed.id))
+        see_other(target).with_header("set-cookie", auth.session_cookie(req.tls, signed))
     }
 
     /// The branded 503: a fault was logged where it happened; nothing is let through.
@@ -618,6 +667,24 @@ impl Pages {
             }
             ("/emergency-email", true) => emergency_email::show(auth, self, req).await,
             ("/emergency-email", false) if post => emergency_email::submit(auth, self, req).await,
+            ("/sessions", true) => browsers::sessions(auth, self, req).await,
+            ("/sessions/end" | "/sessions/end-others", false) if post => {
+                browsers::end(auth, self, req).await
+            }
+            ("/trusted-browsers", true) => browsers::trusted(auth, self, req).await,
+            ("/trusted-browsers/remove" | "/trusted-browsers/remove-all", false) if post => {
+                browsers::remove(auth, self, req).await
+            }
+            ("/check", true) => protect::show(auth, self, router, req).await,
+            ("/check" | "/check/send", false) if post => {
+                protect::submit(auth, self, router, req).await
+            }
+            ("/lock", true) => protect::show_lock(auth, self, req).await,
+            ("/lock", false) if post => protect::lock(auth, self, req).await,
+            ("/password", true) => password::show(auth, self, req).await,
+            ("/password", false) if post => password::change(auth, self, req).await,
+            ("/reset", true) => password::show_reset(auth, self, req).await,
+            ("/reset", false) if post => password::reset(auth, self, router, req).await,
             (
                 "/login"
                 | "/logout"
@@ -630,6 +697,17 @@ impl Pages {
                 | "/account/verify"
                 | "/account/authenticator"
                 | "/emergency-email"
+                | "/sessions"
+                | "/sessions/end"
+                | "/sessions/end-others"
+                | "/trusted-browsers"
+                | "/trusted-browsers/remove"
+                | "/trusted-browsers/remove-all"
+                | "/check"
+                | "/check/send"
+                | "/lock"
+                | "/password"
+                | "/reset"
                 | "/language",
                 _,
             ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),

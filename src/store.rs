@@ -96,7 +96,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A session as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionRecord {
     pub user: String,
     /// RFC 8176 `amr` values, comma-separated; the level is derived from them.

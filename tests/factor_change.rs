@@ -286,7 +286,11 @@ fn after_removing_the_app_a_later_setup_proves_it_is_you_again() {
     let mut b = Browser::new(gw.addr);
     full_enrolment(&mut b, &gw, &clock, ALICE);
     let account = b.get("/_stepgate/account");
-    let removed = b.submit(&account, "/account/remove-authenticator", &[]);
+    let removed = b.submit(
+        &account,
+        "/account/remove-authenticator",
+        &[("confirm", "yes")],
+    );
     assert_eq!(removed.status, 303, "fresh from setup: {removed:?}");
     // Minutes later, the old two-factor session no longer stands in for the emailed code.
     clock.advance(Duration::from_secs(10 * 60));

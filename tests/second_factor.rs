@@ -502,13 +502,20 @@ fn account_changes_need_a_current_code_and_removal_ends_other_sessions() {
         "{}",
         account.body
     );
-    let refused = b.submit(&account, "/account/recovery-codes", &[("code", "000000")]);
+    let refused = b.submit(
+        &account,
+        "/account/recovery-codes",
+        &[("code", "000000"), ("confirm", "yes")],
+    );
     assert_eq!(refused.status, 401, "a wrong code changes nothing");
     clock.advance(Duration::from_secs(30));
     let fresh = b.submit(
         &account,
         "/account/recovery-codes",
-        &[("code", &totp_code(&key, clock.now_secs()))],
+        &[
+            ("code", &totp_code(&key, clock.now_secs())),
+            ("confirm", "yes"),
+        ],
     );
     assert_eq!(fresh.status, 200, "{fresh:?}");
     assert_eq!(recovery_codes_on(&fresh).len(), 10);
@@ -518,7 +525,10 @@ fn account_changes_need_a_current_code_and_removal_ends_other_sessions() {
     let removed = b.submit(
         &account,
         "/account/remove-authenticator",
-        &[("code", &totp_code(&key, clock.now_secs()))],
+        &[
+            ("code", &totp_code(&key, clock.now_secs())),
+            ("confirm", "yes"),
+        ],
     );
     assert_eq!(removed.status, 303, "{removed:?}");
     assert!(

@@ -76,7 +76,7 @@ fn sign_in_reaches_the_app_with_identity_and_sign_out_ends_the_session() {
     let old = b.cookie("stepgate_session").unwrap().to_owned();
     let out = b.submit(&account, "/logout", &[]);
     assert_eq!(out.status, 303);
-    assert_eq!(out.header("clear-site-data"), Some("\"cookies\""));
+    assert_eq!(out.header("clear-site-data"), Some("\"cache\""));
     // The sign-in page it leads to sets the language again (the header cleared its cookie).
     assert_eq!(out.header("location"), Some("/_stepgate/login?lang=en"));
     assert!(out

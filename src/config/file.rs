@@ -210,6 +210,7 @@ pub struct NotifyFile {
     pub sms: Option<Str>,
     pub smtp: Option<Spanned<SmtpFile>>,
     pub webhook: Option<Spanned<WebhookFile>>,
+    pub operator_email: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::progress::{self, session_key};
-use super::setup::{send_code, Refused as SetupRefused, Secret};
+use super::setup::{send_code, CodePurpose, Refused as SetupRefused, Secret};
 use super::{audit, finish, notice, Context, Fault, SignedIn};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
@@ -249,7 +249,7 @@ pub async fn send_emergency_email_code(
     if email.eq_ignore_ascii_case(&on_file) {
         return Err(Refused::Unchanged);
     }
-    let code = send_code(auth, ctx, who, email, false)
+    let code = send_code(auth, ctx, who, email, CodePurpose::EmergencyEmail)
         .await
         .map_err(|e| match e {
             SetupRefused::SendLimit { until_ms } => Refused::SendLimit { until_ms },

@@ -37,15 +37,50 @@ pub async fn tell(
             to.push(a.clone());
         }
     }
-    for address in &to {
+    send(auth, ctx, user, &user.display_name, &kind, &to, None).await;
+}
+
+/// A notice with a link the user is meant to open (the sign-in alert's "this wasn't me", the
+/// reset page), to the user's addresses.
+pub async fn tell_with_link(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    user: &User,
+    kind: MessageKind<'_>,
+    link: &str,
+) {
+    let to = addresses(auth, user).await;
+    send(auth, ctx, user, &user.display_name, &kind, &to, Some(link)).await;
+}
+
+/// A notice about `user` to the operator (`notify.operator_email`), if one is configured.
+pub async fn tell_operator(auth: &Auth, ctx: &Context<'_>, user: &User, kind: MessageKind<'_>) {
+    let Some(operator) = auth.notifiers.operator().map(str::to_owned) else {
+        return;
+    };
+    let about = format!("{} ({})", user.display_name, user.name);
+    send(auth, ctx, user, &about, &kind, &[operator], None).await;
+}
+
+/// Sends `kind` about `user` to each of `to`, greeting `greeted`.
+async fn send(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    user: &User,
+    greeted: &str,
+    kind: &MessageKind<'_>,
+    to: &[String],
+    link: Option<&str>,
+) {
+    for address in to {
         let msg = compose(
-            &kind,
+            kind,
             ctx.lang.tag(),
             Channel::Email,
             address,
             ctx.service,
-            &user.display_name,
-            None,
+            greeted,
+            link,
         );
         if let Err(e) = auth.notifiers.send(&msg).await {
             tracing::error!(target: "stepgate::notify", user = %user.name, error = %e, "security notice not delivered");

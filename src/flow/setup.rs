@@ -303,14 +303,23 @@ async fn refund_send(auth: &Auth, user: &str) {
     }
 }
 
-/// Sends a one-time code to `to` (an enrolment code, or a code proving a new emergency email);
-/// the pending code to keep. On failure nothing changes, so the user can simply try again.
+/// What a one-time code is for: it decides the wording of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodePurpose {
+    Enrolment,
+    EmergencyEmail,
+    /// The check of a sign-in from an unfamiliar environment (`flow::protect`).
+    SignIn,
+}
+
+/// Sends a one-time code to `to` for `purpose`; the pending code to keep. On failure nothing
+/// changes, so the user can simply try again.
 pub(crate) async fn send_code(
     auth: &Auth,
     ctx: &Context<'_>,
     who: &Identity,
     to: &str,
-    enrolment: bool,
+    purpose: CodePurpose,
 ) -> Result<PendingCode, Refused> {
     let user = &who.user.name;
     if !take_send(auth, user).await? {
@@ -322,10 +331,10 @@ pub(crate) async fn send_code(
     let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
     let now = auth.clock.now_ms();
     let (code, pending) = PendingCode::issue(auth.factors.code_key(), now, ttl);
-    let kind = if enrolment {
-        MessageKind::EnrolmentCode { code: &code }
-    } else {
-        MessageKind::EmergencyEmailCode { code: &code }
+    let kind = match purpose {
+        CodePurpose::Enrolment => MessageKind::EnrolmentCode { code: &code },
+        CodePurpose::EmergencyEmail => MessageKind::EmergencyEmailCode { code: &code },
+        CodePurpose::SignIn => MessageKind::SignInCode { code: &code },
     };
     let lang = ctx.lang.tag();
     let msg = compose(
@@ -348,7 +357,7 @@ pub(crate) async fn send_code(
 }
 
 /// Refuses a code while the account's codes are banned.
-fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refused> {
+pub(crate) fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refused> {
     match auth.regulator.check(&code_key(&who.user.name), ctx.client) {
         Verdict::Banned { until_ms } => Err(Refused::Banned { until_ms }),
         Verdict::Allowed => Ok(()),
@@ -356,7 +365,7 @@ fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), Refu
 }
 
 /// Counts a wrong code against the account and says so.
-fn failed(auth: &Auth, ctx: &Context<'_>, who: &Identity, why: Refused) -> Refused {
+pub(crate) fn failed(auth: &Auth, ctx: &Context<'_>, who: &Identity, why: Refused) -> Refused {
     let _ = auth
         .regulator
         .record_failure(&code_key(&who.user.name), ctx.client);
@@ -373,7 +382,7 @@ pub async fn send_proof(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Resul
     let Some(email) = who.user.email.clone() else {
         return Err(Refused::NoEmail);
     };
-    let pending = send_code(auth, ctx, who, &email, true).await?;
+    let pending = send_code(auth, ctx, who, &email, CodePurpose::Enrolment).await?;
     update(auth, who, |e| {
         if matches!(e.proof, Proof::Needed { .. }) {
             e.proof = Proof::Needed {
@@ -465,7 +474,7 @@ pub async fn contact(
     let contact = if (proven && registered) || on_file {
         Contact::Verified(email.to_owned())
     } else {
-        let code = send_code(auth, ctx, who, email, false).await?;
+        let code = send_code(auth, ctx, who, email, CodePurpose::EmergencyEmail).await?;
         Contact::Pending {
             email: email.to_owned(),
             code,

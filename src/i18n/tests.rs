@@ -69,6 +69,14 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("eul", "를".into()),
         ("seconds", remaining.into()),
         ("minutes", remaining.into()),
+        ("to", "a***e@example.test".into()),
+        ("app", "app.example.test".into()),
+        ("min", 8u32.into()),
+        ("started", "2026-12-01 08:30 UTC".into()),
+        ("last_seen", "2026-12-01 09:30 UTC".into()),
+        ("first_used", "2026-12-01 08:30 UTC".into()),
+        ("last_used", "2026-12-01 09:30 UTC".into()),
+        ("expires", "2026-12-31 08:30 UTC".into()),
     ]
 }
 

@@ -134,6 +134,25 @@ pub enum MessageKind<'a> {
     CodeReplayed,
     /// A correct password was followed by failed second-factor attempts.
     SecondFactorFailed,
+    /// A one-time code checking a sign-in from an unfamiliar environment.
+    SignInCode {
+        code: &'a str,
+    },
+    /// Someone signed in from an environment the account did not know, to `app`; the link is
+    /// "this wasn't me".
+    SignInAlert {
+        origin: &'a Origin,
+        app: &'a str,
+    },
+    /// The account was locked ("this wasn't me"); the link leads to the password reset.
+    AccountLocked {
+        origin: &'a Origin,
+    },
+    PasswordChanged {
+        origin: &'a Origin,
+    },
+    /// A password reset was asked for; the link is the reset page.
+    PasswordReset,
 }
 
 impl MessageKind<'_> {
@@ -150,6 +169,11 @@ impl MessageKind<'_> {
             MessageKind::RecoveryCodesRegenerated { .. } => "recovery_codes_regenerated",
             MessageKind::CodeReplayed => "code_replayed",
             MessageKind::SecondFactorFailed => "second_factor_failed",
+            MessageKind::SignInCode { .. } => "sign_in_code",
+            MessageKind::SignInAlert { .. } => "sign_in_alert",
+            MessageKind::AccountLocked { .. } => "account_locked",
+            MessageKind::PasswordChanged { .. } => "password_changed",
+            MessageKind::PasswordReset => "password_reset",
         }
     }
 
@@ -160,7 +184,10 @@ impl MessageKind<'_> {
             | MessageKind::FactorRemoved { origin, .. }
             | MessageKind::FactorReplaced { origin, .. }
             | MessageKind::EmergencyEmailChanged { origin, .. }
-            | MessageKind::RecoveryCodesRegenerated { origin } => Some(origin),
+            | MessageKind::RecoveryCodesRegenerated { origin }
+            | MessageKind::SignInAlert { origin, .. }
+            | MessageKind::AccountLocked { origin }
+            | MessageKind::PasswordChanged { origin } => Some(origin),
             _ => None,
         }
     }
@@ -168,9 +195,9 @@ impl MessageKind<'_> {
     /// The one-time code this message carries, if any.
     pub fn code(&self) -> Option<&str> {
         match self {
-            MessageKind::EnrolmentCode { code } | MessageKind::EmergencyEmailCode { code } => {
-                Some(code)
-            }
+            MessageKind::EnrolmentCode { code }
+            | MessageKind::EmergencyEmailCode { code }
+            | MessageKind::SignInCode { code } => Some(code),
             _ => None,
         }
     }
@@ -240,8 +267,14 @@ fn render(
         ),
     ];
     match kind {
-        MessageKind::EnrolmentCode { code } | MessageKind::EmergencyEmailCode { code } => {
+        MessageKind::EnrolmentCode { code }
+        | MessageKind::EmergencyEmailCode { code }
+        | MessageKind::SignInCode { code } => {
             args.push(("code", (*code).into()));
+        }
+        MessageKind::SignInAlert { app, .. } => {
+            let app = if app.is_empty() { "-" } else { app };
+            args.push(("app", one_line(app).into()));
         }
         MessageKind::FactorAdded { factor, .. }
         | MessageKind::FactorRemoved { factor, .. }
@@ -260,7 +293,10 @@ fn render(
         }
         MessageKind::RecoveryCodesRegenerated { .. }
         | MessageKind::CodeReplayed
-        | MessageKind::SecondFactorFailed => {}
+        | MessageKind::SecondFactorFailed
+        | MessageKind::AccountLocked { .. }
+        | MessageKind::PasswordChanged { .. }
+        | MessageKind::PasswordReset => {}
     }
     if let Some(link) = link {
         args.push(("link", link.into()));

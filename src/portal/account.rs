@@ -33,6 +33,7 @@ fn done_notice(done: Option<&str>, lang: Lang) -> Option<String> {
     match done? {
         "authenticator" => Some(lang.text("account-done-authenticator")),
         "emergency-email" => Some(lang.text("account-done-emergency-email")),
+        "password" => Some(lang.text("account-done-password")),
         _ => None,
     }
 }
@@ -50,6 +51,18 @@ fn event_text(lang: Lang, event: &str) -> String {
         "emergency_email_changed" => lang.text("event-emergency_email_changed"),
         "recovery_codes_regenerated" => lang.text("event-recovery_codes_regenerated"),
         "later" => lang.text("event-later"),
+        "sign_in_failed" | "sign_in_failed_banned" | "sign_in_banned" | "sign_in_locked" => {
+            lang.text("event-sign_in_failed")
+        }
+        "sign_in_alert" => lang.text("event-sign_in_alert"),
+        "environment_checked" => lang.text("event-environment_checked"),
+        "browser_trusted" => lang.text("event-browser_trusted"),
+        "trusted_browser_removed" | "trusted_browsers_removed" => {
+            lang.text("event-trusted_browser_removed")
+        }
+        "session_ended" | "sessions_ended" => lang.text("event-session_ended"),
+        "account_locked" => lang.text("event-account_locked"),
+        "password_changed" | "password_reset" => lang.text("event-password_changed"),
         _ => lang.text("event-other"),
     }
 }

@@ -29,8 +29,10 @@ struct Ask<'a> {
     enrolled: &'a [FactorKind],
 }
 
+#[allow(clippy::too_many_arguments)]
 fn form(
     pages: &Pages,
+    remember_offered: bool,
     who: &Identity,
     lang: Lang,
     rd: &str,
@@ -50,7 +52,13 @@ fn form(
         csrf: &csrf,
         switch: Some("/2fa"),
     };
-    let ctx = context! { error, method => ask.method.as_str(), others, rd_q };
+    let ctx = context! {
+        error,
+        method => ask.method.as_str(),
+        others,
+        rd_q,
+        remember_offered => remember_offered,
+    };
     pages.page("challenge.html", status, lang, page, ctx)
 }
 
@@ -62,14 +70,17 @@ fn elsewhere(
     who: &Identity,
     rd: &str,
 ) -> Option<Reply> {
-    if who.session.level() == AuthLevel::TwoFactor {
+    // A browser trusted with "don't ask again" is 2fa, yet a rule may want a code of this
+    // sign-in: it is asked here like a one-factor session.
+    let remembered = who.session.amr.remembered_only();
+    if who.session.level() == AuthLevel::TwoFactor && !remembered {
         return Some(see_other(&pages.return_to.resolve(
             Some(rd),
             &req.origin,
             router,
         )));
     }
-    (!who.second_factor).then(|| see_other(&pages.url_with_rd("/guide", rd)))
+    (!who.second_factor && !remembered).then(|| see_other(&pages.url_with_rd("/guide", rd)))
 }
 
 /// `GET /2fa?rd=&method=`.
@@ -108,7 +119,8 @@ pub async fn show(
         method,
         enrolled: &enrolled,
     };
-    form(pages, &who, lang, &rd, &ask, None, StatusCode::OK)
+    let remember = auth.two_factor.trusted_browser_lifetime.is_some();
+    form(pages, remember, &who, lang, &rd, &ask, None, StatusCode::OK)
 }
 
 /// `POST /2fa`.
@@ -134,10 +146,28 @@ pub async fn submit(
     };
     let code = form_value(&req.body, "code").unwrap_or_default();
     let ctx = pages.context(req, lang);
+    let remember = form_value(&req.body, "remember").is_some_and(|v| !v.is_empty());
     let r = match flow::pass_second_factor(auth, &ctx, &who, ask.method, &code).await {
         Ok(signed) => {
             let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
-            return pages.signed_in_to(auth, req, &signed, &target);
+            let mut reply = pages.signed_in_to(auth, req, &signed, &target);
+            if remember {
+                match flow::browsers::trust_this_browser(auth, &ctx, &who.user.name).await {
+                    Ok(Some((token, max_age))) => {
+                        let cookie = Pages::lasting_cookie(
+                            req,
+                            crate::browsers::TRUST_COOKIE,
+                            &token,
+                            max_age,
+                        );
+                        reply = reply.with_header("set-cookie", cookie);
+                    }
+                    Ok(None) => {}
+                    // The sign-in stands; the browser is simply not trusted (logged).
+                    Err(_) => {}
+                }
+            }
+            return reply;
         }
         Err(FactorRefused::NotEnrolled) => return see_other(&pages.url_with_rd("/guide", &rd)),
         Err(FactorRefused::Fault) => return pages.fault(lang),
@@ -152,5 +182,16 @@ pub async fn submit(
             Refusal::new(lang.text("challenge-wrong"), StatusCode::UNAUTHORIZED)
         }
     };
-    form(pages, &who, lang, &rd, &ask, Some(r.text.clone()), r.status).refused(&r)
+    let offered = auth.two_factor.trusted_browser_lifetime.is_some();
+    form(
+        pages,
+        offered,
+        &who,
+        lang,
+        &rd,
+        &ask,
+        Some(r.text.clone()),
+        r.status,
+    )
+    .refused(&r)
 }

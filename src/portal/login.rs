@@ -53,6 +53,8 @@ pub struct LoginPage<'a> {
     pub username: &'a str,
     pub error: bool,
     pub csrf: &'a str,
+    /// "Keep me signed in" is offered (saved sign-ins are on).
+    pub keep_offered: bool,
 }
 
 impl Pages {
@@ -67,6 +69,8 @@ impl Pages {
             minijinja::context! {
                 lang => p.lang.tag(),
                 title => p.lang.text("login-title"),
+                keep_offered => p.keep_offered,
+                reset_url => format!("{}/reset", self.config().prefix),
                 error => p.error.then(|| p.lang.text("login-failed")),
                 rd => p.rd,
                 username => p.username,
@@ -134,6 +138,7 @@ fn form(
         username,
         error,
         csrf: &token,
+        keep_offered: auth.sessions.config().saved_lifetime.is_some(),
     };
     let mut reply = match pages.login(&page) {
         Ok(html) => Reply::new(status, "text/html; charset=utf-8", html),
@@ -174,10 +179,30 @@ pub async fn submit(
     };
     let ctx = pages.context(req, lang);
     let previous = previous.map(|who| who.key);
-    match flow::sign_in(auth, &ctx, &raw_name, &password, previous.as_ref()).await {
-        Ok((signed, _)) => {
-            let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
-            pages.signed_in_to(auth, req, &signed, &target)
+    let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
+    let app = url::Url::parse(&target)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| req.origin.clone());
+    let choices = flow::SignInChoices {
+        keep: form_value(body, "keep").is_some_and(|v| !v.is_empty()),
+        app: &app,
+    };
+    match flow::sign_in(auth, &ctx, &raw_name, &password, choices, previous.as_ref()).await {
+        Ok(done) => {
+            let mut reply = pages.signed_in_to(auth, req, &done.signed, &target);
+            if let Some(device) = &done.new_device {
+                reply = reply.with_header(
+                    "set-cookie",
+                    Pages::lasting_cookie(
+                        req,
+                        crate::browsers::DEVICE_COOKIE,
+                        device,
+                        crate::browsers::DEVICE_COOKIE_SECS,
+                    ),
+                );
+            }
+            reply
         }
         Err(SignInRefused::Failed) => form(
             auth,
@@ -197,7 +222,7 @@ pub async fn submit(
 pub async fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, form_value(&req.body, "lang"));
     let jar = auth.jar(req.tls);
-    // `Clear-Site-Data` also clears the remembered language: the sign-in page sets it again.
+    // The sign-in page is in the language of this one.
     let sign_in = format!("{}/login?lang={}", pages.config().prefix, lang.tag());
     let Ok(who) = auth.identify(req.headers, req.tls).await else {
         return pages.fault(lang);
@@ -216,7 +241,9 @@ pub async fn logout(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     {
         return pages.fault(lang);
     }
+    // Not `Clear-Site-Data: "cookies"`: it would also forget that this browser is trusted
+    // ("don't ask again") and known, which signing out must not undo.
     see_other(&sign_in)
         .with_header("set-cookie", jar.clear_session())
-        .with_header("clear-site-data", "\"cookies\"")
+        .with_header("clear-site-data", "\"cache\"")
 }

@@ -175,10 +175,7 @@ pub async fn submit(
                 let intro = lang.text("setup-done");
                 return pages
                     .recovery_codes(lang, &intro, &done.recovery_codes, &target)
-                    .with_header(
-                        "set-cookie",
-                        auth.jar(req.tls).set_session(&done.signed_in.id),
-                    );
+                    .with_header("set-cookie", auth.session_cookie(req.tls, &done.signed_in));
             }
             Ok(None) => Ok(None),
             Err(e) => Err(e),

@@ -514,6 +514,10 @@ pub fn forms(html: &str) -> Vec<Form> {
         let mut fields = Vec::new();
         for input in body.split("<input").skip(1) {
             let tag = input.split('>').next().unwrap_or("");
+            // An unticked checkbox is not sent.
+            if tag.contains("type=\"checkbox\"") && !tag.contains(" checked") {
+                continue;
+            }
             if let Some(name) = attr(tag, "name") {
                 fields.push((name, attr(tag, "value").unwrap_or_default()));
             }

@@ -113,6 +113,7 @@ async fn notifiers_route_email_to_smtp_and_sms_to_the_webhook() {
             Some(tls.ca_file.clone()),
         )),
         webhook: Some(hook_config(hook.url.clone(), 0)),
+        operator_email: None,
     };
     let notifiers = Notifiers::build(&cfg, data_dir.path()).unwrap();
 

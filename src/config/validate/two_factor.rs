@@ -187,11 +187,24 @@ impl Validator<'_> {
                 );
             }
         }
+        let operator_email = n.operator_email.and_then(|e| {
+            if e.get_ref().parse::<lettre::Address>().is_ok() {
+                Some(e.into_inner())
+            } else {
+                self.problem(
+                    e.span(),
+                    "notify.operator_email",
+                    format!("must be an email address (found \"{}\")", e.get_ref()),
+                );
+                None
+            }
+        });
         NotifyConfig {
             email,
             sms,
             smtp: smtp.flatten(),
             webhook: webhook.flatten(),
+            operator_email,
         }
     }
 

@@ -148,3 +148,53 @@ second_factor_failed-body =
 
     If it was not you, someone else knows your password. Tell your administrator right away: they can change your password and reset your two-step verification.
 second_factor_failed-line = Someone just entered your password correctly but failed two-step verification. If it was not you, tell your administrator right away.
+
+## Account protection
+
+sign_in_code-title = Confirm this sign-in
+sign_in_code-body =
+    Someone, hopefully you, just signed in to your { $service } account from a browser and network the account has not used before. To continue, enter this code on the page that asked for it:
+
+    {"    "}{ $code }
+
+    The code is valid for 10 minutes. Never share it.
+
+    If it was not you, do not enter the code: someone else knows your password. Change it, or tell your administrator.
+sign_in_code-line = Your sign-in code is { $code }. It is valid for 10 minutes; never share it. If you did not just sign in, someone knows your password.
+
+sign_in_alert-title = New sign-in to your account
+sign_in_alert-body =
+    Your { $service } account was just signed in to from a browser and network it has not used before.
+
+    App: { $app }
+sign_in_alert-link =
+    If this was you, there is nothing to do.
+
+    If it was not you, lock your account now. Every session ends at once, and nobody can sign in until you reset your password:
+    { $link }
+sign_in_alert-line = New sign-in to your account from an unfamiliar browser and network. If it was not you, lock your account:
+
+account_locked-title = Your account was locked
+account_locked-body =
+    Your { $service } account was just locked from the link in a sign-in alert. Every session was ended and remembered browsers were forgotten.
+
+    Nobody can sign in until the password is reset.
+account_locked-link = To unlock it, reset your password (your two-step verification is asked for too): { $link }
+account_locked-line = Your account was locked; every session was ended. Reset your password to unlock it:
+
+password_changed-title = Your password was changed
+password_changed-body =
+    The password of your { $service } account was just changed. Your other sessions were ended and remembered browsers were forgotten.
+
+    If it was not you, reset your password right away and tell your administrator.
+password_changed-line = The password of your account was just changed. If it was not you, tell your administrator right away.
+
+password_reset-title = Reset your password
+password_reset-body =
+    Someone, hopefully you, asked to reset the password of your { $service } account.
+password_reset-link =
+    To choose a new password, open this link within 30 minutes. It works once:
+    { $link }
+
+    If you did not ask for it, ignore this message: your password stays as it is.
+password_reset-line = To reset your password, open this link within 30 minutes:
