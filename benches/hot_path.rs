@@ -32,6 +32,7 @@ fn rules(n: usize) -> AccessRules {
             networks: vec![],
             subjects: vec![],
             policy: Policy::OneFactor,
+            trusted_browsers: true,
         })
         .collect();
     specs.push(RuleSpec {
@@ -41,6 +42,7 @@ fn rules(n: usize) -> AccessRules {
         networks: vec![],
         subjects: vec![],
         policy: Policy::TwoFactor,
+        trusted_browsers: true,
     });
     AccessRules::compile(specs).expect("rules compile")
 }

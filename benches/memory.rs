@@ -299,6 +299,11 @@ fn store_only_rate() -> anyhow::Result<f64> {
                 auth_ms: 1,
                 last_seen_ms: 1,
                 deferred: false,
+                persistent: false,
+                needs_check: false,
+                client: String::new(),
+                agent: String::new(),
+                trusted: String::new(),
             };
             store.sessions().put_session(&key, &record).await?;
         }
@@ -416,6 +421,11 @@ fn restore(
                     auth_ms: now,
                     last_seen_ms: now,
                     deferred: false,
+                    persistent: false,
+                    needs_check: false,
+                    client: String::new(),
+                    agent: String::new(),
+                    trusted: String::new(),
                 };
                 // IDs of the top-up rows, so the restart can look them up like browsers would.
                 let id = format!("{:0>43}", i);

@@ -108,7 +108,7 @@ pub async fn trusted(store: &Store, user: &str, now: u64) -> Result<Vec<Trusted>
             }
         })
         .collect();
-    list.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms));
+    list.sort_by_key(|t| std::cmp::Reverse(t.last_used_ms));
     Ok(list)
 }
 
@@ -265,7 +265,7 @@ pub async fn remember_environment(
 ) -> Result<()> {
     let known = store.credentials().credentials(user, None).await?;
     let mut batch = Vec::new();
-    let device_id = token_key(device).map(|(id, hash)| (id, hash));
+    let device_id = token_key(device);
     for (kind, id, secret) in [
         (
             DEVICE,
@@ -294,7 +294,7 @@ pub async fn remember_environment(
             data: place.encode(),
         }));
         mine.retain(|c| c.id != id);
-        mine.sort_by(|a, b| b.counter.cmp(&a.counter));
+        mine.sort_by_key(|c| std::cmp::Reverse(c.counter));
         for old in mine.iter().skip(MAX_KNOWN - 1) {
             batch.push(delete_one(user, kind, &old.id));
         }
