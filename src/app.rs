@@ -351,8 +351,9 @@ fn ensure_bindable(address: std::net::SocketAddr) -> Result<(), BuildError> {
 }
 
 /// Periodic upkeep: reloads the users file when it changes (every second), and every 30 s
-/// ends expired sessions and writes session activity to the store, trims the failure limits,
-/// drops expired cached assertions and rotates the signing key when it is due.
+/// ends expired sessions and writes session activity to the store, trims the failure limits and
+/// drops the bans an operator lifted from the store, drops expired cached assertions and rotates
+/// the signing key when it is due.
 struct Housekeeping {
     state: Arc<State>,
     directory: Option<Arc<FileDirectory>>,
@@ -375,19 +376,21 @@ impl pingora::services::background::BackgroundService for Housekeeping {
                     continue;
                 }
                 Some(ban) = bans.recv() => {
-                    if let Err(e) = self.state.auth.store.bans().put_ban(&ban).await {
-                        tracing::error!(target: "stepgate::regulation", error = %e, "could not keep a ban in the store");
-                    }
+                    self.keep_ban(&ban).await;
                     continue;
                 }
             }
             n += 1;
             if let Some(dir) = &self.directory {
+                if n == 1 {
+                    self.forget_disabled(dir).await;
+                }
                 match dir.reload_if_changed() {
                     Ok(true) => {
                         tracing::info!(target: "stepgate::users", users = dir.len(), "users file reloaded");
                         // Kept identity headers and assertions carry the old facts.
                         self.state.identities.clear();
+                        self.forget_disabled(dir).await;
                     }
                     Ok(false) => {}
                     Err(_) => {} // logged by the directory; the previous users stay in force
@@ -399,9 +402,7 @@ impl pingora::services::background::BackgroundService for Housekeeping {
         }
         // Last bans and activity reach the store before the process ends.
         while let Ok(ban) = bans.try_recv() {
-            if let Err(e) = self.state.auth.store.bans().put_ban(&ban).await {
-                tracing::error!(target: "stepgate::regulation", error = %e, "could not keep a ban in the store");
-            }
+            self.keep_ban(&ban).await;
         }
         self.sweep().await;
     }
@@ -427,12 +428,41 @@ async fn next_event(
 }
 
 impl Housekeeping {
+    /// A user the operator disabled loses their trusted browsers, so that enabling them again
+    /// does not bring back a "don't ask again" from before (checked at start and on every
+    /// reload of the users file).
+    async fn forget_disabled(&self, dir: &FileDirectory) {
+        for user in dir.disabled() {
+            if let Err(e) = crate::browsers::forget_all(&self.state.auth.store, &user).await {
+                tracing::error!(target: "stepgate::users", %user, error = %e, "could not forget the trusted browsers of a disabled user");
+            }
+        }
+    }
+
+    /// Writes a new ban to the store, and tells the regulator it is there (from then on, its
+    /// absence from the store means an operator lifted it).
+    async fn keep_ban(&self, ban: &crate::store::BanRecord) {
+        let auth = &self.state.auth;
+        match auth.store.bans().put_ban(ban).await {
+            Ok(()) => auth.regulator.ban_kept(ban),
+            Err(e) => {
+                tracing::error!(target: "stepgate::regulation", error = %e, "could not keep a ban in the store")
+            }
+        }
+    }
+
     async fn sweep(&self) {
         let auth = &self.state.auth;
         if let Err(e) = auth.sessions.housekeeping().await {
             tracing::error!(error = %e, "session housekeeping failed");
         }
         auth.regulator.cleanup();
+        // Bans an operator lifted (`stepgate admin bans lift`) stop applying here too.
+        let read = auth.regulator.store_read();
+        match auth.store.bans().active_bans(auth.clock.now_ms()).await {
+            Ok(stored) => _ = auth.regulator.follow_store(read, &stored),
+            Err(e) => tracing::error!(error = %e, "could not read the bans kept in the store"),
+        }
         if let Err(e) = auth.store.bans().purge_bans(auth.clock.now_ms()).await {
             tracing::error!(error = %e, "ban housekeeping failed");
         }

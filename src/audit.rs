@@ -48,6 +48,21 @@ impl AuditTrail {
         })
     }
 
+    /// Records to `store` and, if the gateway has created it, to `<data_dir>/audit.jsonl` (the
+    /// admin CLI: a file it created could carry the wrong owner for the gateway).
+    pub fn open_existing(store: Store, data_dir: &Path) -> std::io::Result<AuditTrail> {
+        let path = data_dir.join(FILE_NAME);
+        match std::fs::OpenOptions::new().append(true).open(&path) {
+            Ok(file) => Ok(AuditTrail {
+                store,
+                file: Some(Arc::new(Mutex::new(file))),
+                path: Some(path),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AuditTrail::store_only(store)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records to the store only (for tests of other parts).
     pub fn store_only(store: Store) -> AuditTrail {
         AuditTrail {
@@ -62,9 +77,21 @@ impl AuditTrail {
     }
 
     pub async fn record(&self, event: AuditEvent) {
-        if let Err(e) = self.store.audit().append_audit(&event).await {
-            tracing::error!(target: LOG, error = %e, event = %event.event, "could not write the audit table");
+        let name = event.event.clone();
+        if let Err(e) = self.record_checked(event).await {
+            tracing::error!(target: LOG, error = %e, event = %name, "could not write the audit table");
         }
+    }
+
+    /// [`AuditTrail::record`], returning the store's fault instead of logging it (the admin CLI
+    /// tells the operator). The file gets the event either way.
+    pub async fn record_checked(&self, event: AuditEvent) -> crate::store::Result<()> {
+        let stored = self.store.audit().append_audit(&event).await;
+        self.append_to_file(&event).await;
+        stored
+    }
+
+    async fn append_to_file(&self, event: &AuditEvent) {
         let Some(file) = self.file.clone() else {
             return;
         };

@@ -1,4 +1,7 @@
-//! The `stepgate` binary: CLI -> Config::load -> telemetry::init -> app::run.
+//! The `stepgate` binary: CLI -> Config::load -> telemetry::init -> app::run; the operator's
+//! `admin` commands are in `admin.rs`.
+
+mod admin;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -53,31 +56,8 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[command(subcommand)]
-        action: AdminAction,
+        action: admin::Action,
     },
-}
-
-#[derive(Subcommand)]
-enum AdminAction {
-    /// Issue a single-use token that lets USER start two-step setup without an emailed code
-    /// (for users without a reachable registered email). Replaces an earlier token.
-    EnrolmentToken {
-        user: String,
-        /// How long the token is valid (default: two_factor.enrolment_token_ttl).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        ttl: Option<std::time::Duration>,
-    },
-    /// Remove USER's authenticator app, recovery codes and tokens (a lost phone), and end USER's
-    /// sessions. The user sets up again at the next sign-in. Takes effect in a running gateway
-    /// within 30 seconds.
-    Reset2fa {
-        user: String,
-        /// Also forget the emergency contact email.
-        #[arg(long)]
-        forget_contact: bool,
-    },
-    /// Show USER's two-step verification state.
-    Status { user: String },
 }
 
 fn main() -> ExitCode {
@@ -94,106 +74,7 @@ fn main() -> ExitCode {
             config,
             data_dir,
             action,
-        } => admin(config, data_dir, action),
-    }
-}
-
-fn admin(path: PathBuf, data_dir: Option<PathBuf>, action: AdminAction) -> ExitCode {
-    let mut cfg = match Config::load(&path) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(dir) = data_dir {
-        cfg.server.data_dir = dir;
-    }
-    let (AdminAction::EnrolmentToken { user, .. }
-    | AdminAction::Reset2fa { user, .. }
-    | AdminAction::Status { user }) = &action;
-    // The user must exist, so that a typo does not silently act on nobody.
-    let known = cfg.users_file.as_ref().and_then(|f| {
-        let text = std::fs::read_to_string(f).ok()?;
-        let users = stepgate::users::validate_users(f, &text).ok()?;
-        let name = stepgate::users::normalize_username(user)?;
-        users.contains_key(&name).then_some(name)
-    });
-    let Some(user) = known else {
-        eprintln!("stepgate: no user \"{user}\" in the users file");
-        return ExitCode::FAILURE;
-    };
-    let opened = stepgate::store::Store::open(&cfg.store, &cfg.server.data_dir)
-        .map_err(stepgate::factor::FactorError::from)
-        .and_then(|store| {
-            let factors = stepgate::factor::Factors::open(
-                store.clone(),
-                &cfg.server.data_dir,
-                cfg.two_factor.secret_key_file.as_deref(),
-                stepgate::clock::system(),
-            )?;
-            Ok((store, factors))
-        });
-    let (store, factors) = match opened {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("stepgate: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = stepgate::store::run_blocking(async {
-        match action {
-            AdminAction::EnrolmentToken { ttl, .. } => {
-                let ttl = ttl.unwrap_or(cfg.two_factor.enrolment_token_ttl);
-                factors.issue_enrolment_token(&user, ttl).await.map(|token| {
-                    println!("{token}");
-                    eprintln!(
-                        "enrolment token for {user}, valid for {}: give it to the user over a channel you trust; they enter it at the first step of two-step setup",
-                        humantime::format_duration(ttl)
-                    );
-                })
-            }
-            AdminAction::Reset2fa { forget_contact, .. } => {
-                factors.reset(&user, !forget_contact).await?;
-                // Whoever has the lost phone may hold a signed-in browser on it.
-                let ended = store.sessions().delete_sessions_of(&user, None).await?;
-                println!(
-                    "two-step verification of {user} removed and {} session(s) ended; they set it up again at their next sign-in",
-                    ended.len()
-                );
-                Ok(())
-            }
-            AdminAction::Status { .. } => {
-                let s = factors.summary(&user).await?;
-                let events = store.audit().audit_of(&user, 10).await?;
-                println!("user: {user}");
-                println!(
-                    "authenticator app: {}",
-                    if s.totp.is_some() { "on" } else { "off" }
-                );
-                println!("recovery codes left: {}", s.recovery_remaining);
-                println!(
-                    "emergency contact email: {}",
-                    s.emergency_email.as_deref().unwrap_or("(none)")
-                );
-                println!("recent events (newest first):");
-                for e in events {
-                    let at = humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms),
-                    );
-                    let from = e.client.as_deref().unwrap_or("-");
-                    println!("  {at} {} {} from {from}", e.event, e.detail);
-                }
-                Ok(())
-            }
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stepgate: {e}");
-            ExitCode::FAILURE
-        }
+        } => admin::run(config, data_dir, action),
     }
 }
 

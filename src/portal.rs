@@ -170,8 +170,9 @@ fn error_text(status: StatusCode, lang: Lang) -> (String, String) {
     }
 }
 
-/// A signed-in form post that passed its CSRF check.
-pub(crate) struct SignedInPost {
+/// A signed-in request: a page (`signed_in_get`) or a form post that passed its CSRF check
+/// (`signed_in_post`), with its language and `rd`.
+pub(crate) struct SignedInRequest {
     pub who: Identity,
     pub lang: Lang,
     pub rd: String,
@@ -411,7 +412,10 @@ impl Pages {
             title => page.title,
             rd => page.rd,
             csrf => page.csrf,
-            signed_in => !page.csrf.is_empty() && page.switch != Some("/login"),
+            // Pages for someone not signed in carry a token bound to a link or a cookie, and
+            // no language-switch path of a signed-in page.
+            signed_in => !page.csrf.is_empty()
+                && page.switch.is_some_and(|s| !matches!(s, "/login" | "/reset")),
             on_account => page.switch == Some("/account"),
 
             switch_url => page.switch.map(|sub| format!("{}{sub}?rd={rd_q}&lang={}", self.cfg.prefix, other.tag())),
@@ -424,6 +428,24 @@ impl Pages {
                 tracing::error!(error = %e, template, "portal page failed to render");
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, lang)
             }
+        }
+    }
+
+    /// A page with a form: 200, or the status (and `Retry-After`) of `error`, which the page
+    /// shows.
+    pub(crate) fn form_page(
+        &self,
+        template: &str,
+        lang: Lang,
+        page: PageContext<'_>,
+        ctx: minijinja::Value,
+        error: Option<&Refusal>,
+    ) -> Reply {
+        let status = error.map_or(StatusCode::OK, |e| e.status);
+        let reply = self.page(template, status, lang, page, ctx);
+        match error {
+            Some(e) => reply.refused(e),
+            None => reply,
         }
     }
 
@@ -457,6 +479,20 @@ impl Pages {
         Err(r)
     }
 
+    /// The start of every signed-in page: its language and `rd` (from the query), and the
+    /// identity (or a redirect to sign in that comes back to `sub`).
+    pub(crate) async fn signed_in_get(
+        &self,
+        auth: &Auth,
+        req: &PortalRequest<'_>,
+        sub: &str,
+    ) -> Result<SignedInRequest, Reply> {
+        let lang = login::lang_of(self, req, None);
+        let rd = req.param("rd").unwrap_or_default();
+        let who = self.signed_in(auth, req, sub).await?;
+        Ok(SignedInRequest { who, lang, rd })
+    }
+
     /// The start of every signed-in form post: its language and `rd`, the identity (or a redirect
     /// to sign in), and a verified session-bound CSRF token (or a 403).
     pub(crate) async fn signed_in_post(
@@ -464,7 +500,7 @@ impl Pages {
         auth: &Auth,
         req: &PortalRequest<'_>,
         sub: &str,
-    ) -> Result<SignedInPost, Reply> {
+    ) -> Result<SignedInRequest, Reply> {
         let body = &req.body[..];
         let lang = login::lang_of(self, req, login::form_value(body, "lang"));
         let rd = login::form_value(body, "rd").unwrap_or_default();
@@ -474,7 +510,7 @@ impl Pages {
             tracing::warn!(target: "stepgate::portal", user = %who.user.name, page = sub, "form refused: missing or invalid CSRF token");
             return Err(self.error(StatusCode::FORBIDDEN, lang));
         }
-        Ok(SignedInPost { who, lang, rd })
+        Ok(SignedInRequest { who, lang, rd })
     }
 
     /// Who acts, from where, in which language: what the flow needs of a request.

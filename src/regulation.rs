@@ -63,11 +63,20 @@
 //! the bans still running when a gateway starts, with their back-off level. Counters below a ban
 //! and known addresses are not kept: after a restart a key starts counting afresh, which at most
 //! gives a guesser one more window of tries, never an early end to a ban.
+//!
+//! **Bans an operator lifts** (`stepgate admin bans lift` deletes the stored ban) stop applying
+//! at the next [`Regulator::follow_store`], which the gateway's housekeeping runs every 30 s
+//! with the bans the store holds. A ban missing from the store is dropped only when the store is
+//! known to have held it (see [`Regulator::follow_store`] for why a ban still on its way through
+//! the ban log, or one the store failed to take, is never mistaken for a lifted one). Dropping
+//! forgets the key's entry, counters and back-off level included, as a restart after the lift
+//! would. A ban held by a full table's shared budget has no key of its own and is not followed.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -151,7 +160,16 @@ pub struct Regulator {
     form_posts: Option<FormLimiter>,
     /// Where new bans go to be kept (the store); `None`: kept in memory only.
     ban_log: Option<tokio::sync::mpsc::Sender<BanRecord>>,
+    /// Counts reads of the store's bans (see [`Regulator::follow_store`]); starts at 1, so 0
+    /// can mean "never seen in the store".
+    store_reads: AtomicU32,
 }
+
+/// A read of the store's bans under way: taken with [`Regulator::store_read`] *before* the read
+/// starts, handed to [`Regulator::follow_store`] with what it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct StoreRead(u32);
 
 impl Regulator {
     /// Builds a regulator that reads time only from `clock`.
@@ -179,6 +197,7 @@ impl Regulator {
             form_posts,
             clock,
             ban_log: None,
+            store_reads: AtomicU32::new(1),
         }
     }
 
@@ -193,6 +212,8 @@ impl Regulator {
     /// Records this build cannot read are skipped with a warning.
     pub fn restore(&self, bans: &[BanRecord]) -> usize {
         let now = self.clock.now_ms();
+        // They came from the store, so they were there before any later read began.
+        let seen = self.store_reads.load(Ordering::SeqCst);
         let mut restored = 0;
         for ban in bans.iter().filter(|b| b.until_ms > now) {
             let strikes = Strikes {
@@ -202,10 +223,12 @@ impl Regulator {
                 prev: 0,
                 cur: 0,
                 bans: u8::try_from(ban.level).unwrap_or(u8::MAX),
+                kept_in: seen,
             };
             let max = self.max_keys;
             let put = match ban.scope.as_str() {
-                "pair" => ban.key.split_once('\u{1f}').and_then(|(user, addr)| {
+                // The address is after the last separator (a code limit's user has one too).
+                "pair" => ban.key.rsplit_once('\u{1f}').and_then(|(user, addr)| {
                     let addr = addr.parse::<IpAddr>().ok()?;
                     self.pairs.restore((Box::from(user), addr), strikes, max)
                 }),
@@ -227,6 +250,104 @@ impl Regulator {
             }
         }
         restored
+    }
+
+    /// Tells the regulator that the store now holds `ban` (the gateway calls it once the ban
+    /// log's record is written). From then on, the ban missing from the store means it was lifted
+    /// (see [`Regulator::follow_store`]). A record of an earlier ban of the same key, or one
+    /// shorter than the ban in force, changes nothing.
+    pub fn ban_kept(&self, ban: &BanRecord) {
+        let now = self.clock.now_ms();
+        let read = self.store_reads.load(Ordering::SeqCst);
+        let mark = |s: &mut Strikes| {
+            if s.ban_until_ms > now && ban.until_ms >= s.ban_until_ms {
+                s.kept_in = read;
+            }
+        };
+        match ban.scope.as_str() {
+            "pair" => {
+                // The address is after the last separator (a code limit's user has one too).
+                let Some((user, addr)) = ban.key.rsplit_once('\u{1f}') else {
+                    return;
+                };
+                let Ok(addr) = addr.parse::<IpAddr>() else {
+                    return;
+                };
+                if let Some(mut s) = self.pairs.map.get_mut(&(Box::<str>::from(user), addr)) {
+                    mark(&mut s);
+                }
+            }
+            "address" => {
+                if let Some(mut s) = ban
+                    .key
+                    .parse()
+                    .ok()
+                    .and_then(|a| self.addrs.map.get_mut(&a))
+                {
+                    mark(&mut s);
+                }
+            }
+            "user" => {
+                if let Some(mut s) = self.users.map.get_mut(ban.key.as_str()) {
+                    mark(&mut s);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Begins a read of the store's bans for [`Regulator::follow_store`]: call it before the
+    /// read starts.
+    pub fn store_read(&self) -> StoreRead {
+        StoreRead(self.store_reads.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// Drops the bans in force here that an operator lifted from the store, given `stored`, the
+    /// store's running bans (`active_bans(now)`) as read after `read` was taken. Returns how
+    /// many it dropped.
+    ///
+    /// A ban missing from `stored` is not necessarily lifted: it may still be in the ban log on
+    /// its way to the store (bans are written a moment after they start, by another task), or
+    /// its write may have failed. So each ban carries the number of the store read that is
+    /// known to come after the store held it (0: not known to be there), and only such a ban is
+    /// dropped when a read misses it:
+    ///
+    /// - [`Regulator::ban_kept`] (after the write) marks the ban with the number of the next
+    ///   read to begin; a read that began before the write, and so may have missed it, has a
+    ///   smaller number and leaves it alone.
+    /// - a read that finds the key with a ban at least as long as the one in force confirms it
+    ///   with its own number; [`Regulator::restore`] marks what it puts back likewise.
+    /// - a read that finds a shorter ban under the key (another gateway on the same database
+    ///   replaced the record) clears the mark: that record may end, and vanish, before the ban
+    ///   here does, which is not a lift. Such a ban keeps running until it ends.
+    /// - a ban that starts anew (the key was banned again) is unmarked until it is written.
+    ///
+    /// So a marked ban is dropped only when the store held, before the read, a record of the key
+    /// that would still be running, and the read did not find it: someone deleted it. (Another
+    /// gateway with a clock running ahead could purge a record early; keep clocks in sync.)
+    pub fn follow_store(&self, read: StoreRead, stored: &[BanRecord]) -> usize {
+        let now = self.clock.now_ms();
+        let until: HashMap<(&str, &str), u64> = stored
+            .iter()
+            .map(|b| ((b.scope.as_str(), b.key.as_str()), b.until_ms))
+            .collect();
+        let lifted = [
+            self.pairs.follow_store(now, read, |(user, addr)| {
+                until
+                    .get(&("pair", format!("{user}\u{1f}{addr}").as_str()))
+                    .copied()
+            }),
+            self.addrs.follow_store(now, read, |addr| {
+                until.get(&("address", addr.to_string().as_str())).copied()
+            }),
+            self.users
+                .follow_store(now, read, |user| until.get(&("user", &**user)).copied()),
+        ];
+        let lifted: usize = lifted.iter().sum();
+        if lifted > 0 {
+            tracing::info!(target: "stepgate::regulation", lifted, "bans lifted from the store no longer apply");
+        }
+        lifted
     }
 
     /// Sends a new ban to the ban log, if there is one.
@@ -457,6 +578,9 @@ struct Strikes {
     cur: u32,
     /// Bans so far; 0 when never banned or forgotten.
     bans: u8,
+    /// The ban in force is known to be in the store for every read of the store numbered this
+    /// or higher; 0: not known (see [`Regulator::follow_store`]). Fits in `bans`' padding.
+    kept_in: u32,
 }
 
 impl Strikes {
@@ -497,6 +621,7 @@ impl Strikes {
         }
         self.bans = self.bans.saturating_add(1);
         self.ban_until_ms = now.saturating_add(backoff.duration_ms(self.bans));
+        self.kept_in = 0; // a new ban: not in the store until written
         self.banned_until(now).map(|until| (until, self.bans))
     }
 
@@ -567,6 +692,28 @@ impl<K: Hash + Eq> Ledger<K> {
         }
         *self.map.get_or_default(key) = strikes;
         Some(())
+    }
+
+    /// See [`Regulator::follow_store`]; `stored` gives the end of the store's ban of a key.
+    /// Returns how many bans it dropped.
+    fn follow_store(&self, now: u64, read: StoreRead, stored: impl Fn(&K) -> Option<u64>) -> usize {
+        let mut lifted = 0;
+        self.map.retain(|key, s| {
+            if s.ban_until_ms <= now {
+                return true;
+            }
+            match stored(key) {
+                Some(until) if until >= s.ban_until_ms => s.kept_in = read.0,
+                Some(_) => s.kept_in = 0,
+                None if s.kept_in != 0 && s.kept_in <= read.0 => {
+                    lifted += 1;
+                    return false;
+                }
+                None => {}
+            }
+            true
+        });
+        lifted
     }
 
     fn cleanup(&self, now: u64, b: &Backoff) {

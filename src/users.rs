@@ -236,6 +236,18 @@ impl FileDirectory {
         self.users.load().len()
     }
 
+    /// The users the file marks `disabled`.
+    pub fn disabled(&self) -> Vec<String> {
+        let users = self.users.load();
+        let mut names: Vec<String> = users
+            .values()
+            .filter(|u| u.disabled)
+            .map(|u| u.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn is_empty(&self) -> bool {
         self.users.load().is_empty()
     }

@@ -5,25 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::two_factor::*;
 use common::*;
 use stepgate::clock::{Clock, ManualClock};
-
-/// A gateway that takes the client address from `X-Forwarded-For` sent by the test (loopback
-/// is a trusted proxy), so that a test can come from other networks.
-fn start_behind_proxy(extra: &str) -> (Upstream, Gateway, Arc<ManualClock>) {
-    let up = Upstream::start("app");
-    let clock = ManualClock::now();
-    let text = signin_config(up.addr, extra).replacen(
-        "[server]\n",
-        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
-        1,
-    );
-    let gw = Gateway::start_with_clock(&text, clock.clone());
-    (up, gw, clock)
-}
 
 fn from(gw: &Gateway, address: &str) -> Browser {
     let mut b = Browser::new(gw.addr);
@@ -460,4 +444,54 @@ fn a_password_change_needs_the_current_one_and_ends_other_sessions() {
             .status,
         303
     );
+}
+
+#[test]
+fn a_second_factor_reset_and_disabling_the_user_forget_trusted_browsers() {
+    let up = Upstream::start("app");
+    let clock = ManualClock::now();
+    let users_dir = tempfile::tempdir().unwrap();
+    let users = users_dir.path().join("users.toml");
+    std::fs::copy(quickstart_users(), &users).unwrap();
+    let text = signin_config(up.addr, "").replace(&quickstart_users(), users.to_str().unwrap());
+    let gw = Gateway::start_with_clock(&text, clock.clone());
+    let trust_browser = |b: &mut Browser, key: &str| {
+        sign_out(b);
+        b.sign_in(ALICE.0, ALICE.1, "/app");
+        clock.advance(std::time::Duration::from_secs(30));
+        assert_eq!(pass_challenge(b, &clock, key, true).status, 303);
+        assert!(!admin(&gw, &["trusted", "alice"]).contains("no trusted browsers"));
+    };
+
+    // The operator resets the second factor (a lost phone): trust goes with it.
+    let mut b = Browser::new(gw.addr);
+    let key = full_enrolment(&mut b, &gw, &clock, ALICE);
+    trust_browser(&mut b, &key);
+    admin(&gw, &["reset2fa", "alice"]);
+    assert!(admin(&gw, &["trusted", "alice"]).contains("no trusted browsers"));
+    // The gateway sees the reset once its caches revalidate (30 s).
+    clock.advance(std::time::Duration::from_secs(31));
+
+    // The operator disables the user in the users file: the reload forgets the trust, so that
+    // enabling them again does not bring it back.
+    let mut b = Browser::new(gw.addr);
+    let key = full_enrolment(&mut b, &gw, &clock, ALICE);
+    trust_browser(&mut b, &key);
+    let original = std::fs::read_to_string(&users).unwrap();
+    let disabled = original.replacen(
+        "groups = [\"users\"]\n",
+        "groups = [\"users\"]\ndisabled = true\n",
+        1,
+    );
+    assert_ne!(disabled, original);
+    std::fs::write(&users, disabled).unwrap();
+    // The gateway polls the file every second; bounded wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !admin(&gw, &["trusted", "alice"]).contains("no trusted browsers") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload did not forget the trust"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

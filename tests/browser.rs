@@ -1,8 +1,9 @@
 //! The portal in a real browser (headless chromium through chromedriver): a new user's whole
 //! journey — sign-in from a two-factor route, the guide, setting up the authenticator app, the
 //! recovery codes, the app, sign-out, sign-in with the challenge, the account page, "confirm it is
-//! you", the replace-app and emergency-email pages, a 404 and a 429 — with the checks of
-//! `browser/checks.rs` on every page.
+//! you", the replace-app and emergency-email pages, the sessions, trusted-browser and password
+//! pages, the reset request, a sign-in alert's "this wasn't me" page and the check of an
+//! unfamiliar sign-in, a 404 and a 429 — with the checks of `browser/checks.rs` on every page.
 //!
 //! Pages are found by what the contract fixes (form actions, input names, `a[lang]` for the
 //! language switch), never by their wording, so the suite outlives a redesign of the pages.
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use browser::checks::{self, Check, Condition, Lang, Report, Scheme};
 use browser::driver::{self, Browser, Options, Tools};
-use common::two_factor::{self, ALICE};
+use common::two_factor::{self, ALICE, BOB};
 use common::{signin_config, totp_code, Gateway, Upstream};
 use serde_json::json;
 use stepgate::clock::{Clock, ManualClock};
@@ -91,7 +92,8 @@ fn journey(s: Setting) {
         .build()
         .expect("a runtime for the WebDriver client");
     // The gateways run on threads and runtimes of their own: started before this one.
-    let (_up, gw, clock) = two_factor::start("");
+    // Behind a "proxy" (loopback), so that helper clients can sign in from other networks.
+    let (_up, gw, clock) = two_factor::start_behind_proxy("");
     let limited_up = Upstream::start("app");
     let limited = Gateway::start(&signin_config(
         limited_up.addr,
@@ -182,6 +184,7 @@ async fn run(tools: &Tools, s: Setting, gw: &Gateway, clock: &ManualClock, limit
     };
     let key = first_visit(&mut j, gw, clock).await;
     second_visit(&mut j, gw, clock, &key).await;
+    third_visit(&mut j, gw).await;
     refusals(&mut j, limited).await;
     let Journey { b, report, .. } = j;
     b.close().await;
@@ -311,6 +314,9 @@ async fn second_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock, key: &
     clock.advance(Duration::from_secs(30));
     j.b.fill(&challenge, "code", &totp_code(key, clock.now_secs()))
         .await;
+    // "Don't ask again on this browser", for the trusted-browser page later.
+    j.b.js("document.querySelector('[name=remember]').click()")
+        .await;
     j.b.submit(&challenge, Some("code")).await;
     wait_app(&j.b).await;
 
@@ -352,6 +358,56 @@ async fn second_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock, key: &
 
     j.b.goto(&gw.url(&format!("{PREFIX}/no-such-page"))).await;
     j.visit("error-404").await;
+}
+
+/// Account protection: the sessions, trusted browsers and password pages; signed out, the
+/// reset request and its answer; then bob, whose password is used from another network: the
+/// alert's "this wasn't me" page, and the check of a sign-in from this (unfamiliar) browser.
+async fn third_visit(j: &mut Journey, gw: &Gateway) {
+    for page in ["sessions", "trusted-browsers", "password"] {
+        j.b.goto(&gw.url(&format!("{PREFIX}/{page}"))).await;
+        j.visit(page).await;
+    }
+    j.b.goto(&gw.url(&format!("{PREFIX}/account"))).await;
+    j.b.submit(&format!("{PREFIX}/logout"), None).await;
+    let reset = format!("{PREFIX}/reset");
+    j.b.goto(&gw.url(&reset)).await;
+    j.visit("reset").await;
+    j.b.fill(&reset, "username", ALICE.0).await;
+    j.b.submit(&reset, Some("username")).await;
+    j.visit("reset-sent").await;
+
+    // Bob signs in at home (his baseline), then someone with his password elsewhere.
+    for address in ["198.51.100.7", "203.0.113.9"] {
+        let mut other = common::Browser::new(gw.addr);
+        other.extra.push(format!("X-Forwarded-For: {address}"));
+        let done = other.sign_in(BOB.0, BOB.1, "/1fa/");
+        assert_eq!(done.status, 303, "{done:?}");
+    }
+    let link = two_factor::mail_to(gw, "bob@example.test")
+        .into_iter()
+        .rev()
+        .find_map(|m| m["link"].as_str().map(str::to_owned))
+        .expect("a sign-in alert with a link");
+    let lock = &link[link.find(PREFIX).expect("a portal link")..];
+    assert!(lock.starts_with(&format!("{PREFIX}/lock?token=")), "{lock}");
+
+    // Bob on this browser: its network and device are new to him, so he is checked first.
+    let login = format!("{PREFIX}/login");
+    j.b.goto(&gw.url(&format!("{login}?rd=%2F1fa%2F"))).await;
+    j.b.fill(&login, "username", BOB.0).await;
+    j.b.fill(&login, "password", BOB.1).await;
+    j.b.submit(&login, None).await;
+    let check = format!("{PREFIX}/check");
+    j.b.wait_path(&check).await;
+    j.visit("check").await;
+    j.b.submit(&format!("{check}/send"), None).await;
+    j.visit("check-sent").await;
+
+    j.b.goto(&gw.url(lock)).await;
+    j.visit("lock").await;
+    j.b.submit(&format!("{PREFIX}/lock"), None).await;
+    j.visit("lock-done").await;
 }
 
 /// A refused sign-in and the form-post limit, on a gateway that allows one post a minute.

@@ -8,7 +8,7 @@
 use http::StatusCode;
 use minijinja::context;
 
-use super::login::{form_value, lang_of, PortalRequest};
+use super::login::{form_value, PortalRequest};
 use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
@@ -75,9 +75,8 @@ type Message = Option<(bool, String, StatusCode)>;
 
 /// `GET /account`.
 pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, "/account").await {
-        Ok(who) => who,
+    let (who, lang) = match pages.signed_in_get(auth, req, "/account").await {
+        Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
     let notice = done_notice(req.param("done").as_deref(), lang);

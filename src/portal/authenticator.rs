@@ -5,7 +5,7 @@
 use http::StatusCode;
 use minijinja::context;
 
-use super::login::{form_value, lang_of, PortalRequest};
+use super::login::{form_value, PortalRequest};
 use super::reauth::unless_allowed;
 use super::setup::qr_context;
 use super::{see_other, PageContext, Pages, Refusal, Reply};
@@ -44,9 +44,8 @@ fn render(
 
 /// `GET /account/authenticator`: the new secret to scan (kept for this session until confirmed).
 pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, PAGE).await {
-        Ok(who) => who,
+    let (who, lang) = match pages.signed_in_get(auth, req, PAGE).await {
+        Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
     if let Some(r) = unless_allowed(auth, pages, req, &who, PAGE, lang).await {

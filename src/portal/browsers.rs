@@ -5,12 +5,21 @@
 use http::StatusCode;
 use minijinja::context;
 
-use super::login::{form_value, lang_of, PortalRequest};
+use super::login::{form_value, PortalRequest};
 use super::{see_other, PageContext, Pages, Reply};
 use crate::audit::rfc3339;
 use crate::auth::{Auth, Identity};
 use crate::flow::browsers as flow;
 use crate::i18n::Lang;
+
+/// The browser as `user_agent::describe` named it, with its "unknown" in the page's language.
+pub(crate) fn browser_name(lang: Lang, described: &str) -> String {
+    if described.is_empty() || described == "unknown browser" {
+        lang.text("unknown-browser")
+    } else {
+        described.to_owned()
+    }
+}
 
 /// `2026-12-01 08:30 UTC` for lists.
 pub(crate) fn when(ms: u64) -> String {
@@ -42,10 +51,9 @@ fn page(
 
 /// `GET /sessions`.
 pub async fn sessions(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, "/sessions").await {
-        Ok(w) => w,
-        Err(r) => return r,
+    let (who, lang) = match pages.signed_in_get(auth, req, "/sessions").await {
+        Ok(p) => (p.who, p.lang),
+        Err(reply) => return reply,
     };
     let Ok(list) = flow::sessions(auth, &who).await else {
         return pages.fault(lang);
@@ -56,7 +64,7 @@ pub async fn sessions(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Re
             context! {
                 handle => &v.handle,
                 this => v.this,
-                browser => &v.record.agent,
+                browser => browser_name(lang, &v.record.agent),
                 address => &v.record.client,
                 started => when(v.record.created_ms),
                 last_seen => when(v.record.last_seen_ms),
@@ -111,10 +119,9 @@ pub async fn end(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
 
 /// `GET /trusted-browsers`.
 pub async fn trusted(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, "/trusted-browsers").await {
-        Ok(w) => w,
-        Err(r) => return r,
+    let (who, lang) = match pages.signed_in_get(auth, req, "/trusted-browsers").await {
+        Ok(p) => (p.who, p.lang),
+        Err(reply) => return reply,
     };
     let Ok(list) = flow::trusted(auth, &who).await else {
         return pages.fault(lang);
@@ -124,7 +131,7 @@ pub async fn trusted(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Rep
         .map(|t| {
             context! {
                 id => &t.id,
-                browser => &t.browser,
+                browser => browser_name(lang, &t.browser),
                 address => &t.address,
                 first_used => when(t.first_used_ms),
                 last_used => when(t.last_used_ms),

@@ -5,7 +5,7 @@
 use http::StatusCode;
 use minijinja::context;
 
-use super::login::{form_value, lang_of, PortalRequest};
+use super::login::{form_value, PortalRequest};
 use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
@@ -90,12 +90,8 @@ pub async fn show(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let (lang, rd) = (
-        lang_of(pages, req, None),
-        req.param("rd").unwrap_or_default(),
-    );
-    let who = match pages.signed_in(auth, req, "/2fa").await {
-        Ok(who) => who,
+    let (who, lang, rd) = match pages.signed_in_get(auth, req, "/2fa").await {
+        Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
     if let Some(mut r) = elsewhere(pages, router, req, &who, &rd) {

@@ -5,7 +5,7 @@
 use http::StatusCode;
 use minijinja::context;
 
-use super::login::{lang_of, PortalRequest};
+use super::login::PortalRequest;
 use super::{PageContext, Pages, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
@@ -56,12 +56,8 @@ pub async fn show(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let (lang, rd) = (
-        lang_of(pages, req, None),
-        req.param("rd").unwrap_or_default(),
-    );
-    let who = match pages.signed_in(auth, req, "/guide").await {
-        Ok(who) => who,
+    let (who, lang, rd) = match pages.signed_in_get(auth, req, "/guide").await {
+        Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
     if who.session.level() == AuthLevel::TwoFactor || who.session.deferred {

@@ -125,13 +125,7 @@ fn form(
     error: bool,
     status: StatusCode,
 ) -> Reply {
-    let jar = auth.jar(req.tls);
-    let cookie_name = jar.other_name(FORM_COOKIE);
-    // Reuse the browser's form binding when it has one, so two open tabs both work.
-    let existing =
-        crate::session::cookie::read(req.headers, &cookie_name).filter(|v| v.len() == 22);
-    let binding = existing.map_or_else(csrf::random_binding, str::to_owned);
-    let token = pages.csrf.token(binding.as_bytes());
+    let (token, set_binding) = form_token(auth, pages, req);
     let page = LoginPage {
         lang,
         rd,
@@ -147,10 +141,38 @@ fn form(
             return pages.error(StatusCode::INTERNAL_SERVER_ERROR, lang);
         }
     };
-    if existing.is_none() {
-        reply = reply.with_header("set-cookie", jar.set_other(FORM_COOKIE, &binding));
+    if let Some(cookie) = set_binding {
+        reply = reply.with_header("set-cookie", cookie);
     }
     reply
+}
+
+/// The CSRF token of a form shown to someone who is not signed in (sign-in, password reset),
+/// bound to a random cookie of the browser; and the `Set-Cookie` for that cookie when the
+/// browser has none yet (an existing one is reused, so two open tabs both work).
+pub(crate) fn form_token(
+    auth: &Auth,
+    pages: &Pages,
+    req: &PortalRequest<'_>,
+) -> (String, Option<String>) {
+    let jar = auth.jar(req.tls);
+    let existing = crate::session::cookie::read(req.headers, &jar.other_name(FORM_COOKIE))
+        .filter(|v| v.len() == 22);
+    let binding = existing.map_or_else(csrf::random_binding, str::to_owned);
+    let token = pages.csrf.token(binding.as_bytes());
+    let set = existing
+        .is_none()
+        .then(|| jar.set_other(FORM_COOKIE, &binding));
+    (token, set)
+}
+
+/// Whether a form post from someone not signed in carries the token of its browser's binding.
+pub(crate) fn form_token_ok(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> bool {
+    let jar = auth.jar(req.tls);
+    let binding =
+        crate::session::cookie::read(req.headers, &jar.other_name(FORM_COOKIE)).unwrap_or("");
+    let token = form_value(&req.body, "csrf").unwrap_or_default();
+    !binding.is_empty() && pages.csrf.verify(binding.as_bytes(), &token)
 }
 
 /// `POST /login`: the form's CSRF binding, then `flow::sign_in`; on to `rd` with the new
@@ -164,11 +186,7 @@ pub async fn submit(
     let body = &req.body[..];
     let lang = lang_of(pages, req, form_value(body, "lang"));
     let rd = form_value(body, "rd").unwrap_or_default();
-    let jar = auth.jar(req.tls);
-    let binding =
-        crate::session::cookie::read(req.headers, &jar.other_name(FORM_COOKIE)).unwrap_or("");
-    let token = form_value(body, "csrf").unwrap_or_default();
-    if binding.is_empty() || !pages.csrf.verify(binding.as_bytes(), &token) {
+    if !form_token_ok(auth, pages, req) {
         tracing::warn!(target: "stepgate::portal", client = %req.client, "sign-in refused: missing or invalid CSRF token");
         return pages.error(StatusCode::FORBIDDEN, lang);
     }

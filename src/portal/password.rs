@@ -62,20 +62,14 @@ fn change_form(
         action => "/password",
         current => true,
     };
-    let status = error.map_or(StatusCode::OK, |e| e.status);
-    let reply = pages.page("password.html", status, lang, page, ctx);
-    match error {
-        Some(e) => reply.refused(e),
-        None => reply,
-    }
+    pages.form_page("password.html", lang, page, ctx, error)
 }
 
 /// `GET /password`.
 pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
-    let lang = lang_of(pages, req, None);
-    let who = match pages.signed_in(auth, req, "/password").await {
-        Ok(w) => w,
-        Err(r) => return r,
+    let (who, lang) = match pages.signed_in_get(auth, req, "/password").await {
+        Ok(p) => (p.who, p.lang),
+        Err(reply) => return reply,
     };
     let Ok(needs_code) = password::change_needs_code(auth, &who).await else {
         return pages.fault(lang);
@@ -155,25 +149,25 @@ fn reset_form(
         action => "/reset",
         current => false,
     };
-    let status = error.map_or(StatusCode::OK, |e| e.status);
-    let reply = pages.page("password.html", status, lang, page, ctx);
-    match error {
-        Some(e) => reply.refused(e),
-        None => reply,
-    }
+    pages.form_page("password.html", lang, page, ctx, error)
 }
 
 /// `GET /reset` (ask for a link) and `GET /reset?token=` (the new password form).
 pub async fn show_reset(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let lang = lang_of(pages, req, None);
     let Some(token) = req.param("token") else {
+        let (csrf, set_binding) = super::login::form_token(auth, pages, req);
         let page = PageContext {
             title: &lang.text("reset-title"),
             rd: "",
-            csrf: "",
+            csrf: &csrf,
             switch: Some("/reset"),
         };
-        return pages.page("reset.html", StatusCode::OK, lang, page, context! {});
+        let reply = pages.page("reset.html", StatusCode::OK, lang, page, context! {});
+        return match set_binding {
+            Some(cookie) => reply.with_header("set-cookie", cookie),
+            None => reply,
+        };
     };
     let user = match password::reset_user(auth, &token).await {
         Ok(u) => u,
@@ -209,6 +203,9 @@ pub async fn reset(
     let ctx = pages.context(req, lang);
     let title = lang.text("reset-title");
     let Some(token) = form_value(body, "token") else {
+        if !super::login::form_token_ok(auth, pages, req) {
+            return pages.error(StatusCode::FORBIDDEN, lang);
+        }
         let name = form_value(body, "username").unwrap_or_default();
         if password::request_reset(auth, &ctx, &name).await.is_err() {
             return pages.fault(lang);

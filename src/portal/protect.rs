@@ -30,13 +30,8 @@ fn check_form(
         switch: Some("/check"),
     };
     let to = who.user.email.as_deref().map(mask_email);
-    let status = error.map_or(StatusCode::OK, |e| e.status);
     let ctx = context! { sent, to, error => error.map(|e| e.text.clone()) };
-    let reply = pages.page("check.html", status, lang, page, ctx);
-    match error {
-        Some(e) => reply.refused(e),
-        None => reply,
-    }
+    pages.form_page("check.html", lang, page, ctx, error)
 }
 
 fn refusal(auth: &Auth, lang: Lang, r: Refused) -> Refusal {
@@ -83,13 +78,9 @@ pub async fn show(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let (lang, rd) = (
-        lang_of(pages, req, None),
-        req.param("rd").unwrap_or_default(),
-    );
-    let who = match pages.signed_in(auth, req, "/check").await {
-        Ok(w) => w,
-        Err(r) => return r,
+    let (who, lang, rd) = match pages.signed_in_get(auth, req, "/check").await {
+        Ok(p) => (p.who, p.lang, p.rd),
+        Err(reply) => return reply,
     };
     if let Some(mut r) = elsewhere(pages, router, req, &who, &rd) {
         r.status = StatusCode::FOUND;
@@ -187,7 +178,7 @@ pub async fn show_lock(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> R
         token,
         when => super::browsers::when(link.at_ms),
         address => link.address,
-        browser => link.browser,
+        browser => super::browsers::browser_name(lang, &link.browser),
         app => link.app,
     };
     pages.page("lock.html", StatusCode::OK, lang, page, ctx)

@@ -73,8 +73,8 @@ impl<K: Hash + Eq, V> CountedMap<K, V> {
         removed
     }
 
-    /// Keeps the entries `keep` says yes to, then gives the freed capacity back.
-    pub fn retain_and_shrink(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+    /// Keeps the entries `keep` says yes to (it may change them).
+    pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         let mut removed = 0;
         self.map.retain(|k, v| {
             let kept = keep(k, v);
@@ -82,6 +82,11 @@ impl<K: Hash + Eq, V> CountedMap<K, V> {
             kept
         });
         self.len.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    /// Keeps the entries `keep` says yes to, then gives the freed capacity back.
+    pub fn retain_and_shrink(&self, keep: impl FnMut(&K, &mut V) -> bool) {
+        self.retain(keep);
         self.map.shrink_to_fit();
     }
 }

@@ -292,3 +292,145 @@ fn new_bans_go_to_the_ban_log_and_come_back_after_a_restart() {
 fn cfg_ban_ms() -> u64 {
     RegulationConfig::default().ban.as_millis() as u64
 }
+
+/// The record the ban log carries for a ban in force on (user, address).
+fn pair_record(user: &str, addr: IpAddr, until_ms: u64) -> BanRecord {
+    BanRecord {
+        scope: "pair".into(),
+        key: format!("{user}\u{1f}{addr}"),
+        until_ms,
+        level: 1,
+    }
+}
+
+#[test]
+fn a_ban_lifted_from_the_store_stops_applying_once_the_store_had_it() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let r = Regulator::new(RegulationConfig::default(), clock.clone()).with_ban_log(tx);
+    let addr = ip("192.0.2.7");
+    let banned = fail_until_banned(&r, "alice", addr);
+    let written: Vec<BanRecord> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+
+    // Not yet written (still in the ban log): a read that misses it leaves it alone.
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &[]), 0);
+    assert_eq!(r.check("alice", addr), banned);
+
+    // Written while a read was under way: that read may have missed it, so it is kept...
+    let read = r.store_read();
+    r.ban_kept(&written[0]);
+    assert_eq!(r.follow_store(read, &[]), 0);
+    assert_eq!(r.check("alice", addr), banned);
+    // ...while a read that began after the write and does not find it means it was lifted.
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &[]), 1);
+    assert_eq!(r.check("alice", addr), Allowed);
+    // The key starts afresh, as after a restart: the next ban is a first one again.
+    assert_eq!(
+        fail_until_banned(&r, "alice", addr),
+        ban(5 * MIN, &clock),
+        "level reset"
+    );
+}
+
+#[test]
+fn a_ban_the_store_still_holds_or_never_held_stays() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let r = Regulator::new(RegulationConfig::default(), clock.clone());
+    let addr = ip("192.0.2.8");
+    let banned = fail_until_banned(&r, "bob", addr);
+    let Verdict::Banned { until_ms } = banned else {
+        unreachable!()
+    };
+    let record = pair_record("bob", addr, until_ms);
+    // A read that finds it confirms it, and the next read that misses it drops it.
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, std::slice::from_ref(&record)), 0);
+    assert_eq!(r.check("bob", addr), banned);
+    // Other keys' records and other scopes do not count for it.
+    let others = [
+        pair_record("bobby", addr, until_ms),
+        BanRecord {
+            scope: "user".into(),
+            key: format!("bob\u{1f}{addr}"),
+            ..record.clone()
+        },
+    ];
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &others), 1);
+    assert_eq!(r.check("bob", addr), Allowed);
+
+    // A ban whose write failed (never confirmed) is never taken for a lifted one.
+    clock.advance(Duration::from_secs(1));
+    let again = fail_until_banned(&r, "bob", addr);
+    for _ in 0..3 {
+        let read = r.store_read();
+        assert_eq!(r.follow_store(read, &[]), 0);
+    }
+    assert_eq!(r.check("bob", addr), again);
+    // A late confirmation of an earlier, shorter ban of the key does not mark the new one.
+    r.ban_kept(&record);
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &[]), 0);
+    assert_eq!(r.check("bob", addr), again);
+}
+
+#[test]
+fn a_shorter_record_from_another_gateway_vanishing_is_not_a_lift() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let r = Regulator::new(RegulationConfig::default(), clock.clone());
+    let addr = ip("192.0.2.9");
+    let banned = fail_until_banned(&r, "carol", addr);
+    let Verdict::Banned { until_ms } = banned else {
+        unreachable!()
+    };
+    r.ban_kept(&pair_record("carol", addr, until_ms));
+    // Another gateway replaced the record with its own, shorter ban; it ends before ours.
+    let read = r.store_read();
+    let shorter = pair_record("carol", addr, until_ms - 60_000);
+    assert_eq!(r.follow_store(read, &[shorter]), 0);
+    clock.advance(Duration::from_secs(4 * 60) + Duration::from_millis(1));
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &[]), 0, "it ended, nobody lifted it");
+    assert_eq!(r.check("carol", addr), banned);
+}
+
+#[test]
+fn restored_bans_of_every_scope_follow_the_store() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let r = Regulator::new(RegulationConfig::default(), clock.clone());
+    let until_ms = clock.now_ms() + 60_000;
+    let addr = ip("2001:db8:1:2::");
+    let kept = [
+        pair_record("dave", v4(1), until_ms),
+        pair_record(&code_key("dave"), v4(2), until_ms),
+        BanRecord {
+            scope: "address".into(),
+            key: addr.to_string(),
+            until_ms,
+            level: 2,
+        },
+        BanRecord {
+            scope: "user".into(),
+            key: code_key("erin"),
+            until_ms,
+            level: 1,
+        },
+    ];
+    assert_eq!(r.restore(&kept), 4);
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &kept), 0);
+    assert!(is_banned(r.check("dave", v4(1))));
+    assert!(is_banned(r.check(&code_key("dave"), v4(2))));
+    assert!(is_banned(r.check("anyone", ip("2001:db8:1:2::99"))));
+    assert!(is_banned(r.check(&code_key("erin"), v4(9))));
+    // The operator lifts the address ban and the code bans; the pair's stays.
+    let read = r.store_read();
+    assert_eq!(r.follow_store(read, &kept[..1]), 3);
+    assert!(is_banned(r.check("dave", v4(1))));
+    assert_eq!(r.check(&code_key("dave"), v4(2)), Allowed);
+    assert_eq!(r.check("anyone", ip("2001:db8:1:2::99")), Allowed);
+    assert_eq!(r.check(&code_key("erin"), v4(9)), Allowed);
+}

@@ -13,11 +13,33 @@ pub const BOB: (&str, &str) = ("bob", "bob-password-1");
 /// A gateway with the quickstart's rules and users plus `extra`, on a manual clock that starts
 /// mid-step, so that "the same step" and "the next step" are unambiguous.
 pub fn start(extra: &str) -> (Upstream, Gateway, Arc<ManualClock>) {
+    start_with(&signin_config_for_clock(extra))
+}
+
+/// [`start`], with the client address taken from `X-Forwarded-For` sent by the test (loopback
+/// is a trusted proxy), so that a test can come from other networks.
+pub fn start_behind_proxy(extra: &str) -> (Upstream, Gateway, Arc<ManualClock>) {
+    let text = signin_config_for_clock(extra).replacen(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        1,
+    );
+    start_with(&text)
+}
+
+/// The sign-in config with `{upstream}` standing for the upstream's address.
+fn signin_config_for_clock(extra: &str) -> String {
+    let placeholder: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
+    signin_config(placeholder, extra).replace("http://127.0.0.1:1", "http://{upstream}")
+}
+
+fn start_with(text: &str) -> (Upstream, Gateway, Arc<ManualClock>) {
     let up = Upstream::start("app");
     let clock = ManualClock::now();
     let now = clock.now_ms();
     clock.set_ms(now - now % 30_000 + 10_000);
-    let gw = Gateway::start_with_clock(&signin_config(up.addr, extra), clock.clone());
+    let text = text.replace("{upstream}", &up.addr.to_string());
+    let gw = Gateway::start_with_clock(&text, clock.clone());
     (up, gw, clock)
 }
 

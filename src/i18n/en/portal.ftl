@@ -293,3 +293,4 @@ event-trusted_browser_removed = Trusted browser removed
 event-session_ended = Session ended
 event-account_locked = Account locked
 event-password_changed = Password changed
+unknown-browser = Unknown browser

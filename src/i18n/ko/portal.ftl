@@ -281,3 +281,4 @@ event-trusted_browser_removed = 신뢰하는 브라우저 삭제
 event-session_ended = 로그아웃시킴
 event-account_locked = 계정 잠금
 event-password_changed = 비밀번호 변경
+unknown-browser = 알 수 없는 브라우저
