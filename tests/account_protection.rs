@@ -222,8 +222,9 @@ fn sessions_are_listed_and_ended_and_a_saved_sign_in_outlives_the_browser() {
 
 #[test]
 fn an_unfamiliar_sign_in_is_checked_and_alerted_and_this_wasnt_me_locks_the_account() {
-    let (_up, mut gw, _clock) =
-        start_behind_proxy("[two_factor]\nrequired_from = \"2099-01-01\"\n");
+    let (_up, mut gw, _clock) = start_behind_proxy(
+        "[two_factor]\nrequired_from = \"2099-01-01\"\n[notify]\noperator_email = \"ops@example.test\"\n",
+    );
     // The first sign-in sets the baseline: no check, no alert.
     let mut home = from(&gw, "198.51.100.7");
     home.sign_in(ALICE.0, ALICE.1, "/1fa/");
@@ -284,6 +285,23 @@ fn an_unfamiliar_sign_in_is_checked_and_alerted_and_this_wasnt_me_locks_the_acco
     for b in [&mut attacker, &mut home, &mut same_net] {
         assert_eq!(b.get("/1fa/").status, 302, "every session ended");
     }
+    // The user and the operator are told; the audit file has it.
+    let told = |to: &str| {
+        mail_to(&gw, to).iter().any(|m| {
+            m["subject"]
+                .as_str()
+                .unwrap()
+                .contains("account was locked")
+        })
+    };
+    assert!(told("alice@example.test") && told("ops@example.test"));
+    let audit = std::fs::read_to_string(gw.data_dir().join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"event\":\"account_locked\"") && l.contains("\"alice\"")),
+        "{audit}"
+    );
     assert_eq!(
         owner.submit(&confirm, "/lock", &[]).status,
         404,
@@ -494,4 +512,53 @@ fn a_second_factor_reset_and_disabling_the_user_forget_trusted_browsers() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_password_change_and_a_reset_forget_trusted_browsers_and_resets_are_limited_per_user() {
+    let (_up, gw, clock) = start("");
+    let mut b = Browser::new(gw.addr);
+    let key = full_enrolment(&mut b, &gw, &clock, ALICE);
+    let trust = |b: &mut Browser| {
+        sign_out(b);
+        b.sign_in(ALICE.0, ALICE.1, "/app");
+        clock.advance(std::time::Duration::from_secs(30));
+        assert_eq!(pass_challenge(b, &clock, &key, true).status, 303);
+        assert!(!admin(&gw, &["trusted", "alice"]).contains("no trusted browsers"));
+    };
+
+    // One removed by itself.
+    trust(&mut b);
+    let list = b.get("/_stepgate/trusted-browsers");
+    assert_eq!(b.submit(&list, "/trusted-browsers/remove", &[]).status, 303);
+    assert!(admin(&gw, &["trusted", "alice"]).contains("no trusted browsers"));
+
+    // A password change (the proof of the challenge is fresh: no code asked again).
+    trust(&mut b);
+    let page = b.get("/_stepgate/password");
+    let new = "a new and long passphrase 42";
+    let done = b.submit(
+        &page,
+        "/password",
+        &[("current_password", ALICE.1), ("new_password", new)],
+    );
+    assert_eq!(done.status, 303, "{done:?}");
+    assert!(admin(&gw, &["trusted", "alice"]).contains("no trusted browsers"));
+
+    // Reset links: three an hour for one user, then the same answer and no mail.
+    let before = mail_to(&gw, "alice@example.test").len();
+    let mut anon = Browser::new(gw.addr);
+    for _ in 0..4 {
+        let ask = anon.get("/_stepgate/reset");
+        let sent = anon.submit(&ask, "/reset", &[("username", "alice")]);
+        assert_eq!(sent.status, 200);
+    }
+    let links: Vec<String> = mail_to(&gw, "alice@example.test")[before..]
+        .iter()
+        .filter_map(|m| m["link"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(links.len(), 3, "{links:?}");
+    // Without the form's token the request is refused.
+    let forged = anon.request("POST", "/_stepgate/reset", Some("username=alice"));
+    assert_eq!(forged.status, 403);
 }
