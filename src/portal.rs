@@ -458,6 +458,20 @@ impl Pages {
         sub: &str,
     ) -> Result<Identity, Reply> {
         match auth.identify(req.headers, req.tls).await {
+            // A sign-in from an unfamiliar environment is good for its check and nothing else
+            // (not even the account's own pages: its password may be the only thing the
+            // attacker has).
+            Ok(Some(who))
+                if who.session.origin.needs_check && !matches!(sub, "/check" | "/2fa") =>
+            {
+                let to = if who.second_factor { "/2fa" } else { "/check" };
+                let rd = req.param("rd").unwrap_or_default();
+                let mut r = Reply::redirect(&self.url_with_rd(to, &rd));
+                if *req.method == Method::POST {
+                    r.status = StatusCode::SEE_OTHER;
+                }
+                return Err(r);
+            }
             Ok(Some(who)) => return Ok(who),
             Ok(None) => {}
             Err(e) => {

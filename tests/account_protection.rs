@@ -258,6 +258,24 @@ fn an_unfamiliar_sign_in_is_checked_and_alerted_and_this_wasnt_me_locks_the_acco
     let link = alert["link"].as_str().unwrap().to_owned();
     assert!(link.contains("/_stepgate/lock?token="), "{link}");
 
+    // Until it passes, the account's own pages are out of reach (the attacker may hold only
+    // the password, which is all a password change asks of a user without a second factor).
+    for page in [
+        "/_stepgate/account",
+        "/_stepgate/password",
+        "/_stepgate/sessions",
+        "/_stepgate/setup",
+    ] {
+        let r = attacker.get(page);
+        assert_eq!(r.status, 302, "{page}: {r:?}");
+        assert!(
+            r.header("location")
+                .unwrap()
+                .starts_with("/_stepgate/check"),
+            "{page}"
+        );
+    }
+
     // The check: a code to the account email.
     let check = attacker.get(&location_target(&app));
     assert_eq!(check.status, 200);
