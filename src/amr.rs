@@ -17,16 +17,19 @@ pub enum Method {
     Hwk,
     /// Proof of possession of a software-secured key (a client certificate).
     Swk,
+    /// A one-time code sent by email (stepgate's own value: RFC 8176 has none for email).
+    Email,
     /// A browser the user trusted with "don't ask again on this browser" stood in for the
     /// second factor (stepgate's own value, not in RFC 8176: no code was entered this time).
     Remembered,
 }
 
 /// Every method, in the order `amr` lists them.
-const ALL: [Method; 6] = [
+const ALL: [Method; 7] = [
     Method::Pwd,
     Method::Otp,
     Method::Sms,
+    Method::Email,
     Method::Hwk,
     Method::Swk,
     Method::Remembered,
@@ -40,6 +43,7 @@ impl Method {
             Method::Sms => "sms",
             Method::Hwk => "hwk",
             Method::Swk => "swk",
+            Method::Email => "email",
             Method::Remembered => "remembered",
         }
     }

@@ -18,12 +18,14 @@ pub mod authenticator;
 pub mod cipher;
 pub mod code;
 pub mod recovery;
+pub mod sent;
 pub mod totp;
 
 pub use authenticator::AuthenticatorApp;
 pub use cipher::SecretCipher;
 pub use code::{CodeCheck, PendingCode};
 pub use recovery::RecoveryCodes;
+pub use sent::SentCodes;
 pub use totp::{TotpCheck, TotpSecret};
 
 use std::fmt;
@@ -63,6 +65,8 @@ pub struct TwoFactorConfig {
     pub enrolment_token_ttl: Duration,
     /// How long "don't ask again on this browser" lasts; `None`: not offered.
     pub trusted_browser_lifetime: Option<Duration>,
+    /// How many codes may be sent, and the block after too many (seed 002).
+    pub send_limits: crate::flow::sends::SendLimits,
 }
 
 impl Default for TwoFactorConfig {
@@ -77,6 +81,7 @@ impl Default for TwoFactorConfig {
             code_ttl: Duration::from_secs(600),
             enrolment_token_ttl: Duration::from_secs(72 * 3600),
             trusted_browser_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
+            send_limits: Default::default(),
         }
     }
 }
@@ -124,19 +129,37 @@ pub enum FactorError {
 pub enum FactorKind {
     /// An authenticator app (TOTP).
     Totp,
+    /// A code sent by SMS to the registered phone.
+    Sms,
+    /// A code sent to the emergency email ("verify by email instead").
+    Email,
     /// A single-use recovery code.
     Recovery,
 }
 
 impl FactorKind {
-    pub const ALL: [FactorKind; 2] = [FactorKind::Totp, FactorKind::Recovery];
+    /// In the order a challenge offers them.
+    pub const ALL: [FactorKind; 4] = [
+        FactorKind::Totp,
+        FactorKind::Sms,
+        FactorKind::Email,
+        FactorKind::Recovery,
+    ];
 
-    /// `totp`, `recovery`: the contract's method names, and the store's credential kinds.
+    /// `totp`, `sms`, `email`, `recovery`: the contract's method names, and the store's
+    /// credential kinds.
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Totp => "totp",
+            FactorKind::Sms => "sms",
+            FactorKind::Email => "email",
             FactorKind::Recovery => "recovery",
         }
+    }
+
+    /// Whether the answer is a code the gateway sends (and the challenge offers to send).
+    pub fn is_sent(self) -> bool {
+        matches!(self, FactorKind::Sms | FactorKind::Email)
     }
 
     pub fn parse(s: &str) -> Option<FactorKind> {
@@ -148,13 +171,15 @@ impl FactorKind {
         match self {
             // A recovery code is a one-time password in RFC 8176's terms.
             FactorKind::Totp | FactorKind::Recovery => Method::Otp,
+            FactorKind::Sms => Method::Sms,
+            FactorKind::Email => Method::Email,
         }
     }
 
-    /// Whether having only this factor counts as having two-step verification (a recovery code
-    /// is a backup of another factor, not a factor to set up on its own).
+    /// Whether having only this factor counts as having two-step verification (recovery codes
+    /// and the emergency email are backups of another factor, not factors to set up alone).
     pub fn is_primary(self) -> bool {
-        self != FactorKind::Recovery
+        matches!(self, FactorKind::Totp | FactorKind::Sms)
     }
 }
 
@@ -172,6 +197,8 @@ pub enum Verdict {
     Wrong,
     /// Not the shape this factor's answers have (does not count as a try).
     Malformed,
+    /// No code pending: none was sent, it ran out, it was used, or it was tried too often.
+    Expired,
     NotEnrolled,
 }
 
@@ -235,6 +262,8 @@ fn duration_ms(d: Duration) -> u64 {
 pub struct Factors {
     shared: Arc<Shared>,
     app: AuthenticatorApp,
+    sms: SentCodes,
+    email: SentCodes,
     recovery: RecoveryCodes,
     enrolled_cache: DashMap<String, CachedFlag>,
     /// Bumped on every local change, so a cache fill that raced a change is thrown away.
@@ -268,6 +297,8 @@ impl Factors {
         });
         Ok(Factors {
             app: AuthenticatorApp::new(Arc::clone(&shared)),
+            sms: SentCodes::new(FactorKind::Sms, Arc::clone(&shared)),
+            email: SentCodes::new(FactorKind::Email, Arc::clone(&shared)),
             recovery: RecoveryCodes::new(Arc::clone(&shared)),
             shared,
             enrolled_cache: DashMap::new(),
@@ -279,8 +310,30 @@ impl Factors {
     pub fn get(&self, kind: FactorKind) -> &dyn SecondFactor {
         match kind {
             FactorKind::Totp => &self.app,
+            FactorKind::Sms => &self.sms,
+            FactorKind::Email => &self.email,
             FactorKind::Recovery => &self.recovery,
         }
+    }
+
+    /// The factor that sends codes of `kind` (SMS or email); `None` for another kind.
+    pub fn sent(&self, kind: FactorKind) -> Option<&SentCodes> {
+        match kind {
+            FactorKind::Sms => Some(&self.sms),
+            FactorKind::Email => Some(&self.email),
+            _ => None,
+        }
+    }
+
+    /// The phone the user's SMS factor sends to, if they have one.
+    pub async fn sms_phone(&self, user: &str) -> Result<Option<String>, FactorError> {
+        let creds = self
+            .shared
+            .store
+            .credentials()
+            .credentials(user, Some("sms"))
+            .await?;
+        Ok(creds.first().and_then(|c| sent::phone_of(&c.data)))
     }
 
     pub fn app(&self) -> &AuthenticatorApp {
@@ -315,18 +368,21 @@ impl Factors {
 
     /// The kinds the user has, in the order the challenge offers them (one store read).
     pub async fn enrolled_kinds(&self, user: &str) -> Result<Vec<FactorKind>, FactorError> {
-        let creds = self
-            .shared
-            .store
-            .credentials()
-            .credentials(user, None)
-            .await?;
+        let store = self.shared.store.credentials();
+        let creds = store.credentials(user, None).await?;
+        let has = |k: FactorKind| {
+            creds
+                .iter()
+                .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
+        };
+        let primary = has(FactorKind::Totp) || has(FactorKind::Sms);
+        // The emergency email backs up a primary factor; alone it is not two-step verification.
+        let email = primary && store.account(user).await?.emergency_email.is_some();
         Ok(FactorKind::ALL
             .into_iter()
-            .filter(|k| {
-                creds
-                    .iter()
-                    .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
+            .filter(|k| match k {
+                FactorKind::Email => email,
+                k => has(*k),
             })
             .collect())
     }

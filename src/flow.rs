@@ -20,11 +20,13 @@
 
 pub mod browsers;
 pub mod change;
+pub mod codes;
 pub mod grace;
 pub mod notice;
 pub mod password;
 pub(crate) mod progress;
 pub mod protect;
+pub mod sends;
 pub mod setup;
 
 use std::net::IpAddr;
@@ -310,6 +312,8 @@ pub enum FactorRefused {
     Replayed,
     /// The user has no such factor (removed meanwhile).
     NotEnrolled,
+    /// No code pending (never sent, ran out, used, or tried too often): send a new one.
+    Expired,
     Fault,
 }
 
@@ -356,6 +360,7 @@ pub async fn check_factor_of(
             return Ok(kind);
         }
         Verdict::NotEnrolled => return Err(FactorRefused::NotEnrolled),
+        Verdict::Expired => FactorRefused::Expired,
         Verdict::Replayed => FactorRefused::Replayed,
         Verdict::Wrong | Verdict::Malformed => FactorRefused::Wrong,
     };

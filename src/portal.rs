@@ -145,10 +145,15 @@ impl Refusal {
     }
 }
 
-/// "Try again in 5 minutes." (rounded up to whole minutes, or seconds under a minute).
+/// "Try again in 5 minutes." (rounded up to whole minutes, seconds under a minute, hours over
+/// two hours).
 pub(crate) fn retry_text(lang: Lang, secs: u64) -> String {
     if secs < 60 {
         return lang.text_with("retry-in-seconds", &[("seconds", secs.max(1).into())]);
+    }
+    if secs > 2 * 3600 {
+        // A send block lasts a day: hours say it better than 1440 minutes.
+        return lang.text_with("retry-in-hours", &[("hours", secs.div_ceil(3600).into())]);
     }
     lang.text_with("retry-in-minutes", &[("minutes", secs.div_ceil(60).into())])
 }
@@ -201,6 +206,24 @@ pub(crate) fn mask_email(email: &str) -> String {
         [first, .., last] => format!("{first}***{last}"),
     };
     format!("{name}@{domain}")
+}
+
+/// `+82 10-****-0001` for `+821000000001`: the country code, the first two digits and the last
+/// four, enough to recognise one's own number. Country codes of one digit (1, 7) are told apart;
+/// others are shown as two digits, which only shifts where the space falls.
+pub(crate) fn mask_phone(e164: &str) -> String {
+    let Some(digits) = e164.strip_prefix('+').filter(|d| d.len() >= 8) else {
+        return "***".to_owned();
+    };
+    let cc = if digits.starts_with('1') || digits.starts_with('7') {
+        1
+    } else {
+        2
+    };
+    let (country, national) = digits.split_at(cc);
+    let last = &national[national.len().saturating_sub(4)..];
+    let first = &national[..2.min(national.len().saturating_sub(4))];
+    format!("+{country} {first}-****-{last}")
 }
 
 /// A redirect after a form post (303, so the browser follows with a GET).
@@ -706,6 +729,7 @@ impl Pages {
             ("/setup", false) if post => setup::submit(auth, self, router, req).await,
             ("/2fa", true) => challenge::show(auth, self, router, req).await,
             ("/2fa", false) if post => challenge::submit(auth, self, router, req).await,
+            ("/2fa/send", false) if post => challenge::send(auth, self, router, req).await,
             ("/account", true) => account::show(auth, self, req).await,
             ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
                 account::change(auth, self, req).await
@@ -741,6 +765,7 @@ impl Pages {
                 | "/guide"
                 | "/setup"
                 | "/2fa"
+                | "/2fa/send"
                 | "/account"
                 | "/account/recovery-codes"
                 | "/account/remove-authenticator"
@@ -793,6 +818,13 @@ mod tests {
         assert_eq!(mask_email("bo@example.test"), "b***@example.test");
         assert_eq!(mask_email("김철수@예시.한국"), "김***수@예시.한국");
         assert_eq!(mask_email("nonsense"), "***");
+    }
+
+    #[test]
+    fn masked_phones_keep_the_country_the_start_and_the_last_four() {
+        assert_eq!(mask_phone("+821000000001"), "+82 10-****-0001");
+        assert_eq!(mask_phone("+15005550006"), "+1 50-****-0006");
+        assert_eq!(mask_phone("12345"), "***");
     }
 
     fn html(r: Reply) -> String {

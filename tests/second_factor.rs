@@ -196,7 +196,7 @@ fn wrong_codes_are_counted_per_account_across_sessions() {
 }
 
 #[test]
-fn code_requests_are_limited_per_hour_and_the_page_says_until_when() {
+fn too_many_code_requests_block_sends_for_a_day_and_the_page_says_until_when() {
     let (_up, gw, clock) = start("");
     let mut b = Browser::new(gw.addr);
     signed_in_at_guide(&mut b, ALICE);
@@ -206,15 +206,12 @@ fn code_requests_are_limited_per_hour_and_the_page_says_until_when() {
         assert_eq!(sent.status, 200, "send {n}: {}", sent.body);
     }
     clock.advance(Duration::from_secs(10 * 60));
+    // The sixth in the hour: sends stop for a day (seed 002), and the page says so.
     let refused = b.submit(&setup, "/setup", &[("step", "send")]);
     assert_eq!(refused.status, 429);
-    assert_eq!(
-        refused.header("retry-after"),
-        Some("3000"),
-        "50 minutes left of the hour"
-    );
+    assert_eq!(refused.header("retry-after"), Some("86400"));
     assert!(
-        refused.body.contains("Try again in 50 minutes."),
+        refused.body.contains("Try again in 24 hours."),
         "{}",
         refused.body
     );
@@ -226,13 +223,18 @@ fn code_requests_are_limited_per_hour_and_the_page_says_until_when() {
     // In Korean too, with the same wait.
     let ko = b.submit(&setup, "/setup", &[("step", "send"), ("lang", "ko")]);
     assert!(
-        ko.body.contains("50분 후에 다시 시도해 주세요."),
+        ko.body.contains("24시간 후에 다시 시도해 주세요."),
         "{}",
         ko.body
     );
-    // The budget is the account's, not the session's: an hour after the first send it is
-    // renewed (the idle session ended meanwhile, so sign in again).
-    clock.advance(Duration::from_secs(50 * 60));
+    // The block is the account's, not the session's, and outlasts the hour; a day lifts it
+    // (the idle session ended meanwhile, so sign in again).
+    clock.advance(Duration::from_secs(60 * 60));
+    let mut b = Browser::new(gw.addr);
+    signed_in_at_guide(&mut b, ALICE);
+    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
+    assert_eq!(b.submit(&setup, "/setup", &[("step", "send")]).status, 429);
+    clock.advance(Duration::from_secs(24 * 60 * 60));
     let mut b = Browser::new(gw.addr);
     signed_in_at_guide(&mut b, ALICE);
     let setup = b.get("/_stepgate/setup?rd=%2Fapp");

@@ -202,6 +202,9 @@ pub struct TwoFactorFile {
     pub code_ttl: Option<Str>,
     pub enrolment_token_ttl: Option<Str>,
     pub trusted_browser_lifetime: Option<Str>,
+    pub code_sends_per_window: Option<Spanned<i64>>,
+    pub code_send_window: Option<Str>,
+    pub code_send_block: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

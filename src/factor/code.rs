@@ -139,7 +139,7 @@ impl fmt::Debug for PendingCode {
 
 /// Whitespace removed, then exactly six ASCII digits; `None` otherwise (and for absurdly long
 /// input, without looking at it).
-fn normalize(code: &str) -> Option<String> {
+pub(crate) fn normalize(code: &str) -> Option<String> {
     if code.len() > 64 {
         return None;
     }

@@ -114,7 +114,11 @@ async fn proven(
         Ok(_) => Ok(()),
         Err(super::FactorRefused::Banned { until_ms }) => Err(Refused::Banned { until_ms }),
         Err(super::FactorRefused::NotEnrolled) => Err(Refused::NoFactor),
-        Err(super::FactorRefused::Wrong | super::FactorRefused::Replayed) => Err(Refused::Wrong),
+        Err(
+            super::FactorRefused::Wrong
+            | super::FactorRefused::Replayed
+            | super::FactorRefused::Expired,
+        ) => Err(Refused::Wrong),
         Err(super::FactorRefused::Fault) => Err(Refused::Fault),
     }
 }

@@ -20,7 +20,8 @@
 //! again and loses nothing). The secret shown in step 3 is kept sealed. Codes are the
 //! `factor::code` kind: 6 digits, hashed, single use, 5 tries, at most 10 minutes, replaced on
 //! resend. Wrong codes also count against the account in the failure limits. Sends are capped
-//! per user ([`SENDS_PER_HOUR`]) so the gateway cannot be made to spam an inbox.
+//! per user, destination and address (`flow::sends`), so the gateway cannot be made to spam an
+//! inbox.
 
 use std::time::Duration;
 
@@ -39,11 +40,8 @@ use crate::store::StoreError;
 const LOG: &str = "stepgate::flow";
 /// How long a setup may stay unfinished.
 pub const SETUP_TTL: Duration = Duration::from_secs(30 * 60);
-/// Codes the gateway sends one user in an hour (setup and changes together).
-pub const SENDS_PER_HOUR: u32 = 5;
 /// Setups in progress at once; more are refused until some finish or expire.
 const MAX_SETUPS: u64 = 100_000;
-const HOUR_MS: u64 = 3_600_000;
 
 #[derive(Serialize, Deserialize)]
 struct Enrolment {
@@ -264,45 +262,6 @@ async fn describe(auth: &Auth, who: &Identity, e: Enrolment) -> Result<Stage, Re
     })
 }
 
-/// Takes one send from the user's hourly budget; `false` when it is spent.
-async fn take_send(auth: &Auth, user: &str) -> Result<bool, Refused> {
-    let (key, now) = (format!("sends:{user}"), auth.clock.now_ms());
-    let taken = progress::update(&auth.store, &key, user, "sends", now, |n: &mut u32| {
-        let ok = *n < SENDS_PER_HOUR;
-        if ok {
-            *n += 1;
-        }
-        (ok, true)
-    })
-    .await?;
-    match taken {
-        Some(ok) => Ok(ok),
-        None => {
-            progress::save(&auth.store, &key, user, "sends", &1u32, now + HOUR_MS).await?;
-            Ok(true)
-        }
-    }
-}
-
-/// When the user's spent send budget is renewed (the end of its hour).
-async fn sends_renew(auth: &Auth, user: &str) -> Result<u64, Refused> {
-    let now = auth.clock.now_ms();
-    let loaded = progress::load::<u32>(&auth.store, &format!("sends:{user}"), now).await?;
-    Ok(loaded.map_or(now, |l| l.expires_ms))
-}
-
-/// Returns a spent send when the message could not be delivered.
-async fn refund_send(auth: &Auth, user: &str) {
-    let (key, now) = (format!("sends:{user}"), auth.clock.now_ms());
-    let refund = |n: &mut u32| {
-        *n = n.saturating_sub(1);
-        ((), true)
-    };
-    if let Err(e) = progress::update(&auth.store, &key, user, "sends", now, refund).await {
-        tracing::error!(target: LOG, error = %e, "could not return a send to the budget");
-    }
-}
-
 /// What a one-time code is for: it decides the wording of the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodePurpose {
@@ -322,12 +281,10 @@ pub(crate) async fn send_code(
     purpose: CodePurpose,
 ) -> Result<PendingCode, Refused> {
     let user = &who.user.name;
-    if !take_send(auth, user).await? {
-        tracing::warn!(target: LOG, %user, "code sends over the hourly limit");
-        return Err(Refused::SendLimit {
-            until_ms: sends_renew(auth, user).await?,
-        });
-    }
+    let taken = match super::sends::take(auth, user, to, ctx.client).await? {
+        Ok(taken) => taken,
+        Err(until_ms) => return Err(Refused::SendLimit { until_ms }),
+    };
     let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
     let now = auth.clock.now_ms();
     let (code, pending) = PendingCode::issue(auth.factors.code_key(), now, ttl);
@@ -349,7 +306,7 @@ pub(crate) async fn send_code(
     match auth.notifiers.send(&msg).await {
         Ok(()) => Ok(pending),
         Err(e) => {
-            refund_send(auth, user).await;
+            super::sends::refund(auth, taken).await;
             tracing::error!(target: LOG, %user, error = %e, "could not send a code");
             Err(Refused::SendFailed)
         }
@@ -604,24 +561,6 @@ pub async fn activate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn sends_are_capped_per_user_per_hour_and_refunded_on_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let (auth, clock) = crate::flow::tests::auth(dir.path()).await;
-        for _ in 0..SENDS_PER_HOUR {
-            assert!(take_send(&auth, "alice").await.unwrap());
-        }
-        assert!(!take_send(&auth, "alice").await.unwrap());
-        assert!(
-            take_send(&auth, "bob").await.unwrap(),
-            "another user has a budget of their own"
-        );
-        refund_send(&auth, "alice").await;
-        assert!(take_send(&auth, "alice").await.unwrap());
-        clock.advance(Duration::from_millis(HOUR_MS));
-        assert!(take_send(&auth, "alice").await.unwrap(), "a new hour");
-    }
 
     #[test]
     fn tokens_and_codes_are_told_apart() {

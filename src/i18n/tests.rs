@@ -69,6 +69,7 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("eul", "를".into()),
         ("seconds", remaining.into()),
         ("minutes", remaining.into()),
+        ("hours", (remaining + 2).into()),
         ("to", "a***e@example.test".into()),
         ("app", "app.example.test".into()),
         ("min", 8u32.into()),

@@ -134,6 +134,10 @@ pub enum MessageKind<'a> {
     CodeReplayed,
     /// A correct password was followed by failed second-factor attempts.
     SecondFactorFailed,
+    /// The code of a second-factor challenge, by SMS or email.
+    ChallengeCode {
+        code: &'a str,
+    },
     /// A one-time code checking a sign-in from an unfamiliar environment.
     SignInCode {
         code: &'a str,
@@ -170,6 +174,7 @@ impl MessageKind<'_> {
             MessageKind::CodeReplayed => "code_replayed",
             MessageKind::SecondFactorFailed => "second_factor_failed",
             MessageKind::SignInCode { .. } => "sign_in_code",
+            MessageKind::ChallengeCode { .. } => "challenge_code",
             MessageKind::SignInAlert { .. } => "sign_in_alert",
             MessageKind::AccountLocked { .. } => "account_locked",
             MessageKind::PasswordChanged { .. } => "password_changed",
@@ -197,7 +202,8 @@ impl MessageKind<'_> {
         match self {
             MessageKind::EnrolmentCode { code }
             | MessageKind::EmergencyEmailCode { code }
-            | MessageKind::SignInCode { code } => Some(code),
+            | MessageKind::SignInCode { code }
+            | MessageKind::ChallengeCode { code } => Some(code),
             _ => None,
         }
     }
@@ -269,7 +275,8 @@ fn render(
     match kind {
         MessageKind::EnrolmentCode { code }
         | MessageKind::EmergencyEmailCode { code }
-        | MessageKind::SignInCode { code } => {
+        | MessageKind::SignInCode { code }
+        | MessageKind::ChallengeCode { code } => {
             args.push(("code", (*code).into()));
         }
         MessageKind::SignInAlert { app, .. } => {

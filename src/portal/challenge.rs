@@ -1,15 +1,20 @@
 //! The second-factor challenge page (`/2fa?rd=&method=`): it asks for one of the user's
-//! enrolled factors (`method`: `totp`, `recovery`; without it, the first the user has) and offers
-//! the others. Checking the answer, the limits and the notices are `flow::pass_second_factor`'s.
+//! methods (`method`: `totp`, `sms`, `email`, `recovery`; without it, the first the user has)
+//! and offers the others, "verify by email instead" among them. For a code the gateway sends
+//! (SMS, email), the page says where it goes, sends it on request (`POST /2fa/send`), says
+//! until when it works, offers to resend and what to do when nothing arrives. Checking the
+//! answer, the limits and the notices are `flow::pass_second_factor`'s; sending is
+//! `flow::codes`'.
 
 use http::StatusCode;
 use minijinja::context;
 
 use super::login::{form_value, PortalRequest};
-use super::{see_other, PageContext, Pages, Refusal, Reply};
+use super::{mask_email, mask_phone, see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::FactorKind;
+use crate::flow::codes::{self, SendRefused};
 use crate::flow::{self, FactorRefused};
 use crate::i18n::Lang;
 use crate::routing::HostRouter;
@@ -24,21 +29,45 @@ fn chosen(requested: Option<&str>, enrolled: &[FactorKind]) -> FactorKind {
 }
 
 /// What the page asks for and offers instead.
-struct Ask<'a> {
+struct Ask {
     method: FactorKind,
-    enrolled: &'a [FactorKind],
+    enrolled: Vec<FactorKind>,
+    /// For a sent code: where it goes (masked), and until when the pending one works.
+    to: Option<String>,
+    pending_until: Option<u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
+impl Ask {
+    /// The user's methods, the one to ask for, and for a sent code its state.
+    async fn of(auth: &Auth, who: &Identity, requested: Option<&str>) -> Option<Ask> {
+        let user = &who.user.name;
+        let enrolled = auth.factors.enrolled_kinds(user).await.ok()?;
+        let method = chosen(requested, &enrolled);
+        let (mut to, mut pending_until) = (None, None);
+        if let Some(factor) = auth.factors.sent(method) {
+            let dest = codes::destination(auth, who, method).await.ok()?;
+            to = dest.map(|d| match method {
+                FactorKind::Sms => mask_phone(&d),
+                _ => mask_email(&d),
+            });
+            pending_until = factor.pending_until(user).await.ok()?;
+        }
+        Some(Ask {
+            method,
+            enrolled,
+            to,
+            pending_until,
+        })
+    }
+}
+
 fn form(
+    auth: &Auth,
     pages: &Pages,
-    remember_offered: bool,
     who: &Identity,
-    lang: Lang,
-    rd: &str,
-    ask: &Ask<'_>,
-    error: Option<String>,
-    status: StatusCode,
+    (lang, rd): (Lang, &str),
+    ask: &Ask,
+    error: Option<&Refusal>,
 ) -> Reply {
     let csrf = pages.csrf.token(&who.key);
     let others: Vec<&str> = (ask.enrolled.iter())
@@ -53,13 +82,16 @@ fn form(
         switch: Some("/2fa"),
     };
     let ctx = context! {
-        error,
+        error => error.map(|e| e.text.clone()),
         method => ask.method.as_str(),
+        sent_kind => ask.method.is_sent(),
+        to => ask.to,
+        until => ask.pending_until.map(super::browsers::when),
         others,
         rd_q,
-        remember_offered => remember_offered,
+        remember_offered => auth.two_factor.trusted_browser_lifetime.is_some(),
     };
-    pages.page("challenge.html", status, lang, page, ctx)
+    pages.form_page("challenge.html", lang, page, ctx, error)
 }
 
 /// Where a request that should not be at the challenge goes instead, if anywhere.
@@ -83,6 +115,25 @@ fn elsewhere(
     (!who.second_factor && !remembered).then(|| see_other(&pages.url_with_rd("/guide", rd)))
 }
 
+/// The start of both posts: who, in which language, back to where, asked for what (the form's
+/// `method`); or the answer when the post does not belong here.
+async fn posted(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+) -> Result<(Identity, Lang, String, Ask), Reply> {
+    let p = pages.signed_in_post(auth, req, "/2fa").await?;
+    if let Some(r) = elsewhere(pages, router, req, &p.who, &p.rd) {
+        return Err(r);
+    }
+    let requested = form_value(&req.body, "method");
+    let Some(ask) = Ask::of(auth, &p.who, requested.as_deref()).await else {
+        return Err(pages.fault(p.lang));
+    };
+    Ok((p.who, p.lang, p.rd, ask))
+}
+
 /// `GET /2fa?rd=&method=`.
 pub async fn show(
     auth: &Auth,
@@ -98,25 +149,56 @@ pub async fn show(
         r.status = StatusCode::FOUND;
         return r;
     }
-    let Ok(enrolled) = auth.factors.enrolled_kinds(&who.user.name).await else {
+    let Some(ask) = Ask::of(auth, &who, req.param("method").as_deref()).await else {
         return pages.fault(lang);
     };
-    let method = chosen(req.param("method").as_deref(), &enrolled);
     if auth
         .factors
-        .get(method)
+        .get(ask.method)
         .begin(&who.user.name)
         .await
         .is_err()
     {
         return pages.fault(lang);
     }
-    let ask = Ask {
-        method,
-        enrolled: &enrolled,
+    form(auth, pages, &who, (lang, &rd), &ask, None)
+}
+
+/// `POST /2fa/send` (`method`: `sms` or `email`): a fresh code, then the page with its field.
+pub async fn send(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+) -> Reply {
+    let (who, lang, rd, ask) = match posted(auth, pages, router, req).await {
+        Ok(p) => p,
+        Err(reply) => return reply,
     };
-    let remember = auth.two_factor.trusted_browser_lifetime.is_some();
-    form(pages, remember, &who, lang, &rd, &ask, None, StatusCode::OK)
+    if !ask.method.is_sent() {
+        return form(auth, pages, &who, (lang, &rd), &ask, None);
+    }
+    let ctx = pages.context(req, lang);
+    let refusal = match codes::send(auth, &ctx, &who, ask.method).await {
+        Ok(sent) => {
+            let ask = Ask {
+                pending_until: Some(sent.until_ms),
+                ..ask
+            };
+            return form(auth, pages, &who, (lang, &rd), &ask, None);
+        }
+        Err(SendRefused::Fault) => return pages.fault(lang),
+        Err(SendRefused::NotEnrolled) => return see_other(&pages.url_with_rd("/2fa", &rd)),
+        Err(SendRefused::Blocked { until_ms }) => {
+            let now = auth.clock.now_ms();
+            Refusal::limited(lang, lang.text("challenge-send-blocked"), until_ms, now)
+        }
+        Err(SendRefused::Failed) => Refusal::new(
+            lang.text("challenge-send-failed"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
+    form(auth, pages, &who, (lang, &rd), &ask, Some(&refusal))
 }
 
 /// `POST /2fa`.
@@ -126,19 +208,9 @@ pub async fn submit(
     router: &HostRouter,
     req: &PortalRequest<'_>,
 ) -> Reply {
-    let (who, lang, rd) = match pages.signed_in_post(auth, req, "/2fa").await {
-        Ok(p) => (p.who, p.lang, p.rd),
+    let (who, lang, rd, ask) = match posted(auth, pages, router, req).await {
+        Ok(p) => p,
         Err(reply) => return reply,
-    };
-    if let Some(r) = elsewhere(pages, router, req, &who, &rd) {
-        return r;
-    }
-    let Ok(enrolled) = auth.factors.enrolled_kinds(&who.user.name).await else {
-        return pages.fault(lang);
-    };
-    let ask = Ask {
-        method: chosen(form_value(&req.body, "method").as_deref(), &enrolled),
-        enrolled: &enrolled,
     };
     let code = form_value(&req.body, "code").unwrap_or_default();
     let ctx = pages.context(req, lang);
@@ -148,19 +220,13 @@ pub async fn submit(
             let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
             let mut reply = pages.signed_in_to(auth, req, &signed, &target);
             if remember {
-                match flow::browsers::trust_this_browser(auth, &ctx, &who.user.name).await {
-                    Ok(Some((token, max_age))) => {
-                        let cookie = Pages::lasting_cookie(
-                            req,
-                            crate::browsers::TRUST_COOKIE,
-                            &token,
-                            max_age,
-                        );
-                        reply = reply.with_header("set-cookie", cookie);
-                    }
-                    Ok(None) => {}
-                    // The sign-in stands; the browser is simply not trusted (logged).
-                    Err(_) => {}
+                // On failure the sign-in stands; the browser is simply not trusted (logged).
+                if let Ok(Some((token, max_age))) =
+                    flow::browsers::trust_this_browser(auth, &ctx, &who.user.name).await
+                {
+                    let cookie =
+                        Pages::lasting_cookie(req, crate::browsers::TRUST_COOKIE, &token, max_age);
+                    reply = reply.with_header("set-cookie", cookie);
                 }
             }
             return reply;
@@ -177,17 +243,13 @@ pub async fn submit(
         Err(FactorRefused::Wrong) => {
             Refusal::new(lang.text("challenge-wrong"), StatusCode::UNAUTHORIZED)
         }
+        Err(FactorRefused::Expired) => {
+            Refusal::new(lang.text("challenge-expired"), StatusCode::UNAUTHORIZED)
+        }
     };
-    let offered = auth.two_factor.trusted_browser_lifetime.is_some();
-    form(
-        pages,
-        offered,
-        &who,
-        lang,
-        &rd,
-        &ask,
-        Some(r.text.clone()),
-        r.status,
-    )
-    .refused(&r)
+    // The pending code may have just died (used up by tries): the page reads its state again.
+    let ask = Ask::of(auth, &who, Some(ask.method.as_str()))
+        .await
+        .unwrap_or(ask);
+    form(auth, pages, &who, (lang, &rd), &ask, Some(&r))
 }

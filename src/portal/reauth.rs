@@ -81,7 +81,7 @@ pub(crate) fn refusal(refused: FactorRefused, lang: Lang, now_ms: u64) -> Option
         FactorRefused::NotEnrolled => {
             Refusal::new(lang.text("two-step-not-set-up"), StatusCode::CONFLICT)
         }
-        FactorRefused::Wrong | FactorRefused::Replayed => {
+        FactorRefused::Wrong | FactorRefused::Replayed | FactorRefused::Expired => {
             Refusal::new(lang.text("confirm-refused"), StatusCode::UNAUTHORIZED)
         }
         FactorRefused::Fault => return None,

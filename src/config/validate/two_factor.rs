@@ -125,6 +125,24 @@ impl Validator<'_> {
                 "two_factor.trusted_browser_lifetime",
                 d.trusted_browser_lifetime,
             ),
+            send_limits: crate::flow::sends::SendLimits {
+                per_window: self.count(
+                    &t.code_sends_per_window,
+                    "two_factor.code_sends_per_window",
+                    1..=1000,
+                    d.send_limits.per_window.into(),
+                ) as u32,
+                window: self.duration(
+                    &t.code_send_window,
+                    "two_factor.code_send_window",
+                    d.send_limits.window.as_secs(),
+                ),
+                block: self.duration(
+                    &t.code_send_block,
+                    "two_factor.code_send_block",
+                    d.send_limits.block.as_secs(),
+                ),
+            },
         }
     }
 

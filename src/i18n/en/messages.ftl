@@ -198,3 +198,16 @@ password_reset-link =
 
     If you did not ask for it, ignore this message: your password stays as it is.
 password_reset-line = To reset your password, open this link within 30 minutes:
+
+## Second-factor codes by SMS or email
+
+challenge_code-title = Your verification code
+challenge_code-body =
+    Enter this code to finish signing in to your { $service } account:
+
+    {"    "}{ $code }
+
+    The code is valid for 10 minutes and works once. Never share it: { $service } will never ask you for it by phone or message.
+
+    If you are not signing in, someone else knows your password. Change it, or tell your administrator.
+challenge_code-line = Your verification code is { $code }. Valid for 10 minutes; never share it. Not you? Someone knows your password.

@@ -194,6 +194,7 @@ retry-in-minutes = { $minutes ->
         [one] Try again in a minute.
        *[other] Try again in { $minutes } minutes.
     }
+retry-in-hours = Try again in { $hours } hours.
 codes-as-text = The codes as text, to copy
 codes-download = Download as a text file
 codes-copy = Copy the codes
@@ -294,3 +295,19 @@ event-session_ended = Session ended
 event-account_locked = Account locked
 event-password_changed = Password changed
 unknown-browser = Unknown browser
+challenge-sms-intro = We send a 6-digit code by text message to { $to }.
+challenge-email-intro = We send a 6-digit code to your emergency email { $to }.
+challenge-send = Send the code to { $to }
+challenge-sent = A code was sent to { $to }. It works until { $until }.
+challenge-resend = Send a new code (the last one stops working)
+challenge-expired = That code has run out, was used, or was tried too often. Send a new one.
+challenge-send-blocked = Too many codes were requested, so sending is paused.
+challenge-send-failed = The code could not be sent just now. Nothing was changed: try again in a moment.
+challenge-nothing-arrived = No code arrived?
+challenge-help-number = Check that the number above is yours. If it is not, use another method below and change it on your account page.
+challenge-help-spam = Look in your spam or junk folder, and check that the address above is yours.
+challenge-help-wait = Messages can take a minute. Send a new code only after that: each new code replaces the last one.
+challenge-help-blocked = After too many requests, sending is paused for a while; the page says until when.
+challenge-help-other = Still nothing? Use another method below, or ask your administrator.
+challenge-use-email = Verify by email instead
+challenge-use-sms = Get a code by text message instead

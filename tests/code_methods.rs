@@ -1,0 +1,145 @@
+//! Codes the gateway sends at the challenge: "verify by email instead", resending, the send
+//! block of seed 002 (a day, across a restart), and a provider that is down. Each test owns its
+//! gateway, its outbox and a manual clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::two_factor::*;
+use common::*;
+
+/// Alice with an authenticator app (her emergency email is her registered one), signed in
+/// again with her password: returns her browser, at the challenge.
+fn at_the_challenge(gw: &Gateway, clock: &stepgate::clock::ManualClock) -> Browser {
+    let mut b = Browser::new(gw.addr);
+    full_enrolment(&mut b, gw, clock, ALICE);
+    let account = b.get("/_stepgate/account");
+    b.submit(&account, "/logout", &[]);
+    b.sign_in(ALICE.0, ALICE.1, "/app");
+    b
+}
+
+fn email_page(b: &mut Browser) -> Response {
+    let challenge = b.get("/_stepgate/2fa?rd=%2Fapp");
+    assert!(
+        challenge.body.contains("method=email"),
+        "every challenge offers email: {}",
+        challenge.body
+    );
+    let page = b.get("/_stepgate/2fa?rd=%2Fapp&method=email");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("a***e@example.test"), "{}", page.body);
+    assert!(
+        !page.body.contains("name=\"code\""),
+        "no field before a code is sent"
+    );
+    page
+}
+
+fn codes_to(gw: &Gateway, to: &str) -> Vec<String> {
+    mail_to(gw, to)
+        .iter()
+        .filter_map(|m| m["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn verify_by_email_instead_passes_the_challenge_and_a_resend_kills_the_old_code() {
+    let (up, gw, clock) = start("");
+    let mut b = at_the_challenge(&gw, &clock);
+    let page = email_page(&mut b);
+    let before = codes_to(&gw, "alice@example.test").len();
+    let sent = b.submit(&page, "/2fa/send", &[]);
+    assert_eq!(sent.status, 200, "{sent:?}");
+    assert!(sent.body.contains("name=\"code\""), "{}", sent.body);
+    let first = codes_to(&gw, "alice@example.test")[before].clone();
+    let resent = b.submit(&sent, "/2fa/send", &[]);
+    let second = codes_to(&gw, "alice@example.test").last().unwrap().clone();
+    assert_eq!(codes_to(&gw, "alice@example.test").len(), before + 2);
+    if first != second {
+        let old = b.submit(&resent, "/_stepgate/2fa", &[("code", &first)]);
+        assert_eq!(old.status, 401, "the resend killed the first code");
+    }
+    let passed = b.submit(&resent, "/_stepgate/2fa", &[("code", &second)]);
+    assert_eq!(passed.status, 303, "{passed:?}");
+    assert_eq!(b.get("/app").status, 200);
+    assert_eq!(up.last().header("remote-auth-methods"), Some("pwd,email"));
+    // Used once.
+    let mut again = Browser::new(gw.addr);
+    again.sign_in(ALICE.0, ALICE.1, "/app");
+    let page = again.get("/_stepgate/2fa?rd=%2Fapp&method=email");
+    let sent = again.submit(&page, "/2fa/send", &[]);
+    let replay = again.submit(&sent, "/_stepgate/2fa", &[("code", &second)]);
+    assert_eq!(replay.status, 401);
+}
+
+#[test]
+fn too_many_code_requests_block_sending_for_a_day_even_across_a_restart() {
+    let (_up, mut gw, clock) = start("");
+    let mut b = at_the_challenge(&gw, &clock);
+    let mut page = email_page(&mut b);
+    // Setup sent one code to the same address already, within the hour: five in all.
+    let already = codes_to(&gw, "alice@example.test").len();
+    for _ in already..5 {
+        page = b.submit(&page, "/2fa/send", &[]);
+        assert_eq!(page.status, 200, "{page:?}");
+    }
+    let sent = codes_to(&gw, "alice@example.test").len();
+    let blocked = b.submit(&page, "/2fa/send", &[]);
+    assert_eq!(blocked.status, 429, "{blocked:?}");
+    let wait: u64 = blocked.header("retry-after").unwrap().parse().unwrap();
+    assert!((86_000..=86_400).contains(&wait), "{wait}");
+    assert!(blocked.body.contains("24 hours"), "{}", blocked.body);
+    assert_eq!(
+        codes_to(&gw, "alice@example.test").len(),
+        sent,
+        "nothing reached the provider"
+    );
+
+    // A restart keeps the block; a day lifts it.
+    gw.restart();
+    let mut b = Browser::new(gw.addr);
+    b.sign_in(ALICE.0, ALICE.1, "/app");
+    let page = b.get("/_stepgate/2fa?rd=%2Fapp&method=email");
+    assert_eq!(b.submit(&page, "/2fa/send", &[]).status, 429);
+    clock.advance(Duration::from_secs(24 * 3600));
+    let mut b = Browser::new(gw.addr);
+    b.sign_in(ALICE.0, ALICE.1, "/app");
+    let page = b.get("/_stepgate/2fa?rd=%2Fapp&method=email");
+    assert_eq!(b.submit(&page, "/2fa/send", &[]).status, 200);
+    assert_eq!(codes_to(&gw, "alice@example.test").len(), sent + 1);
+}
+
+#[test]
+fn a_provider_that_is_down_lets_nothing_past_and_keeps_the_users_place() {
+    let (_up, mut gw, clock) = start("");
+    let mut b = at_the_challenge(&gw, &clock);
+    // The operator moves email to a webhook on a port nobody listens on.
+    let dead = free_port();
+    let config = gw.data_dir().parent().unwrap().join("stepgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[notify]\nemail = \"webhook\"\n[notify.webhook]\nurl = \"http://127.0.0.1:{dead}/send\"\nretries = 0\ntimeout = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    gw.restart();
+
+    let page = b.get("/_stepgate/2fa?rd=%2Fapp&method=email");
+    let failed = b.submit(&page, "/2fa/send", &[]);
+    assert_eq!(failed.status, 503, "{failed:?}");
+    assert!(failed.body.contains("could not be sent"), "{}", failed.body);
+    assert!(
+        failed.body.contains("2fa/send"),
+        "the user can try again from here"
+    );
+    assert!(!failed.body.contains("name=\"code\""), "no code is pending");
+    assert_eq!(b.get("/app").status, 302, "nothing let past");
+    // A failed send is not counted: five more tries each fail the same way, not with a block.
+    for _ in 0..5 {
+        assert_eq!(b.submit(&page, "/2fa/send", &[]).status, 503);
+    }
+}
