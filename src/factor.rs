@@ -67,6 +67,8 @@ pub struct TwoFactorConfig {
     pub trusted_browser_lifetime: Option<Duration>,
     /// How many codes may be sent, and the block after too many (seed 002).
     pub send_limits: crate::flow::sends::SendLimits,
+    /// The methods setup offers (`totp`, `sms`), in the order shown.
+    pub methods: Vec<FactorKind>,
 }
 
 impl Default for TwoFactorConfig {
@@ -82,6 +84,7 @@ impl Default for TwoFactorConfig {
             enrolment_token_ttl: Duration::from_secs(72 * 3600),
             trusted_browser_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             send_limits: Default::default(),
+            methods: vec![FactorKind::Totp],
         }
     }
 }
@@ -230,6 +233,8 @@ pub trait SecondFactor: Send + Sync {
 pub struct FactorSummary {
     /// When TOTP was activated (ms since the epoch), if it is.
     pub totp: Option<u64>,
+    /// The phone SMS codes go to, if the user has SMS.
+    pub sms: Option<String>,
     pub recovery_remaining: usize,
     pub emergency_email: Option<String>,
 }
@@ -506,6 +511,45 @@ impl Factors {
         Ok(Some(codes))
     }
 
+    /// First-time enrolment with SMS to `phone` (verified by a code sent to it), like
+    /// [`enrol_totp`](Self::enrol_totp): the factor, the emergency email and ten recovery codes in
+    /// one transaction; `Ok(None)` when the user has an SMS factor already.
+    pub async fn enrol_sms(
+        &self,
+        user: &str,
+        phone: &str,
+        emergency_email: &str,
+    ) -> Result<Option<Vec<String>>, FactorError> {
+        check_email(emergency_email)?;
+        let now = self.shared.clock.now_ms();
+        let mut batch = vec![
+            Write::InsertNew(Credential {
+                user: user.to_owned(),
+                kind: FactorKind::Sms.as_str().to_owned(),
+                id: String::new(),
+                secret: Vec::new(),
+                counter: 0,
+                created_ms: now,
+                used_ms: None,
+                expires_ms: None,
+                data: sent::phone_data(phone),
+            }),
+            Write::SetEmergencyEmail {
+                user: user.to_owned(),
+                email: Some(emergency_email.to_owned()),
+                at_ms: now,
+            },
+        ];
+        let codes = self.recovery.fresh_batch(user, &mut batch);
+        let added = self.shared.store.credentials().write(batch).await?;
+        self.changed(user);
+        if !added {
+            return Ok(None);
+        }
+        tracing::info!(target: LOG_TARGET, user, "sms activated; emergency email and recovery codes set");
+        Ok(Some(codes))
+    }
+
     /// Replaces the user's TOTP secret with a new one whose code was just accepted at
     /// `accepted_step`; recovery codes and the emergency email stay. Until this call the old
     /// secret keeps working. `Ok(false)` when the user has no TOTP secret (removed meanwhile):
@@ -669,6 +713,7 @@ impl Factors {
                 user: user.to_owned(),
                 kinds: [
                     FactorKind::Totp.as_str(),
+                    FactorKind::Sms.as_str(),
                     FactorKind::Recovery.as_str(),
                     TOKEN_KIND,
                 ]
@@ -705,8 +750,13 @@ impl Factors {
             .filter(|c| c.kind == FactorKind::Recovery.as_str() && c.used_ms.is_none())
             .count();
         let emergency_email = store.account(user).await?.emergency_email;
+        let sms = creds
+            .iter()
+            .find(|c| c.kind == FactorKind::Sms.as_str())
+            .and_then(|c| sent::phone_of(&c.data));
         Ok(FactorSummary {
             totp,
+            sms,
             recovery_remaining,
             emergency_email,
         })

@@ -665,6 +665,11 @@ fn email_rule(s: &str) -> Result<(), &'static str> {
     )
 }
 
+/// Whether `s` is a phone number in E.164 form (`+821000000001`).
+pub fn is_e164(s: &str) -> bool {
+    e164_rule(s).is_ok()
+}
+
 /// `+`, then 8 to 15 digits; country codes never start with 0.
 fn e164_rule(s: &str) -> Result<(), &'static str> {
     let digits = s.strip_prefix('+').unwrap_or("");

@@ -93,7 +93,9 @@ fn journey(s: Setting) {
         .expect("a runtime for the WebDriver client");
     // The gateways run on threads and runtimes of their own: started before this one.
     // Behind a "proxy" (loopback), so that helper clients can sign in from other networks.
-    let (_up, gw, clock) = two_factor::start_behind_proxy("");
+    // SMS offered too, so that setup shows the choice of method.
+    let (_up, gw, clock) =
+        two_factor::start_behind_proxy("[two_factor]\nmethods = [\"totp\", \"sms\"]\n");
     let limited_up = Upstream::start("app");
     let limited = Gateway::start(&signin_config(
         limited_up.addr,
@@ -272,6 +274,11 @@ async fn first_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock) -> Stri
                 j.b.fill(&setup, "email", email).await;
             }
             j.b.submit(&setup, Some("email")).await;
+        } else if j.b.has(&has("phone")).await {
+            j.visit("setup-method").await;
+            let app =
+                format!("form[action$=\"{setup}\"]:has(input[name=method][value=app]) button");
+            j.b.click_to_load(&app).await;
         } else if j.b.has(&has("code")).await {
             // A form for the step with no field of its own sends the code, unless one was sent.
             let send = format!("form[action$=\"{setup}\"]:not(:has(input:not([type=hidden])))");
@@ -311,6 +318,20 @@ async fn second_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock, key: &
     let challenge = format!("{PREFIX}/2fa");
     j.b.wait_path(&challenge).await;
     j.visit("challenge").await;
+    // "Verify by email instead": the page before and after the code is sent.
+    let here = j.b.url().await;
+    let email_instead = format!(
+        "{}?{}&method=email",
+        here.path(),
+        here.query().unwrap_or("")
+    );
+    j.b.goto(&gw.url(&email_instead)).await;
+    j.visit("challenge-email").await;
+    j.b.submit(&format!("{challenge}/send"), None).await;
+    j.visit("challenge-email-sent").await;
+    let by_app = format!("{}?{}&method=totp", here.path(), here.query().unwrap_or(""));
+    j.b.goto(&gw.url(&by_app)).await;
+    j.b.wait_path(&challenge).await;
     clock.advance(Duration::from_secs(30));
     j.b.fill(&challenge, "code", &totp_code(key, clock.now_secs()))
         .await;

@@ -143,3 +143,118 @@ fn a_provider_that_is_down_lets_nothing_past_and_keeps_the_users_place() {
         assert_eq!(b.submit(&page, "/2fa/send", &[]).status, 503);
     }
 }
+
+/// Alice through setup to the method choice, with SMS offered.
+fn at_the_method_choice(gw: &Gateway) -> (Browser, Response) {
+    let mut b = Browser::new(gw.addr);
+    signed_in_at_guide(&mut b, ALICE);
+    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
+    let sent = b.submit(&setup, "/setup", &[]);
+    let proved = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[
+            ("step", "prove"),
+            ("code", &last_code_to(gw, "alice@example.test")),
+        ],
+    );
+    let choice = b.submit(&proved, "/setup", &[("email", "alice@example.test")]);
+    assert_eq!(choice.status, 200, "{choice:?}");
+    assert!(
+        choice.body.contains("value=\"+821000000001\""),
+        "the users file's phone is suggested: {}",
+        choice.body
+    );
+    (b, choice)
+}
+
+#[test]
+fn sms_is_set_up_with_a_code_to_the_phone_and_then_used_at_sign_in() {
+    let (up, gw, _clock) = start("[two_factor]\nmethods = [\"totp\", \"sms\"]\n");
+    let phone = "+821000000001";
+    let (mut b, choice) = at_the_method_choice(&gw);
+    // Not a number: refused, nothing sent.
+    let bad = b.submit(
+        &choice,
+        "/setup",
+        &[("method", "sms"), ("phone", "010-1234")],
+    );
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(mail_to(&gw, phone).is_empty());
+    // Spaces and dashes are fine.
+    let sent = b.submit(
+        &bad,
+        "/setup",
+        &[("method", "sms"), ("phone", "+82 10-0000-0001")],
+    );
+    assert!(sent.body.contains("+82 10-****-0001"), "{}", sent.body);
+    let sms = mail_to(&gw, phone).pop().expect("a text message");
+    assert_eq!(sms["channel"], "sms");
+    let code = sms["code"].as_str().unwrap().to_owned();
+    let wrong = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[("step", "phone_code"), ("code", "000000")],
+    );
+    assert_eq!(wrong.status, 401);
+    let done = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[("step", "phone_code"), ("code", &code)],
+    );
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(recovery_codes_on(&done).len(), 10);
+    assert_eq!(b.get("/app").status, 200);
+    assert_eq!(up.last().header("remote-auth-methods"), Some("pwd,sms"));
+    let account = b.get("/_stepgate/account");
+    assert!(
+        account.body.contains("+82 10-****-0001"),
+        "{}",
+        account.body
+    );
+
+    // The next sign-in asks for an SMS code by default, sent when asked for.
+    b.submit(&account, "/logout", &[]);
+    b.sign_in(ALICE.0, ALICE.1, "/app");
+    let challenge = b.get("/_stepgate/2fa?rd=%2Fapp");
+    assert!(
+        challenge.body.contains("+82 10-****-0001"),
+        "{}",
+        challenge.body
+    );
+    assert!(
+        challenge.body.contains("method=email"),
+        "email instead is offered"
+    );
+    let before = mail_to(&gw, phone).len();
+    let sent = b.submit(&challenge, "/2fa/send", &[]);
+    assert_eq!(mail_to(&gw, phone).len(), before + 1);
+    let code = mail_to(&gw, phone).pop().unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let passed = b.submit(&sent, "/_stepgate/2fa", &[("code", &code)]);
+    assert_eq!(passed.status, 303, "{passed:?}");
+    assert_eq!(b.get("/app").status, 200);
+    assert_eq!(up.last().header("remote-auth-methods"), Some("pwd,sms"));
+}
+
+#[test]
+fn without_sms_offered_setup_goes_straight_to_the_app() {
+    let (_up, gw, _clock) = start("");
+    let mut b = Browser::new(gw.addr);
+    signed_in_at_guide(&mut b, ALICE);
+    let setup = b.get("/_stepgate/setup?rd=%2Fapp");
+    let sent = b.submit(&setup, "/setup", &[]);
+    let proved = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[
+            ("step", "prove"),
+            ("code", &last_code_to(&gw, "alice@example.test")),
+        ],
+    );
+    let app = b.submit(&proved, "/setup", &[("email", "alice@example.test")]);
+    assert!(app.body.contains("<code class=\"key\">"), "{}", app.body);
+    assert!(!app.body.contains("name=\"phone\""));
+}

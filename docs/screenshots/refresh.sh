@@ -8,7 +8,7 @@ for name in \
     en-1280-light-login ko-390-dark-guide ko-1280-light-setup-prove en-1280-dark-setup-app \
     ko-390-light-recovery-codes ko-390-dark-challenge en-1280-light-account ko-390-dark-account \
     en-390-dark-error-429 ko-390-dark-sessions en-1280-light-trusted-browsers en-390-dark-check \
-    ko-390-dark-lock; do
+    ko-390-dark-lock ko-390-dark-challenge-email-sent en-1280-light-setup-method; do
     cp "$src/$name.png" "$name.png"
 done
 echo "copied to docs/screenshots/"

@@ -205,6 +205,7 @@ pub struct TwoFactorFile {
     pub code_sends_per_window: Option<Spanned<i64>>,
     pub code_send_window: Option<Str>,
     pub code_send_block: Option<Str>,
+    pub methods: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -180,6 +180,14 @@ impl SecondFactor for SentCodes {
     }
 }
 
+/// The credential data of an SMS factor for `phone`.
+pub(crate) fn phone_data(phone: &str) -> Vec<u8> {
+    serde_json::to_vec(&PhoneData {
+        phone: phone.to_owned(),
+    })
+    .unwrap_or_default()
+}
+
 /// The phone an SMS credential's data names.
 pub(crate) fn phone_of(data: &[u8]) -> Option<String> {
     serde_json::from_slice::<PhoneData>(data)

@@ -7,9 +7,11 @@
 //!    just removed their app and sets up another) stands in for it.
 //! 2. **Emergency contact email** (mandatory, as in the seed): the registered address, once
 //!    proven, or the address already on file, is accepted as it is; any other gets a code.
-//! 3. **Authenticator app**: a fresh 160-bit secret (shown as a QR code by the page); it is
-//!    stored only once a code from the app checks out. Then ten recovery codes are made, the
-//!    user is told, and the session steps up to `2fa` with a new ID.
+//! 3. **The method**, among those the operator offers (`two_factor.methods`): an
+//!    **authenticator app** (a fresh 160-bit secret, shown as a QR code by the page, stored only
+//!    once a code from the app checks out), or **SMS** (a phone number in E.164, the one in the
+//!    users file suggested, stored only once a code sent to it checks out). Then ten recovery
+//!    codes are made, the user is told, and the session steps up to `2fa` with a new ID.
 //!
 //! Setup is for a first factor only: a user who has one is refused (`HasFactor`) and changes it
 //! behind a fresh proof instead (`flow::change`); storing it (`Factors::enrol_totp`) never
@@ -33,6 +35,7 @@ use crate::amr::Method;
 use crate::auth::{Auth, Identity};
 use crate::factor::code::{CodeCheck, PendingCode};
 use crate::factor::totp::{self, TotpCheck, TotpSecret};
+use crate::factor::FactorKind;
 use crate::notify::{compose, Channel, MessageKind};
 use crate::regulation::{code_key, Verdict};
 use crate::store::StoreError;
@@ -49,6 +52,21 @@ struct Enrolment {
     contact: Contact,
     /// The secret shown for the app, sealed for the user.
     secret: Option<Vec<u8>>,
+    /// The method chosen at step 3 (setups begun before SMS existed read as undecided).
+    #[serde(default)]
+    method: Chosen,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+enum Chosen {
+    #[default]
+    Undecided,
+    App,
+    /// A code went to this phone; it becomes the factor once the code checks out.
+    Phone {
+        phone: String,
+        code: PendingCode,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +96,10 @@ pub enum Stage {
     Contact { suggested: String },
     /// Enter the code sent to `to`.
     ContactCode { to: String },
+    /// Choose a method; `suggested_phone`: the users file's phone, if any.
+    Method { suggested_phone: String },
+    /// Enter the code sent by SMS to `to`.
+    PhoneCode { to: String },
     /// Scan this secret and enter a code from the app.
     App { secret: Secret },
 }
@@ -123,6 +145,8 @@ pub enum Refused {
     BadEmail,
     /// No registered email to send a code to (an enrolment token is the way).
     NoEmail,
+    /// Not a phone number in E.164 form.
+    BadPhone,
     Fault,
 }
 
@@ -146,7 +170,7 @@ fn key(who: &Identity) -> String {
 
 /// Refuses a user who has a second factor (read from the store, not a cache).
 async fn first_factor_only(auth: &Auth, who: &Identity) -> Result<(), Refused> {
-    if auth.factors.totp_enrolled(&who.user.name).await? {
+    if auth.factors.has_second_factor(&who.user.name).await? {
         tracing::info!(target: LOG, user = %who.user.name, "setup refused: the user has a second factor already");
         return Err(Refused::HasFactor);
     }
@@ -209,6 +233,7 @@ async fn begin(auth: &Auth, who: &Identity) -> Result<(), Refused> {
         proof,
         contact: Contact::Needed,
         secret: None,
+        method: Chosen::Undecided,
     };
     let expires = now.saturating_add(SETUP_TTL.as_millis() as u64);
     progress::save(&auth.store, &key(who), &who.user.name, "setup", &e, expires).await?;
@@ -223,7 +248,11 @@ pub async fn stage(auth: &Auth, who: &Identity) -> Result<Stage, Refused> {
             begin(auth, who).await?;
             false
         }
-        Some(e) => matches!(e.contact, Contact::Verified(_)) && e.secret.is_none(),
+        Some(e) => {
+            matches!(e.contact, Contact::Verified(_))
+                && e.secret.is_none()
+                && (matches!(e.method, Chosen::App) || !offers_sms(auth))
+        }
     };
     if needs_secret {
         let sealed = auth
@@ -239,6 +268,11 @@ pub async fn stage(auth: &Auth, who: &Identity) -> Result<Stage, Refused> {
     describe(auth, who, e).await
 }
 
+/// Whether setup offers SMS besides the app (then step 3 begins with a choice).
+fn offers_sms(auth: &Auth) -> bool {
+    auth.two_factor.methods.contains(&FactorKind::Sms)
+}
+
 async fn describe(auth: &Auth, who: &Identity, e: Enrolment) -> Result<Stage, Refused> {
     Ok(match (e.proof, e.contact) {
         (Proof::Needed { code }, _) => Stage::Prove {
@@ -252,6 +286,15 @@ async fn describe(auth: &Auth, who: &Identity, e: Enrolment) -> Result<Stage, Re
             }
         }
         (_, Contact::Pending { email, .. }) => Stage::ContactCode { to: email },
+        (_, Contact::Verified(_)) if matches!(e.method, Chosen::Undecided) && offers_sms(auth) => {
+            Stage::Method {
+                suggested_phone: who.user.phone.clone().unwrap_or_default(),
+            }
+        }
+        (_, Contact::Verified(_)) if matches!(e.method, Chosen::Phone { .. }) => match e.method {
+            Chosen::Phone { phone, .. } => Stage::PhoneCode { to: phone },
+            _ => return Err(Refused::Fault),
+        },
         (_, Contact::Verified(_)) => match e.secret {
             Some(sealed) => Stage::App {
                 secret: Secret(auth.factors.open_sealed(&who.user.name, &sealed)?),
@@ -269,6 +312,8 @@ pub(crate) enum CodePurpose {
     EmergencyEmail,
     /// The check of a sign-in from an unfamiliar environment (`flow::protect`).
     SignIn,
+    /// A phone being registered for SMS (sent by SMS).
+    Phone,
 }
 
 /// Sends a one-time code to `to` for `purpose`; the pending code to keep. On failure nothing
@@ -292,12 +337,18 @@ pub(crate) async fn send_code(
         CodePurpose::Enrolment => MessageKind::EnrolmentCode { code: &code },
         CodePurpose::EmergencyEmail => MessageKind::EmergencyEmailCode { code: &code },
         CodePurpose::SignIn => MessageKind::SignInCode { code: &code },
+        CodePurpose::Phone => MessageKind::PhoneCode { code: &code },
+    };
+    let channel = if purpose == CodePurpose::Phone {
+        Channel::Sms
+    } else {
+        Channel::Email
     };
     let lang = ctx.lang.tag();
     let msg = compose(
         &kind,
         lang,
-        Channel::Email,
+        channel,
         to,
         ctx.service,
         &who.user.display_name,
@@ -494,6 +545,133 @@ pub async fn confirm_contact(
     }
 }
 
+/// Step 3: the method. `app` goes on to the app's secret; `sms` sends a code to `phone`.
+pub async fn choose(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    method: &str,
+    phone: &str,
+) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    if !matches!(stage(auth, who).await?, Stage::Method { .. }) {
+        return Ok(());
+    }
+    let chosen = match method {
+        "sms" if offers_sms(auth) => {
+            let phone: String = phone
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+                .collect();
+            if !crate::users::is_e164(&phone) {
+                return Err(Refused::BadPhone);
+            }
+            let code = send_code(auth, ctx, who, &phone, CodePurpose::Phone).await?;
+            Chosen::Phone { phone, code }
+        }
+        _ => Chosen::App,
+    };
+    let mut chosen = Some(chosen);
+    update(auth, who, |e| {
+        if let (Chosen::Undecided, Some(c)) = (&e.method, chosen.take()) {
+            e.method = c;
+        }
+    })
+    .await
+}
+
+/// Step 3: back to the choice (another number, or the app after all).
+pub async fn change_method(auth: &Auth, who: &Identity) -> Result<(), Refused> {
+    first_factor_only(auth, who).await?;
+    update(auth, who, |e| {
+        if matches!(e.method, Chosen::Phone { .. }) {
+            e.method = Chosen::Undecided;
+        }
+    })
+    .await
+}
+
+/// Step 3 by SMS: the code sent to the phone turns SMS on, like [`activate`] for the app.
+pub async fn activate_sms(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    code: &str,
+) -> Result<Option<Activated>, Refused> {
+    first_factor_only(auth, who).await?;
+    not_banned(auth, ctx, who)?;
+    let (code_key_, now) = (auth.factors.code_key(), auth.clock.now_ms());
+    let checked = update(auth, who, |e| match &mut e.method {
+        Chosen::Phone {
+            phone,
+            code: pending,
+        } => {
+            let check = pending.check(code_key_, code, now);
+            let phone = phone.clone();
+            if matches!(check, CodeCheck::Expired | CodeCheck::Exhausted) {
+                e.method = Chosen::Undecided;
+            }
+            Some((check, phone))
+        }
+        _ => None,
+    })
+    .await?;
+    let phone = match checked {
+        None => return Ok(None),
+        Some((CodeCheck::Accepted, phone)) => phone,
+        Some((CodeCheck::Expired | CodeCheck::Exhausted, _)) => {
+            return Err(failed(auth, ctx, who, Refused::Expired))
+        }
+        Some(_) => return Err(failed(auth, ctx, who, Refused::Wrong)),
+    };
+    let Some(Enrolment {
+        contact: Contact::Verified(contact),
+        ..
+    }) = load(auth, who).await?
+    else {
+        return Ok(None);
+    };
+    let user = &who.user.name;
+    let before = notice::addresses(auth, &who.user).await;
+    let Some(recovery_codes) = auth.factors.enrol_sms(user, &phone, &contact).await? else {
+        progress::delete(&auth.store, &key(who)).await?;
+        return Err(Refused::HasFactor);
+    };
+    turned_on(auth, ctx, who, "sms", &before).await;
+    let amr = who.session.amr.with(Method::Sms);
+    let signed_in = finish(auth, user, amr, Some(&who.key))
+        .await
+        .map_err(|_| Refused::Fault)?;
+    Ok(Some(Activated {
+        signed_in,
+        recovery_codes,
+    }))
+}
+
+/// After a method was turned on: the setup is over, the limits are told of the success, the
+/// user is told at the addresses from before as well, and the audit trail records it.
+async fn turned_on(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    factor: &str,
+    before: &[String],
+) {
+    let user = &who.user.name;
+    if let Err(e) = progress::delete(&auth.store, &key(who)).await {
+        tracing::error!(target: LOG, error = %e, "could not end a finished setup");
+    }
+    auth.regulator.record_success(&code_key(user), ctx.client);
+    tracing::info!(target: LOG, %user, factor, "two-step verification turned on");
+    let origin = notice::origin(auth, ctx);
+    let kind = MessageKind::FactorAdded {
+        factor,
+        origin: &origin,
+    };
+    notice::tell(auth, ctx, &who.user, kind, before).await;
+    audit(auth, ctx, user, "factor_added", factor).await;
+}
+
 /// What finishing the setup gives the user: a new session at `2fa` and the recovery codes to
 /// show once.
 #[derive(Debug)]
@@ -538,16 +716,7 @@ pub async fn activate(
         tracing::warn!(target: LOG, %user, "setup refused at the last step: a second factor was set up meanwhile");
         return Err(Refused::HasFactor);
     };
-    progress::delete(&auth.store, &key(who)).await?;
-    auth.regulator.record_success(&code_key(user), ctx.client);
-    tracing::info!(target: LOG, %user, "two-step verification turned on (authenticator app)");
-    let origin = notice::origin(auth, ctx);
-    let kind = MessageKind::FactorAdded {
-        factor: "totp",
-        origin: &origin,
-    };
-    notice::tell(auth, ctx, &who.user, kind, &before).await;
-    audit(auth, ctx, user, "factor_added", "totp").await;
+    turned_on(auth, ctx, who, "totp", &before).await;
     let amr = who.session.amr.with(Method::Otp);
     let signed_in = finish(auth, user, amr, Some(&who.key))
         .await

@@ -71,6 +71,7 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("minutes", remaining.into()),
         ("hours", (remaining + 2).into()),
         ("to", "a***e@example.test".into()),
+        ("phone", "+82 10-****-0001".into()),
         ("app", "app.example.test".into()),
         ("min", 8u32.into()),
         ("started", "2026-12-01 08:30 UTC".into()),

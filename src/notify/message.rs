@@ -134,6 +134,10 @@ pub enum MessageKind<'a> {
     CodeReplayed,
     /// A correct password was followed by failed second-factor attempts.
     SecondFactorFailed,
+    /// A code proving a phone being registered for SMS.
+    PhoneCode {
+        code: &'a str,
+    },
     /// The code of a second-factor challenge, by SMS or email.
     ChallengeCode {
         code: &'a str,
@@ -175,6 +179,7 @@ impl MessageKind<'_> {
             MessageKind::SecondFactorFailed => "second_factor_failed",
             MessageKind::SignInCode { .. } => "sign_in_code",
             MessageKind::ChallengeCode { .. } => "challenge_code",
+            MessageKind::PhoneCode { .. } => "phone_code",
             MessageKind::SignInAlert { .. } => "sign_in_alert",
             MessageKind::AccountLocked { .. } => "account_locked",
             MessageKind::PasswordChanged { .. } => "password_changed",
@@ -203,7 +208,8 @@ impl MessageKind<'_> {
             MessageKind::EnrolmentCode { code }
             | MessageKind::EmergencyEmailCode { code }
             | MessageKind::SignInCode { code }
-            | MessageKind::ChallengeCode { code } => Some(code),
+            | MessageKind::ChallengeCode { code }
+            | MessageKind::PhoneCode { code } => Some(code),
             _ => None,
         }
     }
@@ -276,7 +282,8 @@ fn render(
         MessageKind::EnrolmentCode { code }
         | MessageKind::EmergencyEmailCode { code }
         | MessageKind::SignInCode { code }
-        | MessageKind::ChallengeCode { code } => {
+        | MessageKind::ChallengeCode { code }
+        | MessageKind::PhoneCode { code } => {
             args.push(("code", (*code).into()));
         }
         MessageKind::SignInAlert { app, .. } => {

@@ -133,6 +133,7 @@ async fn render(
         email => &who.user.email,
         level => who.session.level().as_str(),
         totp => summary.totp.map(date_of),
+        sms => summary.sms.as_deref().map(super::mask_phone),
         recovery_remaining => summary.recovery_remaining,
         emergency_email => summary.emergency_email.as_deref().map(super::mask_email),
         events,

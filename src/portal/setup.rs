@@ -56,6 +56,14 @@ async fn render(
             ctx = context! { ..ctx, ..context! { masked_contact => mask_email(to) } };
             "contact_code"
         }
+        Stage::Method { suggested_phone } => {
+            ctx = context! { ..ctx, ..context! { suggested_phone } };
+            "method"
+        }
+        Stage::PhoneCode { to } => {
+            ctx = context! { ..ctx, ..context! { masked_phone => super::mask_phone(to) } };
+            "phone_code"
+        }
         Stage::App { secret } => {
             ctx = context! { ..ctx, ..qr_context(auth, &who.user.name, &secret.totp()) };
             "totp"
@@ -73,7 +81,11 @@ async fn render(
         csrf: &csrf,
         switch: Some("/setup"),
     };
-    let ctx = context! { ..ctx, ..context! { stage => name, error, notice } };
+    let sms_offered = auth
+        .two_factor
+        .methods
+        .contains(&crate::factor::FactorKind::Sms);
+    let ctx = context! { ..ctx, ..context! { stage => name, error, notice, sms_offered } };
     pages.page("setup.html", status, lang, page, ctx)
 }
 
@@ -134,6 +146,7 @@ fn refusal(refused: Refused, lang: Lang, now_ms: u64) -> Refusal {
             StatusCode::SERVICE_UNAVAILABLE,
         ),
         Refused::BadEmail => said(lang.text("email-invalid"), StatusCode::BAD_REQUEST),
+        Refused::BadPhone => said(lang.text("phone-invalid"), StatusCode::BAD_REQUEST),
         Refused::NoEmail => said(lang.text("setup-no-email"), StatusCode::CONFLICT),
         Refused::HasFactor | Refused::Busy | Refused::Fault => {
             said(lang.text("setup-fault"), StatusCode::SERVICE_UNAVAILABLE)
@@ -169,7 +182,15 @@ pub async fn submit(
         "contact_code" => setup::confirm_contact(auth, &ctx, &who, &field("code"))
             .await
             .map(|()| None),
-        "activate" => match setup::activate(auth, &ctx, &who, &field("code")).await {
+        "method" => setup::choose(auth, &ctx, &who, &field("method"), &field("phone"))
+            .await
+            .map(|()| None),
+        "method_change" => setup::change_method(auth, &who).await.map(|()| None),
+        "activate" | "phone_code" => match if field("step") == "phone_code" {
+            setup::activate_sms(auth, &ctx, &who, &field("code")).await
+        } else {
+            setup::activate(auth, &ctx, &who, &field("code")).await
+        } {
             Ok(Some(done)) => {
                 let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
                 let intro = lang.text("setup-done");

@@ -53,6 +53,41 @@ impl Validator<'_> {
         Some(path)
     }
 
+    /// `two_factor.methods`: the methods setup offers, `"totp"` and `"sms"`, at least one.
+    fn methods(
+        &mut self,
+        v: &Option<Vec<Str>>,
+        default: &[crate::factor::FactorKind],
+    ) -> Vec<crate::factor::FactorKind> {
+        use crate::factor::FactorKind;
+        let Some(list) = v else {
+            return default.to_vec();
+        };
+        let mut out = Vec::new();
+        for (i, m) in list.iter().enumerate() {
+            match FactorKind::parse(m.get_ref()).filter(|k| k.is_primary()) {
+                Some(k) if !out.contains(&k) => out.push(k),
+                Some(_) => {}
+                None => self.problem(
+                    m.span(),
+                    format!("two_factor.methods[{i}]"),
+                    format!("must be \"totp\" or \"sms\" (found \"{}\")", m.get_ref()),
+                ),
+            }
+        }
+        if out.is_empty() && list.is_empty() {
+            self.problem(
+                0..0,
+                "two_factor.methods",
+                "must name at least one method (found an empty list)",
+            );
+        }
+        if out.is_empty() {
+            return default.to_vec();
+        }
+        out
+    }
+
     pub(super) fn two_factor(
         &mut self,
         t: file::TwoFactorFile,
@@ -125,6 +160,7 @@ impl Validator<'_> {
                 "two_factor.trusted_browser_lifetime",
                 d.trusted_browser_lifetime,
             ),
+            methods: self.methods(&t.methods, &d.methods),
             send_limits: crate::flow::sends::SendLimits {
                 per_window: self.count(
                     &t.code_sends_per_window,

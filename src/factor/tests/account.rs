@@ -158,6 +158,7 @@ async fn reset_removes_everything_but_the_contact_when_asked() {
         summary,
         FactorSummary {
             totp: None,
+            sms: None,
             recovery_remaining: 0,
             emergency_email: Some("alice@example.org".into()),
         }

@@ -211,3 +211,12 @@ challenge_code-body =
 
     If you are not signing in, someone else knows your password. Change it, or tell your administrator.
 challenge_code-line = Your verification code is { $code }. Valid for 10 minutes; never share it. Not you? Someone knows your password.
+
+phone_code-title = Confirm your phone number
+phone_code-body =
+    To use this phone for two-step verification on your { $service } account, enter this code:
+
+    {"    "}{ $code }
+
+    The code is valid for 10 minutes. If you did not ask for it, ignore this message.
+phone_code-line = Your code to register this phone is { $code }. Valid for 10 minutes; never share it.
