@@ -59,6 +59,8 @@ pub enum NotifyError {
     Template(String),
     #[error("the webhook body template did not produce JSON: {0}")]
     BodyNotJson(String),
+    #[error("a webhook header template failed: {0}")]
+    HeaderTemplate(String),
     #[error("the webhook answered {status} after {attempts} attempt(s)")]
     WebhookStatus { status: u16, attempts: u32 },
     #[error("the webhook request failed after {attempts} attempt(s): {reason}")]
@@ -159,13 +161,59 @@ impl fmt::Debug for SmtpConfig {
     }
 }
 
+/// How the webhook body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyFormat {
+    /// `application/json`: the default body or `body_template`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`: one field per `form_fields` entry.
+    Form,
+}
+
+impl BodyFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "json",
+            BodyFormat::Form => "form",
+        }
+    }
+}
+
+/// HTTP Basic credentials (RFC 7617); the user name has no `:`.
+#[derive(Clone)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
 #[derive(Clone)]
 pub struct WebhookConfig {
     pub url: url::Url,
-    /// Sent with every request, e.g. `Authorization: Bearer ...`; values are secrets.
+    /// Sent with every request, e.g. `Authorization: Bearer ...`; values are secrets. A value
+    /// with `{{` is a template rendered for each attempt (see `webhook`).
     pub headers: Vec<(String, String)>,
+    /// JSON (the default body or `body_template`) or a form (`form_fields`).
+    pub body_format: BodyFormat,
     /// A minijinja template for the JSON body; `None` = the default body (see `webhook`).
     pub body_template: Option<String>,
+    /// With `BodyFormat::Form`: field name and minijinja template, in this order.
+    pub form_fields: Vec<(String, String)>,
+    /// `Authorization: Basic ...` on every request.
+    pub basic_auth: Option<BasicAuth>,
+    /// Values templates read as `secrets.NAME` (signing keys, API keys); never logged.
+    pub secrets: Vec<(String, String)>,
+    /// `whsec_<base64>`: every attempt is signed the Standard Webhooks way.
+    pub signing_secret: Option<String>,
     /// Per attempt.
     pub timeout: Duration,
     /// Attempts after the first one, on connection errors, timeouts, 429 and 5xx.
@@ -176,22 +224,52 @@ pub struct WebhookConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+impl WebhookConfig {
+    /// The defaults of `[notify.webhook]` for `url`: the default JSON body, no extra headers,
+    /// 10 s per attempt, 3 retries from 1 s.
+    pub fn new(url: url::Url) -> WebhookConfig {
+        WebhookConfig {
+            url,
+            headers: Vec::new(),
+            body_format: BodyFormat::Json,
+            body_template: None,
+            form_fields: Vec::new(),
+            basic_auth: None,
+            secrets: Vec::new(),
+            signing_secret: None,
+            timeout: Duration::from_secs(10),
+            retries: 3,
+            backoff: Duration::from_secs(1),
+            ca_file: None,
+        }
+    }
+}
+
 impl fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(name, _)| (name.as_str(), REDACTED))
-            .collect();
+        fn names(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+            pairs
+                .iter()
+                .map(|(name, _)| (name.as_str(), REDACTED))
+                .collect()
+        }
         f.debug_struct("WebhookConfig")
             .field("url", &redacted_url(&self.url))
-            .field("headers", &headers)
+            .field("headers", &names(&self.headers))
+            .field("body_format", &self.body_format)
             .field(
                 "body_template",
                 &self
                     .body_template
                     .as_ref()
                     .map(|t| format!("<{} bytes>", t.len())),
+            )
+            .field("form_fields", &names(&self.form_fields))
+            .field("basic_auth", &self.basic_auth)
+            .field("secrets", &names(&self.secrets))
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| REDACTED),
             )
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
@@ -431,24 +509,41 @@ mod tests {
         assert!(s.contains("mailer") && s.contains("<redacted>"), "{s}");
 
         let hook = WebhookConfig {
-            url: "https://hooks.example.test/services/T0/B0/tok3n?key=k3y"
-                .parse()
-                .unwrap(),
             headers: vec![("Authorization".into(), "Bearer s3cret".into())],
             body_template: Some(r#"{"api_key": "t3mplate-secret"}"#.into()),
-            timeout: Duration::from_secs(10),
-            retries: 3,
-            backoff: Duration::from_secs(1),
-            ca_file: None,
+            form_fields: vec![("ApiKey".into(), "f0rm-secret".into())],
+            basic_auth: Some(BasicAuth {
+                user: "AC0001".into(),
+                password: "b4sic-secret".into(),
+            }),
+            secrets: vec![("ncp_key".into(), "n4med-secret".into())],
+            signing_secret: Some("whsec_c2lnbmluZy1zZWNyZXQtc2lnbmluZy1zZWNyZXQ=".into()),
+            ..WebhookConfig::new(
+                "https://hooks.example.test/services/T0/B0/tok3n?key=k3y"
+                    .parse()
+                    .unwrap(),
+            )
         };
         let s = format!("{hook:?}");
-        for secret in ["s3cret", "tok3n", "k3y", "t3mplate-secret"] {
+        for secret in [
+            "s3cret",
+            "tok3n",
+            "k3y",
+            "t3mplate-secret",
+            "f0rm-secret",
+            "b4sic-secret",
+            "n4med-secret",
+            "whsec_",
+        ] {
             assert!(!s.contains(secret), "{secret} in {s}");
         }
         assert!(
             s.contains("Authorization") && s.contains("https://hooks.example.test"),
             "{s}"
         );
+        for name in ["ApiKey", "AC0001", "ncp_key"] {
+            assert!(s.contains(name), "{name} not in {s}");
+        }
     }
 
     #[test]

@@ -455,3 +455,156 @@ policy = "bypass"
         ],
     );
 }
+
+#[test]
+fn webhook_form_auth_signing_and_secret_problems_are_reported_without_the_secrets() {
+    let text = r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[notify]
+sms = "webhook"
+
+[notify.webhook]
+url = "https://sms.example.test/send"
+body_format = "form"
+body_template = '{"to": {{ to|tojson }}}'
+basic_auth_user = "AC:01"
+basic_auth_password = "inline-s3cret"
+basic_auth_password_file = "missing-password"
+signing_secret = "not-a-whsec-s3cret"
+headers = { Authorization = "Bearer x", webhook-id = "fixed", X-Sig = "{{ body|hmac_sha256(secrets.nope) }}" }
+
+[notify.webhook.form_fields]
+To = "{{ to }"
+Body = "{{ txt }}"
+
+[notify.webhook.secrets]
+key = "k"
+key_file = "k.txt"
+bad-name = "x"
+"#;
+    let (_dir, run) = check_text(text);
+    assert_fails_with(
+        &run,
+        &[
+            r#"stepgate.toml:10: notify.webhook.body_template: makes a JSON body, so it goes with body_format = "json"; a form body is made of form_fields (found body_format = "form")"#,
+            r#"stepgate.toml:11: notify.webhook.basic_auth_user: must not contain ':', which separates the user from the password (found "AC:01")"#,
+            "stepgate.toml:13: notify.webhook.basic_auth_password_file: give either basic_auth_password or basic_auth_password_file, not both (found both)",
+            r#"stepgate.toml:14: notify.webhook.signing_secret: must be "whsec_" followed by the base64 of 24 to 64 random bytes (found a value without the "whsec_" prefix)"#,
+            "stepgate.toml:15: notify.webhook.headers.Authorization: is set by basic_auth_user; keep either the header or the basic_auth keys (found both)",
+            "stepgate.toml:15: notify.webhook.headers.webhook-id: is set by signing_secret (Standard Webhooks); keep either the header or the secret (found both)",
+            r#"stepgate.toml:15: notify.webhook.headers.X-Sig: must render for every message (found the error "undefined value: hmac_sha256: the key is undefined (a misspelt variable or secret name?) (in headers.X-Sig:1)" with a sample message)"#,
+            "stepgate.toml:18: notify.webhook.form_fields.To: the template does not compile: syntax error: unexpected `}`, expected end of variable block (in form_fields.To:1) (found a template)",
+            r#"stepgate.toml:19: notify.webhook.form_fields.Body: must render for every message (found the error "undefined value (in form_fields.Body:1)" with a sample message)"#,
+            "stepgate.toml:23: notify.webhook.secrets.key_file: give either key or key_file, not both (found both)",
+            r#"stepgate.toml:24: notify.webhook.secrets.bad-name: must be a name of ASCII letters, digits and _, not starting with a digit, so that templates can say secrets.NAME (found "bad-name")"#,
+        ],
+    );
+    assert!(!run.stdout.contains("s3cret"), "{}", run.stdout);
+}
+
+#[test]
+fn webhook_json_bodies_refuse_form_keys_and_templates_that_are_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    // 5 bytes after whsec_, newline trimmed; the spec asks for 24 to 64.
+    std::fs::write(dir.path().join("short-secret"), "whsec_c2hvcnQ=\n").unwrap();
+    std::fs::write(
+        dir.path().join("stepgate.toml"),
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[notify]
+sms = "webhook"
+
+[notify.webhook]
+url = "https://sms.example.test/send"
+form_fields = { To = "{{ to }}" }
+basic_auth_password = "s3cret"
+signing_secret_file = "short-secret"
+body_template = '{"text": "{{ text }}"}'
+headers = { X-Text = "{{ text }}" }
+secrets = { api_key_file = "missing-key" }
+"#,
+    )
+    .unwrap();
+    let run = check_in(dir.path(), "stepgate.toml");
+    assert_fails_with(
+        &run,
+        &[
+            r#"stepgate.toml:9: notify.webhook.form_fields: go with body_format = "form" (found no body_format, so JSON)"#,
+            "stepgate.toml:10: notify.webhook.basic_auth_password: goes with basic_auth_user (found no basic_auth_user)",
+            r#"stepgate.toml:11: notify.webhook.signing_secret_file: must be "whsec_" followed by the base64 of 24 to 64 random bytes (found 5 bytes)"#,
+            r#"stepgate.toml:12: notify.webhook.body_template: must produce JSON for every message; encode values with the tojson filter, e.g. {"text": {{ text|tojson }}} (found output that is not JSON (expected `,` or `}` at line 1 column 17) with a sample message)"#,
+            "stepgate.toml:13: notify.webhook.headers.X-Text: must render to a valid header value (found a control character or non-ASCII text with a sample message)",
+            r#"stepgate.toml:14: notify.webhook.secrets.api_key_file: cannot read the file: No such file or directory (os error 2) (found "missing-key")"#,
+        ],
+    );
+
+    let (_dir, run) = check_text(
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[notify.webhook]
+url = "https://sms.example.test/send"
+body_format = "form"
+basic_auth_user = "AC01"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &[
+            r#"stepgate.toml:6: notify.webhook.form_fields: body_format = "form" needs a form_fields table with at least one field (found none)"#,
+            "stepgate.toml:7: notify.webhook.basic_auth_user: needs basic_auth_password or basic_auth_password_file (found neither)",
+        ],
+    );
+
+    let (_dir, run) = check_text(
+        "[[listener]]\naddress = \"127.0.0.1:8080\"\n[notify.webhook]\nurl = \"https://sms.example.test/send\"\nbody_format = \"xml\"\n",
+    );
+    assert_fails_with(
+        &run,
+        &[r#"stepgate.toml:5: notify.webhook.body_format: must be "json" or "form" (found "xml")"#],
+    );
+}
+
+#[test]
+fn a_webhook_with_every_new_key_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("auth-token"), "t0ken\n").unwrap();
+    std::fs::write(
+        dir.path().join("signing-secret"),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ncp-secret"), "s3cret\n").unwrap();
+    std::fs::write(
+        dir.path().join("stepgate.toml"),
+        r#"[[listener]]
+address = "127.0.0.1:8080"
+
+[notify]
+sms = "webhook"
+
+[notify.webhook]
+url = "https://sms.example.test/send"
+body_format = "form"
+basic_auth_user = "AC0001"
+basic_auth_password_file = "auth-token"
+signing_secret_file = "signing-secret"
+headers = { X-Timestamp = "{{ timestamp }}", X-Signature = '{{ (timestamp ~ "\n" ~ body)|hmac_sha256_base64(secrets.ncp_secret) }}', X-Hash = "{{ body|sha256 }}" }
+
+[notify.webhook.form_fields]
+To = "{{ to }}"
+From = "+15005550006"
+Body = "{{ text }}"
+
+[notify.webhook.secrets]
+ncp_secret_file = "ncp-secret"
+access_key = "AK0001"
+"#,
+    )
+    .unwrap();
+    let run = check_in(dir.path(), "stepgate.toml");
+    assert_eq!(run.stdout, "stepgate.toml: ok\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code, 0);
+}

@@ -234,7 +234,17 @@ pub struct WebhookFile {
     pub url: Option<Str>,
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, Str>,
+    pub body_format: Option<Str>,
     pub body_template: Option<Str>,
+    pub form_fields: Option<Spanned<std::collections::BTreeMap<String, Str>>>,
+    pub basic_auth_user: Option<Str>,
+    pub basic_auth_password: Option<Str>,
+    pub basic_auth_password_file: Option<Str>,
+    /// `NAME = value` or `NAME_file = path`.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, Str>,
+    pub signing_secret: Option<Str>,
+    pub signing_secret_file: Option<Str>,
     pub timeout: Option<Str>,
     pub retries: Option<Spanned<i64>>,
     pub backoff: Option<Str>,

@@ -1,8 +1,10 @@
 //! The notify backends against servers written here, each test owning its own on a 127.0.0.1
 //! ephemeral port: a fake ESMTP server (`smtp.rs`: STARTTLS or implicit TLS via tokio-rustls with
 //! an rcgen certificate for `localhost`, AUTH PLAIN/LOGIN), a fake webhook (`webhook.rs`:
-//! hand-rolled HTTP/1.1 that answers a programmed sequence of statuses), and the file outbox under
-//! concurrent sends (`outbox.rs`). The TLS material and helpers they share are in this file.
+//! hand-rolled HTTP/1.1 that answers a programmed sequence of statuses), fake SMS providers on
+//! that server which check what real ones check (`provider.rs`: a form body with Basic auth, a
+//! signature header, Standard Webhooks signatures verified as a receiver would), and the file
+//! outbox under concurrent sends (`outbox.rs`). The TLS material and helpers they share are in this file.
 //!
 //! Nothing waits on a clock for correctness: a send returns only after the server has recorded
 //! what it received. Every await that could hang is bounded by `DEADLINE`.
@@ -27,6 +29,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 mod outbox;
+mod provider;
 mod smtp;
 mod webhook;
 

@@ -4,13 +4,14 @@ use super::*;
 
 #[derive(Debug, Clone)]
 pub(super) struct Request {
-    line: String,
-    headers: Vec<(String, String)>,
-    body: String,
+    /// `POST /path?query HTTP/1.1`
+    pub(super) line: String,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: String,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -43,8 +44,18 @@ impl HookServer {
     }
 }
 
+/// How a server answers its n-th request (counting from 0), having read it.
+pub(super) type Answer = Arc<dyn Fn(usize, &Request) -> Reply + Send + Sync>;
+
 /// Answers the n-th request with `replies[n]`, and 200 once they run out.
 pub(super) async fn hook_server(replies: Vec<Reply>, tls: Option<TlsAcceptor>) -> HookServer {
+    let answer: Answer =
+        Arc::new(move |n, _| replies.get(n).cloned().unwrap_or(Reply::Status(200)));
+    answering_server(answer, tls).await
+}
+
+/// A server whose replies are decided by `answer`, e.g. a provider that checks credentials.
+pub(super) async fn answering_server(answer: Answer, tls: Option<TlsAcceptor>) -> HookServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -53,12 +64,11 @@ pub(super) async fn hook_server(replies: Vec<Reply>, tls: Option<TlsAcceptor>) -
         .unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let recorded = requests.clone();
-    let replies = Arc::new(replies);
     let next = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (recorded, replies, next, tls) =
-                (recorded.clone(), replies.clone(), next.clone(), tls.clone());
+            let (recorded, answer, next, tls) =
+                (recorded.clone(), answer.clone(), next.clone(), tls.clone());
             tokio::spawn(async move {
                 let io: Box<dyn Io> = match tls {
                     Some(acceptor) => match acceptor.accept(stream).await {
@@ -67,7 +77,7 @@ pub(super) async fn hook_server(replies: Vec<Reply>, tls: Option<TlsAcceptor>) -
                     },
                     None => Box::new(stream),
                 };
-                let _ = hook_session(io, recorded, replies, next).await;
+                let _ = hook_session(io, recorded, answer, next).await;
             });
         }
     });
@@ -77,7 +87,7 @@ pub(super) async fn hook_server(replies: Vec<Reply>, tls: Option<TlsAcceptor>) -
 async fn hook_session(
     io: Box<dyn Io>,
     recorded: Arc<Mutex<Vec<Request>>>,
-    replies: Arc<Vec<Reply>>,
+    answer: Answer,
     next: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     let mut io = BufReader::new(io);
@@ -103,13 +113,15 @@ async fn hook_session(
     let reply = {
         // Record and pick the reply under one lock so the order of attempts is the order here.
         let mut recorded = recorded.lock().unwrap();
-        recorded.push(Request {
+        let request = Request {
             line,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
-        });
+        };
         let n = next.fetch_add(1, Ordering::SeqCst);
-        replies.get(n).cloned().unwrap_or(Reply::Status(200))
+        let reply = answer(n, &request);
+        recorded.push(request);
+        reply
     };
     let (status, extra) = match reply {
         Reply::Status(s) => (s, String::new()),
@@ -129,13 +141,11 @@ async fn hook_session(
 
 pub(super) fn hook_config(url: url::Url, retries: u32) -> WebhookConfig {
     WebhookConfig {
-        url,
         headers: vec![("Authorization".into(), "Bearer x".into())],
-        body_template: None,
         timeout: Duration::from_secs(5),
         retries,
         backoff: Duration::from_millis(10),
-        ca_file: None,
+        ..WebhookConfig::new(url)
     }
 }
 

@@ -1,5 +1,7 @@
 //! `[two_factor]` (the mandatory date and its grace) and `[notify]` (where messages go).
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +10,26 @@ use toml::Spanned;
 use super::super::file::{self, Str};
 use super::super::*;
 use super::Validator;
-use crate::notify::{Backend, NotifyConfig, SmtpConfig, SmtpTls, WebhookConfig};
+use crate::notify::webhook::{self, TemplateAt, TemplateSources};
+use crate::notify::{
+    Backend, BasicAuth, BodyFormat, NotifyConfig, SmtpConfig, SmtpTls, WebhookConfig,
+};
+
+/// A secret as configured: its value, and the key and span it came from (for problems with it).
+struct Secret {
+    value: String,
+    key: String,
+    span: Range<usize>,
+}
+
+/// A name templates can write as `secrets.NAME`.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
 
 /// `YYYY-MM-DD` (midnight UTC) or a full RFC 3339 instant, as milliseconds since the epoch.
 fn parse_instant(s: &str) -> Option<u64> {
@@ -352,11 +373,54 @@ impl Validator<'_> {
         })
     }
 
+    /// A secret kept in a file: read now (so that `check` finds an unreadable one), without its
+    /// trailing newline.
+    fn secret_file(&mut self, f: &Str, key: &str) -> Option<String> {
+        match std::fs::read_to_string(f.get_ref()) {
+            Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(e) => {
+                self.problem(
+                    f.span(),
+                    key,
+                    format!("cannot read the file: {e} (found \"{}\")", f.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A secret given as `key = "value"` or `key_file = "path"` (not both).
+    fn secret(&mut self, value: &Option<Str>, file: &Option<Str>, key: &str) -> Option<Secret> {
+        let file_key = format!("{key}_file");
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        match (value, file) {
+            (Some(_), Some(f)) => {
+                self.problem(
+                    f.span(),
+                    file_key,
+                    format!("give either {leaf} or {leaf}_file, not both (found both)"),
+                );
+                None
+            }
+            (Some(v), None) => Some(Secret {
+                value: v.get_ref().clone(),
+                key: key.to_owned(),
+                span: v.span(),
+            }),
+            (None, Some(f)) => self.secret_file(f, &file_key).map(|value| Secret {
+                value,
+                key: file_key,
+                span: f.span(),
+            }),
+            (None, None) => None,
+        }
+    }
+
     fn webhook(&mut self, w: Spanned<file::WebhookFile>) -> Option<WebhookConfig> {
         let span = w.span();
         let w = w.into_inner();
         let url = self
-            .required(&w.url, span, "notify.webhook.url")
+            .required(&w.url, span.clone(), "notify.webhook.url")
             .and_then(|u| match url::Url::parse(u.get_ref()) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
                 _ => {
@@ -371,6 +435,68 @@ impl Validator<'_> {
                     None
                 }
             });
+
+        // Basic auth and Standard Webhooks signing; the headers they set are theirs alone.
+        let password = self.secret(
+            &w.basic_auth_password,
+            &w.basic_auth_password_file,
+            "notify.webhook.basic_auth_password",
+        );
+        // Where the password was given, for a problem about it.
+        let password_given = match (&w.basic_auth_password, &w.basic_auth_password_file) {
+            (Some(p), _) => Some(("notify.webhook.basic_auth_password", p.span())),
+            (None, Some(f)) => Some(("notify.webhook.basic_auth_password_file", f.span())),
+            (None, None) => None,
+        };
+        let basic_auth = match (&w.basic_auth_user, password_given) {
+            (Some(u), _) if u.get_ref().contains(':') => {
+                self.problem(
+                    u.span(),
+                    "notify.webhook.basic_auth_user",
+                    format!(
+                        "must not contain ':', which separates the user from the password (found \"{}\")",
+                        u.get_ref()
+                    ),
+                );
+                None
+            }
+            (Some(u), Some(_)) => password.map(|p| BasicAuth {
+                user: u.get_ref().clone(),
+                password: p.value,
+            }),
+            (Some(u), None) => {
+                self.problem(
+                    u.span(),
+                    "notify.webhook.basic_auth_user",
+                    "needs basic_auth_password or basic_auth_password_file (found neither)",
+                );
+                None
+            }
+            (None, Some((key, span))) => {
+                self.problem(
+                    span,
+                    key,
+                    "goes with basic_auth_user (found no basic_auth_user)",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let signing_given = w.signing_secret.is_some() || w.signing_secret_file.is_some();
+        let signing_secret = self
+            .secret(
+                &w.signing_secret,
+                &w.signing_secret_file,
+                "notify.webhook.signing_secret",
+            )
+            .and_then(|s| match webhook::signing_key(&s.value) {
+                Ok(_) => Some(s.value),
+                Err(message) => {
+                    self.problem(s.span, s.key, message);
+                    None
+                }
+            });
+
         let mut headers = Vec::new();
         for (name, value) in &w.headers {
             let key = format!("notify.webhook.headers.{name}");
@@ -386,19 +512,168 @@ impl Validator<'_> {
                     key,
                     "not a valid header value (found a control character or non-ASCII text)",
                 );
+            } else if w.basic_auth_user.is_some() && name.eq_ignore_ascii_case("authorization") {
+                self.problem(
+                    value.span(),
+                    key,
+                    "is set by basic_auth_user; keep either the header or the basic_auth keys (found both)",
+                );
+            } else if signing_given
+                && webhook::SIGNING_HEADERS
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                self.problem(
+                    value.span(),
+                    key,
+                    "is set by signing_secret (Standard Webhooks); keep either the header or the secret (found both)",
+                );
             } else {
                 headers.push((name.clone(), value.get_ref().clone()));
             }
         }
-        if let Some(t) = &w.body_template {
-            if let Err(e) = minijinja::Environment::new().template_from_str(t.get_ref()) {
+
+        // The body: JSON (default or body_template) or a form (form_fields), never a mix.
+        let body_format = match &w.body_format {
+            None => Some(BodyFormat::Json),
+            Some(f) => match f.get_ref().as_str() {
+                "json" => Some(BodyFormat::Json),
+                "form" => Some(BodyFormat::Form),
+                other => {
+                    self.problem(
+                        f.span(),
+                        "notify.webhook.body_format",
+                        format!("must be \"json\" or \"form\" (found \"{other}\")"),
+                    );
+                    None
+                }
+            },
+        };
+        match body_format {
+            Some(BodyFormat::Json) => {
+                if let Some(f) = &w.form_fields {
+                    let found = match &w.body_format {
+                        Some(_) => "body_format = \"json\"".to_owned(),
+                        None => "no body_format, so JSON".to_owned(),
+                    };
+                    self.problem(
+                        f.span(),
+                        "notify.webhook.form_fields",
+                        format!("go with body_format = \"form\" (found {found})"),
+                    );
+                }
+            }
+            Some(BodyFormat::Form) => {
+                if let Some(t) = &w.body_template {
+                    self.problem(
+                        t.span(),
+                        "notify.webhook.body_template",
+                        "makes a JSON body, so it goes with body_format = \"json\"; a form body is made of form_fields (found body_format = \"form\")",
+                    );
+                }
+                if w.form_fields
+                    .as_ref()
+                    .is_none_or(|f| f.get_ref().is_empty())
+                {
+                    let at = w
+                        .form_fields
+                        .as_ref()
+                        .map(Spanned::span)
+                        .or(w.body_format.as_ref().map(Spanned::span))
+                        .unwrap_or(span.clone());
+                    self.problem(
+                        at,
+                        "notify.webhook.form_fields",
+                        "body_format = \"form\" needs a form_fields table with at least one field (found none)",
+                    );
+                }
+            }
+            None => {}
+        }
+        let mut form_fields = Vec::new();
+        for (name, value) in w
+            .form_fields
+            .as_ref()
+            .map(|f| f.get_ref())
+            .into_iter()
+            .flatten()
+        {
+            if name.is_empty() {
                 self.problem(
-                    t.span(),
-                    "notify.webhook.body_template",
-                    format!("the template does not compile: {e} (found a template)"),
+                    value.span(),
+                    "notify.webhook.form_fields",
+                    "every field needs a name (found an empty name)",
                 );
+            } else {
+                form_fields.push((name.clone(), value.get_ref().clone()));
             }
         }
+
+        // Secrets for templates: `NAME = "value"` or `NAME_file = "path"`.
+        let mut secrets = BTreeMap::new();
+        for (key, value) in &w.secrets {
+            let path = format!("notify.webhook.secrets.{key}");
+            let (name, in_file) = match key.strip_suffix("_file") {
+                Some(name) => (name, true),
+                None => (key.as_str(), false),
+            };
+            if !is_identifier(name) {
+                self.problem(
+                    value.span(),
+                    path,
+                    format!(
+                        "must be a name of ASCII letters, digits and _, not starting with a digit, so that templates can say secrets.NAME (found \"{key}\")"
+                    ),
+                );
+                continue;
+            }
+            if in_file && w.secrets.contains_key(name) {
+                self.problem(
+                    value.span(),
+                    path,
+                    format!("give either {name} or {name}_file, not both (found both)"),
+                );
+                continue;
+            }
+            let secret = if in_file {
+                // Unreadable: a problem already; an empty stand-in keeps templates from failing too.
+                self.secret_file(value, &path).unwrap_or_default()
+            } else {
+                value.get_ref().clone()
+            };
+            secrets.insert(name.to_owned(), secret);
+        }
+        let secrets: Vec<(String, String)> = secrets.into_iter().collect();
+
+        // Every template, compiled and tried with a sample message, as the notifier will.
+        let format = body_format.unwrap_or_default();
+        let body_template = match format {
+            BodyFormat::Json => w.body_template.as_ref().map(|t| t.get_ref().clone()),
+            BodyFormat::Form => None,
+        };
+        if format == BodyFormat::Json {
+            form_fields.clear();
+        }
+        let problems = webhook::template_problems(&TemplateSources {
+            body_format: format,
+            body_template: body_template.as_deref(),
+            form_fields: &form_fields,
+            headers: &headers,
+            secrets: &secrets,
+        });
+        for p in problems {
+            let at = match &p.at {
+                TemplateAt::BodyTemplate => w.body_template.as_ref().map(Spanned::span),
+                TemplateAt::FormField(f) => w
+                    .form_fields
+                    .as_ref()
+                    .and_then(|t| t.get_ref().get(f))
+                    .map(Spanned::span),
+                TemplateAt::Header(h) => w.headers.get(h).map(Spanned::span),
+            };
+            self.problem(at.unwrap_or(span.clone()), p.at.key(), p.message);
+        }
+
         let timeout = self.duration(&w.timeout, "notify.webhook.timeout", 10);
         let retries = self.count(&w.retries, "notify.webhook.retries", 0..=10, 3) as u32;
         let backoff = self.duration(&w.backoff, "notify.webhook.backoff", 1);
@@ -406,7 +681,12 @@ impl Validator<'_> {
         Some(WebhookConfig {
             url: url?,
             headers,
-            body_template: w.body_template.map(Spanned::into_inner),
+            body_format: format,
+            body_template,
+            form_fields,
+            basic_auth,
+            secrets,
+            signing_secret,
             timeout,
             retries,
             backoff,
