@@ -550,6 +550,38 @@ impl Factors {
         Ok(Some(codes))
     }
 
+    /// Sets the phone of the user's SMS factor (adding the factor if they had none). The caller
+    /// proved the user controls the number (a code sent to it).
+    pub async fn set_sms_phone(&self, user: &str, phone: &str) -> Result<(), FactorError> {
+        let now = self.shared.clock.now_ms();
+        let existing = self
+            .shared
+            .store
+            .credentials()
+            .credentials(user, Some(FactorKind::Sms.as_str()))
+            .await?;
+        let created_ms = existing.first().map_or(now, |c| c.created_ms);
+        let cred = Credential {
+            user: user.to_owned(),
+            kind: FactorKind::Sms.as_str().to_owned(),
+            id: String::new(),
+            secret: Vec::new(),
+            counter: 0,
+            created_ms,
+            used_ms: None,
+            expires_ms: None,
+            data: sent::phone_data(phone),
+        };
+        self.shared
+            .store
+            .credentials()
+            .write(vec![Write::Put(cred)])
+            .await?;
+        self.changed(user);
+        tracing::info!(target: LOG_TARGET, user, "sms phone set");
+        Ok(())
+    }
+
     /// Replaces the user's TOTP secret with a new one whose code was just accepted at
     /// `accepted_step`; recovery codes and the emergency email stay. Until this call the old
     /// secret keeps working. `Ok(false)` when the user has no TOTP secret (removed meanwhile):

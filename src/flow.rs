@@ -396,6 +396,19 @@ pub async fn pass_second_factor(
     Ok(signed)
 }
 
+/// The method a proof is asked with: the authenticator app if the user has one, else SMS (a
+/// recovery code is taken in either case).
+pub(crate) async fn primary_kind(auth: &Auth, user: &str) -> Result<FactorKind, FactorRefused> {
+    let kinds = auth.factors.enrolled_kinds(user).await.map_err(|e| {
+        tracing::error!(target: LOG, %user, error = %e, "could not read the user's factors");
+        FactorRefused::Fault
+    })?;
+    Ok(kinds
+        .into_iter()
+        .find(|k| k.is_primary())
+        .unwrap_or(FactorKind::Totp))
+}
+
 /// "Confirm it is you" before a change (ASVS 5.0 7.5.1 and 6.4.5; NIST SP 800-63B §6.1.2.3): a current code from the app or a
 /// recovery code; a new session whose proof is fresh (see `Session::has_fresh_proof`).
 pub async fn confirm(
@@ -407,7 +420,8 @@ pub async fn confirm(
     if who.session.level() != AuthLevel::TwoFactor {
         return Err(FactorRefused::NotEnrolled);
     }
-    let passed = check_factor(auth, ctx, who, FactorKind::Totp, answer).await?;
+    let kind = primary_kind(auth, &who.user.name).await?;
+    let passed = check_factor(auth, ctx, who, kind, answer).await?;
     let amr = who.session.amr.with(passed.method());
     let signed = finish(auth, &who.user.name, amr, Some(&who.key))
         .await

@@ -12,6 +12,7 @@ pub mod emergency_email;
 pub mod guide;
 pub mod login;
 pub mod password;
+pub mod phone;
 pub mod protect;
 pub mod reauth;
 pub mod return_to;
@@ -282,6 +283,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("portal/templates/password.html"),
     ),
     ("reset.html", include_str!("portal/templates/reset.html")),
+    ("phone.html", include_str!("portal/templates/phone.html")),
 ];
 
 /// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
@@ -734,6 +736,7 @@ impl Pages {
             ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
                 account::change(auth, self, req).await
             }
+            ("/account/verify", true) => reauth::show(auth, self, req).await,
             ("/account/verify", false) if post => reauth::verify(auth, self, req).await,
             ("/account/authenticator", true) => authenticator::show(auth, self, req).await,
             ("/account/authenticator", false) if post => {
@@ -741,6 +744,8 @@ impl Pages {
             }
             ("/emergency-email", true) => emergency_email::show(auth, self, req).await,
             ("/emergency-email", false) if post => emergency_email::submit(auth, self, req).await,
+            ("/phone", true) => phone::show(auth, self, req).await,
+            ("/phone", false) if post => phone::submit(auth, self, req).await,
             ("/sessions", true) => browsers::sessions(auth, self, req).await,
             ("/sessions/end" | "/sessions/end-others", false) if post => {
                 browsers::end(auth, self, req).await
@@ -772,6 +777,7 @@ impl Pages {
                 | "/account/verify"
                 | "/account/authenticator"
                 | "/emergency-email"
+                | "/phone"
                 | "/sessions"
                 | "/sessions/end"
                 | "/sessions/end-others"

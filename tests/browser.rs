@@ -385,7 +385,7 @@ async fn second_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock, key: &
 /// reset request and its answer; then bob, whose password is used from another network: the
 /// alert's "this wasn't me" page, and the check of a sign-in from this (unfamiliar) browser.
 async fn third_visit(j: &mut Journey, gw: &Gateway) {
-    for page in ["sessions", "trusted-browsers", "password"] {
+    for page in ["sessions", "trusted-browsers", "password", "phone"] {
         j.b.goto(&gw.url(&format!("{PREFIX}/{page}"))).await;
         j.visit(page).await;
     }

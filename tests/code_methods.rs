@@ -258,3 +258,94 @@ fn without_sms_offered_setup_goes_straight_to_the_app() {
     assert!(app.body.contains("<code class=\"key\">"), "{}", app.body);
     assert!(!app.body.contains("name=\"phone\""));
 }
+
+#[test]
+fn the_sms_phone_is_changed_behind_a_fresh_proof_and_the_old_number_is_told() {
+    let (_up, gw, clock) = start("[two_factor]\nmethods = [\"totp\", \"sms\"]\n");
+    let (old, new) = ("+821000000001", "+821099998888");
+    let (mut b, choice) = at_the_method_choice(&gw);
+    let sent = b.submit(&choice, "/setup", &[("method", "sms"), ("phone", old)]);
+    let code = mail_to(&gw, old).pop().unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[("step", "phone_code"), ("code", &code)],
+    );
+    assert_eq!(done.status, 200);
+
+    // Minutes later the proof is stale: the page asks to confirm, by a code to the phone.
+    clock.advance(Duration::from_secs(6 * 60));
+    let confirm = b.get("/_stepgate/phone");
+    assert!(confirm.body.contains("account/verify"), "{}", confirm.body);
+    let texted = b.submit(&confirm, "/account/verify", &[("send", "sms")]);
+    assert_eq!(texted.status, 200, "{texted:?}");
+    let code = mail_to(&gw, old).pop().unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The page's second form takes the code (the first one sends).
+    let form = forms(&texted.body)
+        .into_iter()
+        .find(|f| {
+            f.action.ends_with("/account/verify") && !f.fields.iter().any(|(n, _)| n == "send")
+        })
+        .expect("the code form");
+    let mut fields = form.fields.clone();
+    fields.retain(|(n, _)| n != "code");
+    fields.push(("code".into(), code.clone()));
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter())
+        .finish();
+    let proved = b.request("POST", &form.action, Some(&body));
+    assert_eq!(proved.status, 303, "{proved:?}");
+
+    // The new number gets a code; only that code changes the phone.
+    let page = b.get("/_stepgate/phone");
+    assert!(page.body.contains("+82 10-****-0001"), "{}", page.body);
+    let bad = b.submit(&page, "/phone", &[("phone", "12345")]);
+    assert_eq!(bad.status, 400);
+    let waiting = b.submit(&page, "/phone", &[("phone", new)]);
+    assert!(
+        waiting.body.contains("+82 10-****-8888"),
+        "{}",
+        waiting.body
+    );
+    let code = mail_to(&gw, new).pop().unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = b.submit(
+        &waiting,
+        "/_stepgate/phone",
+        &[("step", "code"), ("code", "000000")],
+    );
+    assert_eq!(wrong.status, 401);
+    let changed = b.submit(
+        &waiting,
+        "/_stepgate/phone",
+        &[("step", "code"), ("code", &code)],
+    );
+    assert_eq!(changed.status, 303, "{changed:?}");
+    // The old number and the addresses on file are told.
+    let to_old = mail_to(&gw, old).pop().unwrap();
+    assert_eq!(to_old["channel"], "sms");
+    assert!(
+        to_old["text"].as_str().unwrap().contains("changed"),
+        "{to_old}"
+    );
+    assert!(mail_to(&gw, "alice@example.test")
+        .iter()
+        .any(|m| m["subject"].as_str().unwrap().contains("phone was changed")));
+
+    // The next challenge texts the new number.
+    let account = b.get("/_stepgate/account");
+    b.submit(&account, "/logout", &[]);
+    b.sign_in(ALICE.0, ALICE.1, "/app");
+    let challenge = b.get("/_stepgate/2fa?rd=%2Fapp");
+    let before = mail_to(&gw, new).len();
+    b.submit(&challenge, "/2fa/send", &[]);
+    assert_eq!(mail_to(&gw, new).len(), before + 1);
+}

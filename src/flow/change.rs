@@ -8,6 +8,8 @@
 //!   the secret is swapped, the user's other sessions end, and this browser gets a new ID.
 //! - **The emergency email**: a code goes to the new address; once it checks out, the address
 //!   changes.
+//! - **The 2FA phone** (SMS): a code goes to the new number; once it checks out, SMS codes go
+//!   there (for a user who had none, SMS is added as a method). The old number is told by SMS.
 //! - **New recovery codes**, and **removing the app** (which ends the other sessions).
 //!
 //! Each change is reported to the addresses registered before it (and the new ones), with when,
@@ -38,6 +40,8 @@ enum Pending {
     Authenticator { secret: Vec<u8> },
     /// A new emergency email waiting for the code sent to it.
     EmergencyEmail { email: String, code: PendingCode },
+    /// A new 2FA phone waiting for the code sent to it.
+    Phone { phone: String, code: PendingCode },
 }
 
 /// Why a change was not made.
@@ -58,6 +62,8 @@ pub enum Refused {
     },
     Wrong,
     Expired,
+    /// Not a phone number in E.164 form.
+    BadPhone,
     /// The same address as now.
     Unchanged,
     BadEmail,
@@ -110,7 +116,10 @@ async fn proven(
     if who.session.level() != AuthLevel::TwoFactor {
         return Err(Refused::NotTwoFactor);
     }
-    match super::check_factor(auth, ctx, who, crate::factor::FactorKind::Totp, code).await {
+    let kind = super::primary_kind(auth, &who.user.name)
+        .await
+        .map_err(|_| Refused::Fault)?;
+    match super::check_factor(auth, ctx, who, kind, code).await {
         Ok(_) => Ok(()),
         Err(super::FactorRefused::Banned { until_ms }) => Err(Refused::Banned { until_ms }),
         Err(super::FactorRefused::NotEnrolled) => Err(Refused::NoFactor),
@@ -123,7 +132,7 @@ async fn proven(
     }
 }
 
-/// A two-factor session with a fresh proof, of a user who has an authenticator app.
+/// A two-factor session with a fresh proof, of a user who has two-step verification.
 pub async fn allowed(auth: &Auth, who: &Identity) -> Result<(), Refused> {
     if who.session.level() != AuthLevel::TwoFactor {
         return Err(Refused::NotTwoFactor);
@@ -131,7 +140,7 @@ pub async fn allowed(auth: &Auth, who: &Identity) -> Result<(), Refused> {
     if !who.session.has_fresh_proof(auth.clock.now_ms()) {
         return Err(Refused::NeedsProof);
     }
-    if !auth.factors.totp_enrolled(&who.user.name).await? {
+    if !auth.factors.has_second_factor(&who.user.name).await? {
         return Err(Refused::NoFactor);
     }
     Ok(())
@@ -323,6 +332,113 @@ pub async fn confirm_emergency_email(
     };
     notice::tell(auth, ctx, &who.user, kind, &before).await;
     audit(auth, ctx, user, "emergency_email_changed", "").await;
+    Ok(())
+}
+
+/// The 2FA phone on file and a new one waiting for its code, if any.
+pub async fn phone(
+    auth: &Auth,
+    who: &Identity,
+) -> Result<(Option<String>, Option<String>), Refused> {
+    let on_file = auth.factors.sms_phone(&who.user.name).await?;
+    let waiting = match pending(auth, who).await? {
+        Some(Pending::Phone { phone, .. }) => Some(phone),
+        _ => None,
+    };
+    Ok((on_file, waiting))
+}
+
+/// Sends a code to a new 2FA phone (needs a fresh proof).
+pub async fn send_phone_code(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    phone: &str,
+) -> Result<(), Refused> {
+    allowed(auth, who).await?;
+    let phone: String = phone
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    if !crate::users::is_e164(&phone) {
+        return Err(Refused::BadPhone);
+    }
+    if auth.factors.sms_phone(&who.user.name).await?.as_deref() == Some(phone.as_str()) {
+        return Err(Refused::Unchanged);
+    }
+    let code = send_code(auth, ctx, who, &phone, CodePurpose::Phone)
+        .await
+        .map_err(|e| match e {
+            SetupRefused::SendLimit { until_ms } => Refused::SendLimit { until_ms },
+            SetupRefused::SendFailed => Refused::SendFailed,
+            _ => Refused::Fault,
+        })?;
+    begin(auth, who, &Pending::Phone { phone, code }).await
+}
+
+/// Forgets the new phone waiting for its code.
+pub async fn restart_phone(auth: &Auth, who: &Identity) -> Result<(), Refused> {
+    if let Some(Pending::Phone { .. }) = pending(auth, who).await? {
+        progress::delete(&auth.store, &key(who)).await?;
+    }
+    Ok(())
+}
+
+/// The code sent to the new phone: the change. The old number (by SMS) and the addresses on
+/// file are told.
+pub async fn confirm_phone(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    code: &str,
+) -> Result<(), Refused> {
+    not_banned(auth, ctx, who)?;
+    let (key_, now, user) = (key(who), auth.clock.now_ms(), &who.user.name);
+    let checked = progress::update(
+        &auth.store,
+        &key_,
+        user,
+        "change",
+        now,
+        |p: &mut Pending| {
+            let Pending::Phone {
+                phone,
+                code: pending,
+            } = p
+            else {
+                return (None, true);
+            };
+            let check = pending.check(auth.factors.code_key(), code, now);
+            let keep = matches!(check, CodeCheck::Wrong { .. } | CodeCheck::Malformed);
+            (Some((check, phone.clone())), keep)
+        },
+    )
+    .await?;
+    let phone = match checked.flatten() {
+        None => return Err(Refused::NotBegun),
+        Some((CodeCheck::Accepted, phone)) => phone,
+        Some((CodeCheck::Wrong { .. } | CodeCheck::Malformed, _)) => {
+            return Err(failed(auth, ctx, who, Refused::Wrong))
+        }
+        Some((CodeCheck::Expired | CodeCheck::Exhausted, _)) => {
+            return Err(failed(auth, ctx, who, Refused::Expired))
+        }
+    };
+    let old = auth.factors.sms_phone(user).await?;
+    auth.factors.set_sms_phone(user, &phone).await?;
+    auth.regulator.record_success(&code_key(user), ctx.client);
+    tracing::info!(target: LOG, %user, "2fa phone changed");
+    let origin = notice::origin(auth, ctx);
+    let masked = crate::notify::mask_recipient(&phone);
+    let kind = MessageKind::PhoneChanged {
+        new: &masked,
+        origin: &origin,
+    };
+    notice::tell(auth, ctx, &who.user, kind, &[]).await;
+    if let Some(old) = old {
+        notice::text(auth, ctx, &who.user, kind, &old).await;
+    }
+    audit(auth, ctx, user, "phone_changed", "").await;
     Ok(())
 }
 

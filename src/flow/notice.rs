@@ -53,6 +53,22 @@ pub async fn tell_with_link(
     send(auth, ctx, user, &user.display_name, &kind, &to, Some(link)).await;
 }
 
+/// A notice to a phone by SMS (the old number of a changed 2FA phone). Best effort.
+pub async fn text(auth: &Auth, ctx: &Context<'_>, user: &User, kind: MessageKind<'_>, phone: &str) {
+    let msg = compose(
+        &kind,
+        ctx.lang.tag(),
+        Channel::Sms,
+        phone,
+        ctx.service,
+        &user.display_name,
+        None,
+    );
+    if let Err(e) = auth.notifiers.send(&msg).await {
+        tracing::error!(target: "stepgate::notify", user = %user.name, error = %e, "security notice by SMS not delivered");
+    }
+}
+
 /// A notice about `user` to the operator (`notify.operator_email`), if one is configured.
 pub async fn tell_operator(auth: &Auth, ctx: &Context<'_>, user: &User, kind: MessageKind<'_>) {
     let Some(operator) = auth.notifiers.operator().map(str::to_owned) else {

@@ -119,6 +119,11 @@ pub enum MessageKind<'a> {
         factor: &'a str,
         origin: &'a Origin,
     },
+    /// The 2FA phone was changed to `new` (masked).
+    PhoneChanged {
+        new: &'a str,
+        origin: &'a Origin,
+    },
     /// The emergency contact email was changed to `new` (masked).
     EmergencyEmailChanged {
         new: &'a str,
@@ -180,6 +185,7 @@ impl MessageKind<'_> {
             MessageKind::SignInCode { .. } => "sign_in_code",
             MessageKind::ChallengeCode { .. } => "challenge_code",
             MessageKind::PhoneCode { .. } => "phone_code",
+            MessageKind::PhoneChanged { .. } => "phone_changed",
             MessageKind::SignInAlert { .. } => "sign_in_alert",
             MessageKind::AccountLocked { .. } => "account_locked",
             MessageKind::PasswordChanged { .. } => "password_changed",
@@ -194,6 +200,7 @@ impl MessageKind<'_> {
             | MessageKind::FactorRemoved { origin, .. }
             | MessageKind::FactorReplaced { origin, .. }
             | MessageKind::EmergencyEmailChanged { origin, .. }
+            | MessageKind::PhoneChanged { origin, .. }
             | MessageKind::RecoveryCodesRegenerated { origin }
             | MessageKind::SignInAlert { origin, .. }
             | MessageKind::AccountLocked { origin }
@@ -299,7 +306,7 @@ fn render(
             };
             args.push(("factor", label.into()));
         }
-        MessageKind::EmergencyEmailChanged { new, .. } => {
+        MessageKind::EmergencyEmailChanged { new, .. } | MessageKind::PhoneChanged { new, .. } => {
             args.push(("new_address", one_line(new).into()));
         }
         MessageKind::RecoveryCodeUsed { remaining } => {

@@ -34,6 +34,7 @@ fn done_notice(done: Option<&str>, lang: Lang) -> Option<String> {
         "authenticator" => Some(lang.text("account-done-authenticator")),
         "emergency-email" => Some(lang.text("account-done-emergency-email")),
         "password" => Some(lang.text("account-done-password")),
+        "phone" => Some(lang.text("account-done-phone")),
         _ => None,
     }
 }

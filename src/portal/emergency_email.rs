@@ -113,8 +113,8 @@ pub async fn submit(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         .refused(&r)
 }
 
-/// What the page says of a refused step (`None`: a fault).
-fn refusal(refused: Refused, lang: Lang, now_ms: u64) -> Option<Refusal> {
+/// What the page says of a refused step (`None`: a fault); the phone page's too.
+pub(crate) fn refusal(refused: Refused, lang: Lang, now_ms: u64) -> Option<Refusal> {
     let said = |text: String, status| Some(Refusal::new(text, status));
     match refused {
         Refused::Banned { until_ms } => Some(Refusal::limited(
@@ -130,6 +130,7 @@ fn refusal(refused: Refused, lang: Lang, now_ms: u64) -> Option<Refusal> {
             now_ms,
         )),
         Refused::BadEmail => said(lang.text("email-invalid"), StatusCode::BAD_REQUEST),
+        Refused::BadPhone => said(lang.text("phone-invalid"), StatusCode::BAD_REQUEST),
         Refused::Unchanged => said(lang.text("emergency-email-same"), StatusCode::CONFLICT),
         Refused::SendFailed => said(
             lang.text("code-send-failed"),

@@ -10,12 +10,18 @@ use super::login::{form_value, PortalRequest};
 use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
+use crate::factor::FactorKind;
 use crate::flow::{self, change, FactorRefused};
 use crate::i18n::Lang;
 
 /// The pages a confirmation may lead back to (below the prefix). Anything else goes to the
 /// account page: `next` comes from the form, so it is never used as given.
-const NEXT_PAGES: [&str; 3] = ["/account", "/account/authenticator", "/emergency-email"];
+const NEXT_PAGES: [&str; 4] = [
+    "/account",
+    "/account/authenticator",
+    "/emergency-email",
+    "/phone",
+];
 
 fn next_page(requested: Option<&str>) -> &'static str {
     NEXT_PAGES
@@ -42,7 +48,15 @@ pub(crate) async fn unless_allowed(
             Some(Reply::redirect(&pages.url_with_rd("/2fa", &back)))
         }
         Err(change::Refused::NeedsProof) => {
-            Some(confirm_page(pages, who, lang, sub, None, StatusCode::OK))
+            let sms = BySms::of(auth, who).await;
+            Some(confirm_page(
+                pages,
+                who,
+                lang,
+                (sub, &sms),
+                None,
+                StatusCode::OK,
+            ))
         }
         Err(change::Refused::NoFactor) => {
             let account = format!("{}/account", pages.config().prefix);
@@ -53,11 +67,35 @@ pub(crate) async fn unless_allowed(
 }
 
 /// The confirmation page: one code field, posting to `/account/verify`, then on to `next`.
+/// How the user can confirm: for a user whose method is SMS, the masked phone and whether a
+/// code was just sent to it.
+#[derive(Default)]
+pub(crate) struct BySms {
+    pub phone: Option<String>,
+    pub sent: bool,
+}
+
+impl BySms {
+    /// The SMS way for `who`, when SMS is their method (no authenticator app).
+    pub(crate) async fn of(auth: &Auth, who: &Identity) -> BySms {
+        let user = &who.user.name;
+        let kinds = auth.factors.enrolled_kinds(user).await.unwrap_or_default();
+        if kinds.contains(&FactorKind::Totp) || !kinds.contains(&FactorKind::Sms) {
+            return BySms::default();
+        }
+        let phone = auth.factors.sms_phone(user).await.ok().flatten();
+        BySms {
+            phone: phone.as_deref().map(super::mask_phone),
+            sent: false,
+        }
+    }
+}
+
 pub(crate) fn confirm_page(
     pages: &Pages,
     who: &Identity,
     lang: Lang,
-    next: &str,
+    (next, sms): (&str, &BySms),
     error: Option<String>,
     status: StatusCode,
 ) -> Reply {
@@ -68,8 +106,25 @@ pub(crate) fn confirm_page(
         csrf: &csrf,
         switch: Some(next_page(Some(next))),
     };
-    let ctx = context! { next => next_page(Some(next)), error };
+    let ctx = context! {
+        next => next_page(Some(next)),
+        error,
+        sms_phone => sms.phone,
+        sms_sent => sms.sent,
+    };
     pages.page("confirm.html", status, lang, page, ctx)
+}
+
+/// `GET /account/verify?next=`: the confirmation page on its own (the account page links here
+/// for a user whose method is SMS: a code is sent only when they ask).
+pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+    let (who, lang) = match pages.signed_in_get(auth, req, "/account").await {
+        Ok(p) => (p.who, p.lang),
+        Err(reply) => return reply,
+    };
+    let next = next_page(req.param("next").as_deref());
+    let sms = BySms::of(auth, &who).await;
+    confirm_page(pages, &who, lang, (next, &sms), None, StatusCode::OK)
 }
 
 /// What the page says of a refused answer (`None`: a fault, answered with the 503 page).
@@ -100,8 +155,38 @@ pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         let back = format!("{}{}{next}", req.origin, pages.config().prefix);
         return see_other(&pages.url_with_rd("/2fa", &back));
     }
-    let code = form_value(&req.body, "code").unwrap_or_default();
     let ctx = pages.context(req, lang);
+    if form_value(&req.body, "send").as_deref() == Some("sms") {
+        let mut sms = BySms::of(auth, &who).await;
+        let error = match flow::codes::send(auth, &ctx, &who, FactorKind::Sms).await {
+            Ok(_) => {
+                sms.sent = true;
+                None
+            }
+            Err(flow::codes::SendRefused::Blocked { until_ms }) => {
+                let now = auth.clock.now_ms();
+                let r = Refusal::limited(lang, lang.text("challenge-send-blocked"), until_ms, now);
+                return confirm_page(
+                    pages,
+                    &who,
+                    lang,
+                    (next, &sms),
+                    Some(r.text.clone()),
+                    r.status,
+                )
+                .refused(&r);
+            }
+            Err(flow::codes::SendRefused::Failed) => Some(lang.text("challenge-send-failed")),
+            Err(_) => return pages.fault(lang),
+        };
+        let status = if error.is_some() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        return confirm_page(pages, &who, lang, (next, &sms), error, status);
+    }
+    let code = form_value(&req.body, "code").unwrap_or_default();
     match flow::confirm(auth, &ctx, &who, &code).await {
         Ok(signed) => {
             let target = format!("{}{next}", pages.config().prefix);
@@ -109,7 +194,16 @@ pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         }
         Err(refused) => match refusal(refused, lang, auth.clock.now_ms()) {
             Some(r) => {
-                confirm_page(pages, &who, lang, next, Some(r.text.clone()), r.status).refused(&r)
+                let sms = BySms::of(auth, &who).await;
+                confirm_page(
+                    pages,
+                    &who,
+                    lang,
+                    (next, &sms),
+                    Some(r.text.clone()),
+                    r.status,
+                )
+                .refused(&r)
             }
             None => pages.fault(lang),
         },

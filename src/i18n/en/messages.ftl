@@ -220,3 +220,12 @@ phone_code-body =
 
     The code is valid for 10 minutes. If you did not ask for it, ignore this message.
 phone_code-line = Your code to register this phone is { $code }. Valid for 10 minutes; never share it.
+
+phone_changed-title = Your two-step verification phone was changed
+phone_changed-body =
+    The phone that receives two-step verification codes for your { $service } account was just changed to:
+
+    {"    "}{ $new_address }
+
+    If it was not you, someone else has access to your account. Tell your administrator right away.
+phone_changed-line = The 2FA phone of your account was just changed to { $new_address }. If it was not you, tell your administrator right away.
