@@ -7,12 +7,11 @@ pub mod account;
 pub mod authenticator;
 pub mod browsers;
 pub mod challenge;
+pub mod contact;
 pub mod csrf;
-pub mod emergency_email;
 pub mod guide;
 pub mod login;
 pub mod password;
-pub mod phone;
 pub mod protect;
 pub mod reauth;
 pub mod return_to;
@@ -742,10 +741,16 @@ impl Pages {
             ("/account/authenticator", false) if post => {
                 authenticator::confirm(auth, self, req).await
             }
-            ("/emergency-email", true) => emergency_email::show(auth, self, req).await,
-            ("/emergency-email", false) if post => emergency_email::submit(auth, self, req).await,
-            ("/phone", true) => phone::show(auth, self, req).await,
-            ("/phone", false) if post => phone::submit(auth, self, req).await,
+            ("/emergency-email", true) => {
+                contact::show(auth, self, req, contact::Which::EmergencyEmail).await
+            }
+            ("/emergency-email", false) if post => {
+                contact::submit(auth, self, req, contact::Which::EmergencyEmail).await
+            }
+            ("/phone", true) => contact::show(auth, self, req, contact::Which::Phone).await,
+            ("/phone", false) if post => {
+                contact::submit(auth, self, req, contact::Which::Phone).await
+            }
             ("/sessions", true) => browsers::sessions(auth, self, req).await,
             ("/sessions/end" | "/sessions/end-others", false) if post => {
                 browsers::end(auth, self, req).await

@@ -178,9 +178,10 @@ fn read_error(path: &Path, e: &std::io::Error) -> ConfigError {
 pub struct FileDirectory {
     path: PathBuf,
     users: ArcSwap<HashMap<String, Arc<User>>>,
-    /// The file as last read; `None` while it cannot be read. Locked for a whole reload, so
-    /// concurrent reloads do not read the file twice.
-    seen: Mutex<Option<Stamp>>,
+    /// The file as last read (`None` while it cannot be read), and a new version seen once
+    /// and not read yet. Locked for a whole reload, so concurrent reloads do not read the file
+    /// twice.
+    seen: Mutex<(Option<Stamp>, Option<Stamp>)>,
 }
 
 impl FileDirectory {
@@ -192,25 +193,35 @@ impl FileDirectory {
         Ok(FileDirectory {
             path: path.to_path_buf(),
             users: ArcSwap::from_pointee(users),
-            seen: Mutex::new(Some(seen)),
+            seen: Mutex::new((Some(seen), None)),
         })
     }
 
-    /// Re-reads the file when its mtime or length changed. On a bad or unreadable file it keeps
-    /// the old users, logs every problem and returns `Err`, once per change of the file (the
-    /// broken version counts as seen, so a poll loop does not repeat the same errors).
-    /// `Ok(true)`: the new users are live.
+    /// Re-reads the file when its mtime or length changed and then stayed the same for one
+    /// more call (one poll): an editor or `cp` that truncates and rewrites the file in place is
+    /// never read half-written (a torn read could drop users, whose sessions would then end).
+    /// On a bad or unreadable file it keeps the old users, logs every problem and returns
+    /// `Err`, once per change of the file (the broken version counts as seen, so a poll loop
+    /// does not repeat the same errors). `Ok(true)`: the new users are live.
     pub fn reload_if_changed(&self) -> Result<bool, ConfigError> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let (seen, settling) = &mut *guard;
         let result = match stamp(&self.path) {
             Err(_) if seen.is_none() => return Ok(false),
             Err(e) => {
                 *seen = None;
+                *settling = None;
                 Err(read_error(&self.path, &e))
             }
             Ok(now) if *seen == Some(now) => return Ok(false),
+            Ok(now) if *settling != Some(now) => {
+                // Changed since the last look: read it once it has stopped changing.
+                *settling = Some(now);
+                return Ok(false);
+            }
             Ok(now) => {
                 *seen = Some(now);
+                *settling = None;
                 std::fs::read_to_string(&self.path)
                     .map_err(|e| read_error(&self.path, &e))
                     .and_then(|text| validate_users(&self.path, &text))

@@ -281,13 +281,16 @@ pub async fn restart_emergency_email(auth: &Auth, who: &Identity) -> Result<(), 
     Ok(())
 }
 
-/// The code sent to the new emergency email: the change.
-pub async fn confirm_emergency_email(
+/// Checks `code` against the new value (email or phone) waiting in this session's change, as
+/// `value_of` finds it there; the value once the code checks out. A wrong code counts in the
+/// failure limits; a dead one ends the change.
+async fn confirm_new_value(
     auth: &Auth,
     ctx: &Context<'_>,
     who: &Identity,
     code: &str,
-) -> Result<(), Refused> {
+    value_of: fn(&mut Pending) -> Option<(&mut PendingCode, &String)>,
+) -> Result<String, Refused> {
     not_banned(auth, ctx, who)?;
     let (key_, now, user) = (key(who), auth.clock.now_ms(), &who.user.name);
     let checked = progress::update(
@@ -297,32 +300,46 @@ pub async fn confirm_emergency_email(
         "change",
         now,
         |p: &mut Pending| {
-            let Pending::EmergencyEmail {
-                email,
-                code: pending,
-            } = p
-            else {
+            let Some((pending, value)) = value_of(p) else {
                 return (None, true);
             };
+            let value = value.clone();
             let check = pending.check(auth.factors.code_key(), code, now);
             let keep = matches!(check, CodeCheck::Wrong { .. } | CodeCheck::Malformed);
-            (Some((check, email.clone())), keep)
+            (Some((check, value)), keep)
         },
     )
     .await?;
-    let email = match checked.flatten() {
-        None => return Err(Refused::NotBegun),
-        Some((CodeCheck::Accepted, email)) => email,
+    match checked.flatten() {
+        None => Err(Refused::NotBegun),
+        Some((CodeCheck::Accepted, value)) => {
+            auth.regulator.record_success(&code_key(user), ctx.client);
+            Ok(value)
+        }
         Some((CodeCheck::Wrong { .. } | CodeCheck::Malformed, _)) => {
-            return Err(failed(auth, ctx, who, Refused::Wrong))
+            Err(failed(auth, ctx, who, Refused::Wrong))
         }
         Some((CodeCheck::Expired | CodeCheck::Exhausted, _)) => {
-            return Err(failed(auth, ctx, who, Refused::Expired))
+            Err(failed(auth, ctx, who, Refused::Expired))
         }
-    };
+    }
+}
+
+/// The code sent to the new emergency email: the change.
+pub async fn confirm_emergency_email(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    code: &str,
+) -> Result<(), Refused> {
+    let email = confirm_new_value(auth, ctx, who, code, |p| match p {
+        Pending::EmergencyEmail { email, code } => Some((code, &*email)),
+        _ => None,
+    })
+    .await?;
+    let user = &who.user.name;
     let before = notice::addresses(auth, &who.user).await;
     auth.factors.set_emergency_email(user, &email).await?;
-    auth.regulator.record_success(&code_key(user), ctx.client);
     tracing::info!(target: LOG, %user, "emergency email changed");
     let origin = notice::origin(auth, ctx);
     let masked = crate::notify::mask_recipient(&email);
@@ -392,41 +409,14 @@ pub async fn confirm_phone(
     who: &Identity,
     code: &str,
 ) -> Result<(), Refused> {
-    not_banned(auth, ctx, who)?;
-    let (key_, now, user) = (key(who), auth.clock.now_ms(), &who.user.name);
-    let checked = progress::update(
-        &auth.store,
-        &key_,
-        user,
-        "change",
-        now,
-        |p: &mut Pending| {
-            let Pending::Phone {
-                phone,
-                code: pending,
-            } = p
-            else {
-                return (None, true);
-            };
-            let check = pending.check(auth.factors.code_key(), code, now);
-            let keep = matches!(check, CodeCheck::Wrong { .. } | CodeCheck::Malformed);
-            (Some((check, phone.clone())), keep)
-        },
-    )
+    let phone = confirm_new_value(auth, ctx, who, code, |p| match p {
+        Pending::Phone { phone, code } => Some((code, &*phone)),
+        _ => None,
+    })
     .await?;
-    let phone = match checked.flatten() {
-        None => return Err(Refused::NotBegun),
-        Some((CodeCheck::Accepted, phone)) => phone,
-        Some((CodeCheck::Wrong { .. } | CodeCheck::Malformed, _)) => {
-            return Err(failed(auth, ctx, who, Refused::Wrong))
-        }
-        Some((CodeCheck::Expired | CodeCheck::Exhausted, _)) => {
-            return Err(failed(auth, ctx, who, Refused::Expired))
-        }
-    };
+    let user = &who.user.name;
     let old = auth.factors.sms_phone(user).await?;
     auth.factors.set_sms_phone(user, &phone).await?;
-    auth.regulator.record_success(&code_key(user), ctx.client);
     tracing::info!(target: LOG, %user, "2fa phone changed");
     let origin = notice::origin(auth, ctx);
     let masked = crate::notify::mask_recipient(&phone);

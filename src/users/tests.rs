@@ -164,9 +164,14 @@ fn reload_picks_up_changes_and_keeps_users_on_a_broken_file() {
     assert_eq!((d.len(), d.get("bob").is_none()), (1, true));
     assert!(!d.reload_if_changed().expect("unchanged"));
     std::fs::write(&path, users_text(&hash).replace("carol", "bob")).expect("write");
+    assert!(
+        !d.reload_if_changed().expect("settling"),
+        "a change is read once it stopped changing"
+    );
     assert!(d.reload_if_changed().expect("reload"));
     assert!(d.get("bob").is_some_and(|b| b.disabled) && d.len() == 2);
     std::fs::write(&path, "[users.alice]\npasword = \"typo\"\n").expect("write");
+    assert!(!d.reload_if_changed().expect("settling"));
     let err = d.reload_if_changed().expect_err("broken");
     assert!(err.to_string().contains("users.alice.pasword"), "{err}");
     assert_eq!(d.len(), 2, "a broken file keeps the old users");
@@ -298,4 +303,23 @@ fn an_email_names_its_one_user_case_blind_and_an_ambiguous_one_none() {
         "two users: neither"
     );
     assert!(dir.find("nobody@example.test").is_none());
+}
+
+#[test]
+fn a_file_still_being_written_is_not_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("users.toml");
+    let hash = cheap_hash("pw");
+    std::fs::write(&path, users_text(&hash)).expect("write");
+    let d = FileDirectory::load(&path).expect("load");
+    let before = d.len();
+    // Truncated, as `cp` or an editor leaves it for a moment: seen, not read.
+    std::fs::write(&path, "").expect("truncate");
+    assert!(!d.reload_if_changed().expect("settling"));
+    // Written again before the next look: still changing, still not read.
+    std::fs::write(&path, users_text(&hash).replace("carol", "dave")).expect("write");
+    assert!(!d.reload_if_changed().expect("settling again"));
+    assert_eq!(d.len(), before, "the users in force never went missing");
+    assert!(d.reload_if_changed().expect("now stable"));
+    assert!(d.get("dave").is_some());
 }
