@@ -54,6 +54,12 @@ fn verify_by_email_instead_passes_the_challenge_and_a_resend_kills_the_old_code(
     assert_eq!(sent.status, 200, "{sent:?}");
     assert!(sent.body.contains("name=\"code\""), "{}", sent.body);
     let first = codes_to(&gw, "alice@example.test")[before].clone();
+    // A new code only after the wait, which the page states.
+    assert!(sent.body.contains("30 seconds"), "{}", sent.body);
+    let soon = b.submit(&sent, "/2fa/send", &[]);
+    assert_eq!(soon.status, 429, "{soon:?}");
+    assert_eq!(codes_to(&gw, "alice@example.test").len(), before + 1);
+    clock.advance(Duration::from_secs(30));
     let resent = b.submit(&sent, "/2fa/send", &[]);
     let second = codes_to(&gw, "alice@example.test").last().unwrap().clone();
     assert_eq!(codes_to(&gw, "alice@example.test").len(), before + 2);
@@ -82,10 +88,12 @@ fn too_many_code_requests_block_sending_for_a_day_even_across_a_restart() {
     // Setup sent one code to the same address already, within the hour: five in all.
     let already = codes_to(&gw, "alice@example.test").len();
     for _ in already..5 {
+        clock.advance(Duration::from_secs(31));
         page = b.submit(&page, "/2fa/send", &[]);
         assert_eq!(page.status, 200, "{page:?}");
     }
     let sent = codes_to(&gw, "alice@example.test").len();
+    clock.advance(Duration::from_secs(31));
     let blocked = b.submit(&page, "/2fa/send", &[]);
     assert_eq!(blocked.status, 429, "{blocked:?}");
     let wait: u64 = blocked.header("retry-after").unwrap().parse().unwrap();

@@ -10,6 +10,8 @@ use crate::factor::FactorKind;
 use crate::notify::{compose, Channel, MessageKind};
 
 const LOG: &str = "stepgate::codes";
+/// The wait before a new code may be asked for ("resend"): a message can take a moment.
+pub const RESEND_WAIT: Duration = Duration::from_secs(30);
 
 /// A code that went out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,10 @@ pub struct Sent {
 pub enum SendRefused {
     /// Too many sends: blocked until then (seed 002). Nothing reached the provider.
     Blocked {
+        until_ms: u64,
+    },
+    /// The last code went out less than [`RESEND_WAIT`] ago: a new one from then.
+    TooSoon {
         until_ms: u64,
     },
     /// The user has no such method (no phone, no emergency email).
@@ -52,6 +58,24 @@ pub async fn destination(
     })
 }
 
+/// When a new code of `kind` may be sent to `user` (now, or [`RESEND_WAIT`] after the pending
+/// one was).
+pub async fn resend_at(auth: &Auth, user: &str, kind: FactorKind) -> Result<u64, SendRefused> {
+    let now = auth.clock.now_ms();
+    let Some(factor) = auth.factors.sent(kind) else {
+        return Ok(now);
+    };
+    let pending = factor.pending_until(user).await.map_err(|e| {
+        tracing::error!(target: LOG, %user, error = %e, "could not read a pending code");
+        SendRefused::Fault
+    })?;
+    let ttl = Duration::min(auth.two_factor.code_ttl, Duration::from_secs(600));
+    Ok(pending.map_or(now, |until| {
+        let sent = until.saturating_sub(ttl.as_millis() as u64);
+        sent.saturating_add(RESEND_WAIT.as_millis() as u64)
+    }))
+}
+
 /// Sends a fresh code of `kind` (replacing a pending one) to `who`'s phone or emergency email.
 pub async fn send(
     auth: &Auth,
@@ -64,6 +88,10 @@ pub async fn send(
     else {
         return Err(SendRefused::NotEnrolled);
     };
+    let ready = resend_at(auth, user, kind).await?;
+    if ready > auth.clock.now_ms() {
+        return Err(SendRefused::TooSoon { until_ms: ready });
+    }
     let taken = match sends::take(auth, user, &to, ctx.client).await {
         Ok(Ok(taken)) => taken,
         Ok(Err(until_ms)) => return Err(SendRefused::Blocked { until_ms }),

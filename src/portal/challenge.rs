@@ -87,6 +87,8 @@ fn form(
         sent_kind => ask.method.is_sent(),
         to => ask.to,
         until => ask.pending_until.map(super::browsers::when),
+        resend_wait => codes::RESEND_WAIT.as_secs(),
+        resend_wait => codes::RESEND_WAIT.as_secs(),
         others,
         rd_q,
         remember_offered => auth.two_factor.trusted_browser_lifetime.is_some(),
@@ -192,6 +194,10 @@ pub async fn send(
         Err(SendRefused::Blocked { until_ms }) => {
             let now = auth.clock.now_ms();
             Refusal::limited(lang, lang.text("challenge-send-blocked"), until_ms, now)
+        }
+        Err(SendRefused::TooSoon { until_ms }) => {
+            let now = auth.clock.now_ms();
+            Refusal::limited(lang, lang.text("challenge-resend-soon"), until_ms, now)
         }
         Err(SendRefused::Failed) => Refusal::new(
             lang.text("challenge-send-failed"),

@@ -163,7 +163,10 @@ pub async fn verify(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
                 sms.sent = true;
                 None
             }
-            Err(flow::codes::SendRefused::Blocked { until_ms }) => {
+            Err(
+                flow::codes::SendRefused::Blocked { until_ms }
+                | flow::codes::SendRefused::TooSoon { until_ms },
+            ) => {
                 let now = auth.clock.now_ms();
                 let r = Refusal::limited(lang, lang.text("challenge-send-blocked"), until_ms, now);
                 return confirm_page(

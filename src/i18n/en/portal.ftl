@@ -336,3 +336,5 @@ account-done-phone = Your phone for two-step verification was changed.
 account-confirm-first-sms = To change your two-step verification or emergency email, first confirm it is you with a code sent to your phone.
 confirm-sms-intro = We send a 6-digit code by text message to { $phone }. A recovery code works too.
 confirm-sms-sent = A code was sent to { $phone }. Enter it below (or a recovery code).
+challenge-resend-soon = A code was sent moments ago; it can take a minute to arrive.
+challenge-resend-wait = You can ask for a new code { $seconds } seconds after the last one.

@@ -324,3 +324,5 @@ account-done-phone = 2단계 인증 휴대전화 번호가 변경되었습니다
 account-confirm-first-sms = 2단계 인증이나 비상 연락용 이메일을 바꾸려면 먼저 휴대전화로 받은 인증번호로 본인임을 확인해 주세요.
 confirm-sms-intro = { $phone }(으)로 6자리 인증번호를 문자로 보내 드립니다. 복구 코드도 쓸 수 있습니다.
 confirm-sms-sent = { $phone }(으)로 인증번호를 보냈습니다. 아래에 입력해 주세요(복구 코드도 됩니다).
+challenge-resend-soon = 방금 인증번호를 보냈습니다. 도착하는 데 1분 정도 걸릴 수 있습니다.
+challenge-resend-wait = 새 인증번호는 이전 번호를 보내고 { $seconds }초 뒤부터 받을 수 있습니다.
