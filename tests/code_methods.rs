@@ -357,3 +357,113 @@ fn the_sms_phone_is_changed_behind_a_fresh_proof_and_the_old_number_is_told() {
     b.submit(&challenge, "/2fa/send", &[]);
     assert_eq!(mail_to(&gw, new).len(), before + 1);
 }
+
+/// The forms a fake provider took, each as its fields.
+type Taken = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+
+/// A fake SMS provider on loopback, Twilio-style: it takes form posts with Basic auth, refuses
+/// a wrong password with 401, and keeps the forms it took.
+struct Provider {
+    addr: std::net::SocketAddr,
+    taken: Taken,
+}
+
+impl Provider {
+    fn start(user: &str, password: &str) -> Provider {
+        use base64::Engine;
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let taken: Taken = Default::default();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let kept = taken.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut len, mut auth, mut form) = (0usize, String::new(), false);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("authorization:") {
+                        auth = line["authorization:".len()..].trim().to_owned();
+                    }
+                    if lower.starts_with("content-type:")
+                        && lower.contains("application/x-www-form-urlencoded")
+                    {
+                        form = true;
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let status = if auth == expected && form {
+                    let fields = url::form_urlencoded::parse(&body).into_owned().collect();
+                    kept.lock().unwrap().push(fields);
+                    "200 OK"
+                } else {
+                    "401 Unauthorized"
+                };
+                let mut s = stream;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        Provider { addr, taken }
+    }
+
+    fn codes_to(&self, phone: &str) -> Vec<String> {
+        self.taken
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.iter().any(|(k, v)| k == "To" && v == phone))
+            .filter_map(|f| f.iter().find(|(k, _)| k == "Body").map(|(_, v)| v.clone()))
+            .filter_map(|body| {
+                body.split_whitespace()
+                    .find(|w| {
+                        w.trim_end_matches('.').len() == 6
+                            && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit())
+                    })
+                    .map(|w| w.trim_end_matches('.').to_owned())
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn sms_through_a_real_provider_on_loopback_with_form_bodies_and_basic_auth() {
+    let provider = Provider::start("AC0001", "token-1");
+    let extra = format!(
+        "[two_factor]\nmethods = [\"totp\", \"sms\"]\n[notify]\nsms = \"webhook\"\n[notify.webhook]\nurl = \"http://{}/Messages\"\nbody_format = \"form\"\nbasic_auth_user = \"AC0001\"\nbasic_auth_password = \"token-1\"\nretries = 0\n[notify.webhook.form_fields]\nTo = \"{{{{ to }}}}\"\nFrom = \"+15005550006\"\nBody = \"{{{{ text }}}}\"\n",
+        provider.addr
+    );
+    let (up, gw, _clock) = start(&extra);
+    let phone = "+821000000001";
+    let (mut b, choice) = at_the_method_choice(&gw);
+    let sent = b.submit(&choice, "/setup", &[("method", "sms"), ("phone", phone)]);
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let code = provider
+        .codes_to(phone)
+        .pop()
+        .expect("the provider took a form with the code");
+    assert!(
+        mail_to(&gw, phone).is_empty(),
+        "SMS went to the provider, not the outbox"
+    );
+    let done = b.submit(
+        &sent,
+        "/_stepgate/setup",
+        &[("step", "phone_code"), ("code", &code)],
+    );
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(b.get("/app").status, 200);
+    assert_eq!(up.last().header("remote-auth-methods"), Some("pwd,sms"));
+}
