@@ -107,9 +107,9 @@ const MAX_SESSION_COOKIES: usize = 4;
 
 impl Auth {
     /// `Set-Cookie` for a new session: with `Max-Age` for a saved sign-in.
-    pub fn session_cookie(&self, tls: bool, signed: &crate::flow::SignedIn) -> String {
-        let cookie = self.jar(tls).set_session(&signed.id);
-        match self.sessions.cookie_max_age(&signed.session) {
+    pub fn session_cookie(&self, tls: bool, id: &str, session: &Session) -> String {
+        let cookie = self.jar(tls).set_session(id);
+        match self.sessions.cookie_max_age(session) {
             Some(secs) => format!("{cookie}; Max-Age={secs}"),
             None => cookie,
         }

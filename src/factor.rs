@@ -66,9 +66,28 @@ pub struct TwoFactorConfig {
     /// How long "don't ask again on this browser" lasts; `None`: not offered.
     pub trusted_browser_lifetime: Option<Duration>,
     /// How many codes may be sent, and the block after too many (seed 002).
-    pub send_limits: crate::flow::sends::SendLimits,
+    pub send_limits: SendLimits,
     /// The methods setup offers (`totp`, `sms`), in the order shown.
     pub methods: Vec<FactorKind>,
+}
+
+/// How many one-time codes may be sent (`flow::sends` applies it): `[two_factor]`
+/// `code_sends_per_window`, `code_send_window`, `code_send_block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    pub per_window: u32,
+    pub window: Duration,
+    pub block: Duration,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        SendLimits {
+            per_window: 5,
+            window: Duration::from_secs(3600),
+            block: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl Default for TwoFactorConfig {

@@ -599,7 +599,10 @@ impl Pages {
         signed: &SignedIn,
         target: &str,
     ) -> Reply {
-        see_other(target).with_header("set-cookie", auth.session_cookie(req.tls, signed))
+        see_other(target).with_header(
+            "set-cookie",
+            auth.session_cookie(req.tls, &signed.id, &signed.session),
+        )
     }
 
     /// The branded 503: a fault was logged where it happened; nothing is let through.

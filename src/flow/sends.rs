@@ -3,7 +3,7 @@
 //!
 //! Every send counts against three keys: the user, the destination (a phone number or an email
 //! address) and the client address (IPv4, or the IPv6 /64). Each key may have
-//! [`SendLimits::per_window`] sends in a [`SendLimits::window`]; the request that goes over
+//! [`SendLimits::per_window`](crate::factor::SendLimits) sends in a [`SendLimits::window`]; the request that goes over
 //! blocks that key for [`SendLimits::block`] (24 hours by default). A blocked key refuses every
 //! send, the blocked request included, before anything reaches a provider; the page says until
 //! when. Counts and blocks are challenges in the store, so a restart keeps them and gateways
@@ -16,25 +16,9 @@ use super::progress;
 use crate::auth::Auth;
 use crate::store::StoreError;
 
+pub use crate::factor::SendLimits;
+
 const LOG: &str = "stepgate::sends";
-
-/// `[two_factor]` `code_sends_per_window`, `code_send_window`, `code_send_block`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SendLimits {
-    pub per_window: u32,
-    pub window: Duration,
-    pub block: Duration,
-}
-
-impl Default for SendLimits {
-    fn default() -> Self {
-        SendLimits {
-            per_window: 5,
-            window: Duration::from_secs(3600),
-            block: Duration::from_secs(24 * 3600),
-        }
-    }
-}
 
 /// The keys one send counts against.
 fn keys(user: &str, to: &str, client: IpAddr) -> [String; 3] {

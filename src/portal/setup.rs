@@ -196,7 +196,10 @@ pub async fn submit(
                 let intro = lang.text("setup-done");
                 return pages
                     .recovery_codes(lang, &intro, &done.recovery_codes, &target)
-                    .with_header("set-cookie", auth.session_cookie(req.tls, &done.signed_in));
+                    .with_header(
+                        "set-cookie",
+                        auth.session_cookie(req.tls, &done.signed_in.id, &done.signed_in.session),
+                    );
             }
             Ok(None) => Ok(None),
             Err(e) => Err(e),

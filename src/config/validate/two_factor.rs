@@ -182,7 +182,7 @@ impl Validator<'_> {
                 d.trusted_browser_lifetime,
             ),
             methods: self.methods(&t.methods, &d.methods),
-            send_limits: crate::flow::sends::SendLimits {
+            send_limits: crate::factor::SendLimits {
                 per_window: self.count(
                     &t.code_sends_per_window,
                     "two_factor.code_sends_per_window",
