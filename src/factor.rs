@@ -510,92 +510,75 @@ impl Factors {
         accepted_step: u64,
         emergency_email: &str,
     ) -> Result<Option<Vec<String>>, FactorError> {
-        check_email(emergency_email)?;
-        let now = self.shared.clock.now_ms();
-        let mut batch = vec![
-            Write::InsertNew(self.app.credential(user, secret, accepted_step)?),
-            Write::SetEmergencyEmail {
-                user: user.to_owned(),
-                email: Some(emergency_email.to_owned()),
-                at_ms: now,
-            },
-        ];
-        let codes = self.recovery.fresh_batch(user, &mut batch);
-        let added = self.shared.store.credentials().write(batch).await?;
-        self.changed(user);
-        if !added {
-            return Ok(None);
-        }
-        tracing::info!(target: LOG_TARGET, user, "totp activated; emergency email and recovery codes set");
-        Ok(Some(codes))
+        let factor = self.app.credential(user, secret, accepted_step)?;
+        self.enrol(factor, emergency_email).await
     }
 
     /// First-time enrolment with SMS to `phone` (verified by a code sent to it), like
-    /// [`enrol_totp`](Self::enrol_totp): the factor, the emergency email and ten recovery codes in
-    /// one transaction; `Ok(None)` when the user has an SMS factor already.
+    /// [`enrol_totp`](Self::enrol_totp); `Ok(None)` when the user has an SMS factor already.
     pub async fn enrol_sms(
         &self,
         user: &str,
         phone: &str,
         emergency_email: &str,
     ) -> Result<Option<Vec<String>>, FactorError> {
+        self.enrol(self.sms_credential(user, phone, None), emergency_email)
+            .await
+    }
+
+    /// The one transaction of a first-time enrolment: `factor` (only if the user has none of its
+    /// kind), the emergency email and ten new recovery codes (returned for showing once).
+    async fn enrol(
+        &self,
+        factor: Credential,
+        emergency_email: &str,
+    ) -> Result<Option<Vec<String>>, FactorError> {
         check_email(emergency_email)?;
-        let now = self.shared.clock.now_ms();
+        let user = factor.user.clone();
+        let kind = factor.kind.clone();
         let mut batch = vec![
-            Write::InsertNew(Credential {
-                user: user.to_owned(),
-                kind: FactorKind::Sms.as_str().to_owned(),
-                id: String::new(),
-                secret: Vec::new(),
-                counter: 0,
-                created_ms: now,
-                used_ms: None,
-                expires_ms: None,
-                data: sent::phone_data(phone),
-            }),
+            Write::InsertNew(factor),
             Write::SetEmergencyEmail {
-                user: user.to_owned(),
+                user: user.clone(),
                 email: Some(emergency_email.to_owned()),
-                at_ms: now,
+                at_ms: self.shared.clock.now_ms(),
             },
         ];
-        let codes = self.recovery.fresh_batch(user, &mut batch);
+        let codes = self.recovery.fresh_batch(&user, &mut batch);
         let added = self.shared.store.credentials().write(batch).await?;
-        self.changed(user);
+        self.changed(&user);
         if !added {
             return Ok(None);
         }
-        tracing::info!(target: LOG_TARGET, user, "sms activated; emergency email and recovery codes set");
+        tracing::info!(target: LOG_TARGET, user, kind, "second factor activated; emergency email and recovery codes set");
         Ok(Some(codes))
     }
 
-    /// Sets the phone of the user's SMS factor (adding the factor if they had none). The caller
-    /// proved the user controls the number (a code sent to it).
-    pub async fn set_sms_phone(&self, user: &str, phone: &str) -> Result<(), FactorError> {
-        let now = self.shared.clock.now_ms();
-        let existing = self
-            .shared
-            .store
-            .credentials()
-            .credentials(user, Some(FactorKind::Sms.as_str()))
-            .await?;
-        let created_ms = existing.first().map_or(now, |c| c.created_ms);
-        let cred = Credential {
+    /// The credential of an SMS factor sending to `phone` (created at `created_ms`, or now).
+    fn sms_credential(&self, user: &str, phone: &str, created_ms: Option<u64>) -> Credential {
+        Credential {
             user: user.to_owned(),
             kind: FactorKind::Sms.as_str().to_owned(),
             id: String::new(),
             secret: Vec::new(),
             counter: 0,
-            created_ms,
+            created_ms: created_ms.unwrap_or_else(|| self.shared.clock.now_ms()),
             used_ms: None,
             expires_ms: None,
             data: sent::phone_data(phone),
-        };
-        self.shared
-            .store
-            .credentials()
-            .write(vec![Write::Put(cred)])
+        }
+    }
+
+    /// Sets the phone of the user's SMS factor (adding the factor if they had none). The caller
+    /// proved the user controls the number (a code sent to it).
+    pub async fn set_sms_phone(&self, user: &str, phone: &str) -> Result<(), FactorError> {
+        let store = self.shared.store.credentials();
+        let existing = store
+            .credentials(user, Some(FactorKind::Sms.as_str()))
             .await?;
+        let created_ms = existing.first().map(|c| c.created_ms);
+        let cred = self.sms_credential(user, phone, created_ms);
+        store.write(vec![Write::Put(cred)]).await?;
         self.changed(user);
         tracing::info!(target: LOG_TARGET, user, "sms phone set");
         Ok(())

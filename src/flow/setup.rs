@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 
 use super::progress::{self, session_key};
 use super::{audit, finish, notice, Context, SignedIn};
-use crate::amr::Method;
 use crate::auth::{Auth, Identity};
 use crate::factor::code::{CodeCheck, PendingCode};
 use crate::factor::totp::{self, TotpCheck, TotpSecret};
@@ -633,12 +632,43 @@ pub async fn activate_sms(
     };
     let user = &who.user.name;
     let before = notice::addresses(auth, &who.user).await;
-    let Some(recovery_codes) = auth.factors.enrol_sms(user, &phone, &contact).await? else {
-        progress::delete(&auth.store, &key(who)).await?;
+    let enrolled = auth.factors.enrol_sms(user, &phone, &contact).await?;
+    turned_on(auth, ctx, who, FactorKind::Sms, &before, enrolled).await
+}
+
+/// The end of setup once the factor's transaction ran (`enrolled`: the recovery codes, or
+/// `None` when a second factor was set up meanwhile in another session, and this one changed
+/// nothing). The setup is over, the limits are told of the success, the user is told at the
+/// addresses from `before` the change as well, the audit trail records it, and the session
+/// steps up with a new ID.
+async fn turned_on(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    kind: FactorKind,
+    before: &[String],
+    enrolled: Option<Vec<String>>,
+) -> Result<Option<Activated>, Refused> {
+    let user = &who.user.name;
+    if let Err(e) = progress::delete(&auth.store, &key(who)).await {
+        // The factor is stored either way; a leftover setup expires by itself.
+        tracing::error!(target: LOG, error = %e, "could not end a finished setup");
+    }
+    let Some(recovery_codes) = enrolled else {
+        tracing::warn!(target: LOG, %user, "setup refused at the last step: a second factor was set up meanwhile");
         return Err(Refused::HasFactor);
     };
-    turned_on(auth, ctx, who, "sms", &before).await;
-    let amr = who.session.amr.with(Method::Sms);
+    auth.regulator.record_success(&code_key(user), ctx.client);
+    let factor = kind.as_str();
+    tracing::info!(target: LOG, %user, factor, "two-step verification turned on");
+    let origin = notice::origin(auth, ctx);
+    let notice = MessageKind::FactorAdded {
+        factor,
+        origin: &origin,
+    };
+    notice::tell(auth, ctx, &who.user, notice, before).await;
+    audit(auth, ctx, user, "factor_added", factor).await;
+    let amr = who.session.amr.with(kind.method());
     let signed_in = finish(auth, user, amr, Some(&who.key))
         .await
         .map_err(|_| Refused::Fault)?;
@@ -646,30 +676,6 @@ pub async fn activate_sms(
         signed_in,
         recovery_codes,
     }))
-}
-
-/// After a method was turned on: the setup is over, the limits are told of the success, the
-/// user is told at the addresses from before as well, and the audit trail records it.
-async fn turned_on(
-    auth: &Auth,
-    ctx: &Context<'_>,
-    who: &Identity,
-    factor: &str,
-    before: &[String],
-) {
-    let user = &who.user.name;
-    if let Err(e) = progress::delete(&auth.store, &key(who)).await {
-        tracing::error!(target: LOG, error = %e, "could not end a finished setup");
-    }
-    auth.regulator.record_success(&code_key(user), ctx.client);
-    tracing::info!(target: LOG, %user, factor, "two-step verification turned on");
-    let origin = notice::origin(auth, ctx);
-    let kind = MessageKind::FactorAdded {
-        factor,
-        origin: &origin,
-    };
-    notice::tell(auth, ctx, &who.user, kind, before).await;
-    audit(auth, ctx, user, "factor_added", factor).await;
 }
 
 /// What finishing the setup gives the user: a new session at `2fa` and the recovery codes to
@@ -706,25 +712,11 @@ pub async fn activate(
         }
     };
     let before = notice::addresses(auth, &who.user).await;
-    let Some(recovery_codes) = auth
+    let enrolled = auth
         .factors
         .enrol_totp(user, &secret, step, contact)
-        .await?
-    else {
-        // Set up meanwhile in another session: this one changes nothing.
-        progress::delete(&auth.store, &key(who)).await?;
-        tracing::warn!(target: LOG, %user, "setup refused at the last step: a second factor was set up meanwhile");
-        return Err(Refused::HasFactor);
-    };
-    turned_on(auth, ctx, who, "totp", &before).await;
-    let amr = who.session.amr.with(Method::Otp);
-    let signed_in = finish(auth, user, amr, Some(&who.key))
-        .await
-        .map_err(|_| Refused::Fault)?;
-    Ok(Some(Activated {
-        signed_in,
-        recovery_codes,
-    }))
+        .await?;
+    turned_on(auth, ctx, who, FactorKind::Totp, &before, enrolled).await
 }
 
 #[cfg(test)]
