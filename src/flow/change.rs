@@ -75,6 +75,17 @@ pub enum Refused {
     Fault,
 }
 
+/// A code that could not be sent (setup's send, shared by the changes).
+impl From<SetupRefused> for Refused {
+    fn from(e: SetupRefused) -> Self {
+        match e {
+            SetupRefused::SendLimit { until_ms } => Refused::SendLimit { until_ms },
+            SetupRefused::SendFailed => Refused::SendFailed,
+            _ => Refused::Fault,
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for Refused {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(target: LOG, error = %e, "change: the store failed");
@@ -262,13 +273,7 @@ pub async fn send_emergency_email_code(
     if email.eq_ignore_ascii_case(&on_file) {
         return Err(Refused::Unchanged);
     }
-    let code = send_code(auth, ctx, who, email, CodePurpose::EmergencyEmail)
-        .await
-        .map_err(|e| match e {
-            SetupRefused::SendLimit { until_ms } => Refused::SendLimit { until_ms },
-            SetupRefused::SendFailed => Refused::SendFailed,
-            _ => Refused::Fault,
-        })?;
+    let code = send_code(auth, ctx, who, email, CodePurpose::EmergencyEmail).await?;
     let email = email.to_owned();
     begin(auth, who, &Pending::EmergencyEmail { email, code }).await
 }
@@ -383,13 +388,7 @@ pub async fn send_phone_code(
     if auth.factors.sms_phone(&who.user.name).await?.as_deref() == Some(phone.as_str()) {
         return Err(Refused::Unchanged);
     }
-    let code = send_code(auth, ctx, who, &phone, CodePurpose::Phone)
-        .await
-        .map_err(|e| match e {
-            SetupRefused::SendLimit { until_ms } => Refused::SendLimit { until_ms },
-            SetupRefused::SendFailed => Refused::SendFailed,
-            _ => Refused::Fault,
-        })?;
+    let code = send_code(auth, ctx, who, &phone, CodePurpose::Phone).await?;
     begin(auth, who, &Pending::Phone { phone, code }).await
 }
 
