@@ -17,6 +17,9 @@ pub enum Method {
     Hwk,
     /// Proof of possession of a software-secured key (a client certificate).
     Swk,
+    /// Multiple-channel authentication: the sign-in was approved on, or proven with a security
+    /// code shown by, another signed-in device of the user.
+    Mca,
     /// A one-time code sent by email (stepgate's own value: RFC 8176 has none for email).
     Email,
     /// A browser the user trusted with "don't ask again on this browser" stood in for the
@@ -25,13 +28,14 @@ pub enum Method {
 }
 
 /// Every method, in the order `amr` lists them.
-const ALL: [Method; 7] = [
+const ALL: [Method; 8] = [
     Method::Pwd,
     Method::Otp,
     Method::Sms,
     Method::Email,
     Method::Hwk,
     Method::Swk,
+    Method::Mca,
     Method::Remembered,
 ];
 
@@ -43,6 +47,7 @@ impl Method {
             Method::Sms => "sms",
             Method::Hwk => "hwk",
             Method::Swk => "swk",
+            Method::Mca => "mca",
             Method::Email => "email",
             Method::Remembered => "remembered",
         }

@@ -14,6 +14,7 @@
 //! The pure parts live in submodules: `totp` (RFC 4226/6238, URI, QR), `code` (email/SMS
 //! one-time codes), `recovery` (recovery-code format and hashing), `cipher` (encryption at rest).
 
+pub mod approval;
 pub mod authenticator;
 pub mod cipher;
 pub mod code;
@@ -21,6 +22,7 @@ pub mod recovery;
 pub mod sent;
 pub mod totp;
 
+pub use approval::Approval;
 pub use authenticator::AuthenticatorApp;
 pub use cipher::SecretCipher;
 pub use code::{CodeCheck, PendingCode};
@@ -69,6 +71,38 @@ pub struct TwoFactorConfig {
     pub send_limits: SendLimits,
     /// The methods setup offers (`totp`, `sms`), in the order shown.
     pub methods: Vec<FactorKind>,
+    /// Approval on a device and security codes for another device.
+    pub devices: DeviceSettings,
+}
+
+/// Approval on an approver device and the security code it shows for another device
+/// (`flow::approvals`): `[two_factor]` `approval_ttl`, `approvals_per_window`,
+/// `approval_window`, `approval_block`, `approver_max_age`, `device_code_ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// How long a request waits for a decision.
+    pub approval_ttl: Duration,
+    /// Requests per user in a window, and the cool-down after too many (approval fatigue).
+    pub approval_limits: SendLimits,
+    /// How recently the approver's own session must have passed the second factor.
+    pub approver_max_age: Duration,
+    /// How long a security code for another device works.
+    pub device_code_ttl: Duration,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            approval_ttl: Duration::from_secs(120),
+            approval_limits: SendLimits {
+                per_window: 3,
+                window: Duration::from_secs(600),
+                block: Duration::from_secs(1800),
+            },
+            approver_max_age: Duration::from_secs(7 * 24 * 3600),
+            device_code_ttl: Duration::from_secs(180),
+        }
+    }
 }
 
 /// How many one-time codes may be sent (`flow::sends` applies it): `[two_factor]`
@@ -104,6 +138,7 @@ impl Default for TwoFactorConfig {
             trusted_browser_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             send_limits: Default::default(),
             methods: vec![FactorKind::Totp],
+            devices: Default::default(),
         }
     }
 }
@@ -149,10 +184,15 @@ pub enum FactorError {
 /// The kinds of second factor, by the names the challenge's `method` parameter uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FactorKind {
+    /// Approval on one of the user's approver devices, with number matching (`devices`).
+    Approve,
     /// An authenticator app (TOTP).
     Totp,
     /// A code sent by SMS to the registered phone.
     Sms,
+    /// A security code shown on one of the user's approver devices ("sign in on another
+    /// device"), typed on the new one.
+    DeviceCode,
     /// A code sent to the emergency email ("verify by email instead").
     Email,
     /// A single-use recovery code.
@@ -161,19 +201,24 @@ pub enum FactorKind {
 
 impl FactorKind {
     /// In the order a challenge offers them.
-    pub const ALL: [FactorKind; 4] = [
+    /// Approval first, as the seeds' services ask: the user's own phone, nothing to type.
+    pub const ALL: [FactorKind; 6] = [
+        FactorKind::Approve,
         FactorKind::Totp,
         FactorKind::Sms,
+        FactorKind::DeviceCode,
         FactorKind::Email,
         FactorKind::Recovery,
     ];
 
-    /// `totp`, `sms`, `email`, `recovery`: the contract's method names, and the store's
-    /// credential kinds.
+    /// `approve`, `totp`, `sms`, `device-code`, `email`, `recovery`: the contract's method
+    /// names (and, for `totp`, `sms` and `recovery`, the store's credential kinds).
     pub fn as_str(self) -> &'static str {
         match self {
+            FactorKind::Approve => "approve",
             FactorKind::Totp => "totp",
             FactorKind::Sms => "sms",
+            FactorKind::DeviceCode => "device-code",
             FactorKind::Email => "email",
             FactorKind::Recovery => "recovery",
         }
@@ -195,11 +240,13 @@ impl FactorKind {
             FactorKind::Totp | FactorKind::Recovery => Method::Otp,
             FactorKind::Sms => Method::Sms,
             FactorKind::Email => Method::Email,
+            FactorKind::Approve | FactorKind::DeviceCode => Method::Mca,
         }
     }
 
     /// Whether having only this factor counts as having two-step verification (recovery codes
-    /// and the emergency email are backups of another factor, not factors to set up alone).
+    /// and the emergency email are backups of another factor, not factors to set up alone; an
+    /// approver device is a signed-in browser, which exists only after another factor).
     pub fn is_primary(self) -> bool {
         matches!(self, FactorKind::Totp | FactorKind::Sms)
     }
@@ -222,6 +269,10 @@ pub enum Verdict {
     /// No code pending: none was sent, it ran out, it was used, or it was tried too often.
     Expired,
     NotEnrolled,
+    /// An approval not decided yet (not a try: the browser waits).
+    Pending,
+    /// The approver denied it (counted when the approver decided, not again here).
+    Denied,
 }
 
 /// What beginning a challenge did.
@@ -288,6 +339,8 @@ pub struct Factors {
     app: AuthenticatorApp,
     sms: SentCodes,
     email: SentCodes,
+    device_code: SentCodes,
+    approval: Approval,
     recovery: RecoveryCodes,
     enrolled_cache: DashMap<String, CachedFlag>,
     /// Bumped on every local change, so a cache fill that raced a change is thrown away.
@@ -323,6 +376,8 @@ impl Factors {
             app: AuthenticatorApp::new(Arc::clone(&shared)),
             sms: SentCodes::new(FactorKind::Sms, Arc::clone(&shared)),
             email: SentCodes::new(FactorKind::Email, Arc::clone(&shared)),
+            device_code: SentCodes::new(FactorKind::DeviceCode, Arc::clone(&shared)),
+            approval: Approval::new(Arc::clone(&shared)),
             recovery: RecoveryCodes::new(Arc::clone(&shared)),
             shared,
             enrolled_cache: DashMap::new(),
@@ -333,8 +388,10 @@ impl Factors {
     /// The factor of `kind`.
     pub fn get(&self, kind: FactorKind) -> &dyn SecondFactor {
         match kind {
+            FactorKind::Approve => &self.approval,
             FactorKind::Totp => &self.app,
             FactorKind::Sms => &self.sms,
+            FactorKind::DeviceCode => &self.device_code,
             FactorKind::Email => &self.email,
             FactorKind::Recovery => &self.recovery,
         }
@@ -347,6 +404,11 @@ impl Factors {
             FactorKind::Email => Some(&self.email),
             _ => None,
         }
+    }
+
+    /// The security codes approver devices show for another device.
+    pub fn device_codes(&self) -> &SentCodes {
+        &self.device_code
     }
 
     /// The phone the user's SMS factor sends to, if they have one.
@@ -402,10 +464,14 @@ impl Factors {
         let primary = has(FactorKind::Totp) || has(FactorKind::Sms);
         // The emergency email backs up a primary factor; alone it is not two-step verification.
         let email = primary && store.account(user).await?.emergency_email.is_some();
+        // So does an approver device: it approves, or shows a security code, for a user who has
+        // two-step verification.
+        let approver = primary && creds.iter().any(|c| c.kind == crate::devices::APPROVER);
         Ok(FactorKind::ALL
             .into_iter()
             .filter(|k| match k {
                 FactorKind::Email => email,
+                FactorKind::Approve | FactorKind::DeviceCode => approver,
                 k => has(*k),
             })
             .collect())
@@ -739,8 +805,9 @@ impl Factors {
         Ok(self.shared.store.credentials().add_guide_skip(user).await?)
     }
 
-    /// Operator reset: removes the user's TOTP secret, recovery codes, enrolment token and skip
-    /// count, and the emergency email unless `keep_contact`. One transaction.
+    /// Operator reset: removes the user's TOTP secret, SMS phone, recovery codes, approver
+    /// devices, enrolment token and skip count, and the emergency email unless `keep_contact`.
+    /// One transaction.
     pub async fn reset(&self, user: &str, keep_contact: bool) -> Result<(), FactorError> {
         let mut batch = vec![
             Write::DeleteKinds {
@@ -749,6 +816,7 @@ impl Factors {
                     FactorKind::Totp.as_str(),
                     FactorKind::Sms.as_str(),
                     FactorKind::Recovery.as_str(),
+                    crate::devices::APPROVER,
                     TOKEN_KIND,
                 ]
                 .map(str::to_owned)

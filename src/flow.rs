@@ -18,6 +18,7 @@
 //! live in the store (`flow::progress`), so they survive a restart and are seen by every
 //! gateway on the same database.
 
+pub mod approvals;
 pub mod browsers;
 pub mod change;
 pub mod codes;
@@ -314,6 +315,10 @@ pub enum FactorRefused {
     NotEnrolled,
     /// No code pending (never sent, ran out, used, or tried too often): send a new one.
     Expired,
+    /// An approval not decided yet: wait (not a try).
+    Pending,
+    /// The approver denied it (counted when they decided).
+    Denied,
     Fault,
 }
 
@@ -360,6 +365,10 @@ pub async fn check_factor_of(
             return Ok(kind);
         }
         Verdict::NotEnrolled => return Err(FactorRefused::NotEnrolled),
+        // Waiting for, or told of, a decision made on the approver device: no try of this
+        // browser's (a wrong number was counted when it was typed).
+        Verdict::Pending => return Err(FactorRefused::Pending),
+        Verdict::Denied => return Err(FactorRefused::Denied),
         Verdict::Expired => FactorRefused::Expired,
         Verdict::Replayed => FactorRefused::Replayed,
         Verdict::Wrong | Verdict::Malformed => FactorRefused::Wrong,

@@ -13,6 +13,7 @@ pub mod browsers;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod devices;
 pub mod diagnostics;
 pub mod factor;
 pub mod flow;

@@ -2,7 +2,7 @@
 //! to the stored state, in one place for the gateway and the CLI.
 //!
 //! Locking ends every session of the user (saved sign-ins included; the store tells other
-//! gateways), forgets every trusted browser, cancels everything in flight (codes, setups, reset
+//! gateways), forgets every trusted browser and approver device, cancels everything in flight (codes, setups, reset
 //! links) and records the lock, which survives a restart. While locked, sign-in fails with the
 //! generic failure whatever the password. A password reset that passes the second factor, or
 //! an operator, unlocks.
@@ -30,6 +30,7 @@ pub async fn lock(store: &Store, user: &str, now: u64) -> Result<Locked> {
         .await?;
     let sessions = store.sessions().delete_sessions_of(user, None).await?;
     browsers::forget_all(store, user).await?;
+    crate::devices::remove_all(store, user).await?;
     let cancelled = store.challenges().delete_challenges_of(user).await?;
     Ok(Locked {
         sessions,

@@ -4,11 +4,13 @@
 //! that allows nothing from other sites.
 
 pub mod account;
+pub mod approvals;
 pub mod authenticator;
 pub mod browsers;
 pub mod challenge;
 pub mod contact;
 pub mod csrf;
+pub mod devices;
 pub mod guide;
 pub mod login;
 pub mod password;
@@ -52,7 +54,7 @@ pub const PAGE_HEADERS: [(&str, &str); 6] = [
     ("cache-control", "no-store"),
     (
         "content-security-policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
@@ -283,6 +285,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("reset.html", include_str!("portal/templates/reset.html")),
     ("phone.html", include_str!("portal/templates/phone.html")),
+    (
+        "approvals.html",
+        include_str!("portal/templates/approvals.html"),
+    ),
+    (
+        "devices.html",
+        include_str!("portal/templates/devices.html"),
+    ),
 ];
 
 /// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
@@ -734,6 +744,15 @@ impl Pages {
             ("/2fa", true) => challenge::show(auth, self, router, req).await,
             ("/2fa", false) if post => challenge::submit(auth, self, router, req).await,
             ("/2fa/send", false) if post => challenge::send(auth, self, router, req).await,
+            ("/2fa/approval", true) => challenge::approval_state(auth, self, req).await,
+            ("/approvals", true) => approvals::show(auth, self, req).await,
+            ("/approvals", false) if post => approvals::decide(auth, self, req).await,
+            ("/approvals/wait", true) => approvals::wait(auth, self, req).await,
+            ("/approvals/lock", false) if post => approvals::lock(auth, self, req).await,
+            ("/devices", true) => devices::show(auth, self, req).await,
+            ("/devices/add", false) if post => devices::add(auth, self, req).await,
+            ("/devices/remove", false) if post => devices::remove(auth, self, req).await,
+            ("/devices/code", false) if post => devices::code(auth, self, req).await,
             ("/account", true) => account::show(auth, self, req).await,
             ("/account/recovery-codes" | "/account/remove-authenticator", false) if post => {
                 account::change(auth, self, req).await
@@ -779,6 +798,14 @@ impl Pages {
                 | "/setup"
                 | "/2fa"
                 | "/2fa/send"
+                | "/2fa/approval"
+                | "/approvals"
+                | "/approvals/wait"
+                | "/approvals/lock"
+                | "/devices"
+                | "/devices/add"
+                | "/devices/remove"
+                | "/devices/code"
                 | "/account"
                 | "/account/recovery-codes"
                 | "/account/remove-authenticator"

@@ -412,6 +412,20 @@ impl Regulator {
         verdict([by_pair, by_addr, by_user])
     }
 
+    /// Bans `addr` for every user at once, as if it had run out of tries (the owner said "this
+    /// wasn't me" to a request from it); returns the end of the ban. Logged and kept like any
+    /// ban; a ban running already is kept, not shortened.
+    pub fn ban_address(&self, addr: IpAddr) -> u64 {
+        let (now, max, b) = (self.clock.now_ms(), self.max_keys, &self.backoff);
+        let key = addr_key(addr);
+        let ban = self.addrs.ban(key, now, b, max);
+        if let Some((until_ms, level)) = ban {
+            tracing::warn!(target: "stepgate::regulation", scope = "address", %addr, until_ms, "address banned by the account owner");
+            self.log_ban("address", key.to_string(), until_ms, level);
+        }
+        self.addrs.banned_until(&key, now, max).unwrap_or(now)
+    }
+
     /// Call after a success. Clears the (user, address) counter and ban history, and remembers
     /// `addr` as a known address of `user` (for 30 days; the 16 most recent per user).
     pub fn record_success(&self, user: &str, addr: IpAddr) {
@@ -592,6 +606,18 @@ impl Strikes {
         self.last_failure_ms.max(self.ban_until_ms)
     }
 
+    /// Starts a ban now (unless one is running); returns its end and level if it started one.
+    fn ban_now(&mut self, now: u64, backoff: &Backoff) -> Option<(u64, u8)> {
+        self.last_failure_ms = now;
+        if self.ban_until_ms > now {
+            return None;
+        }
+        self.bans = self.bans.saturating_add(1);
+        self.ban_until_ms = now.saturating_add(backoff.duration_ms(self.bans));
+        self.kept_in = 0;
+        self.banned_until(now).map(|until| (until, self.bans))
+    }
+
     /// Counts one failure; returns the end of the ban it starts and its level, if it starts one.
     fn fail(
         &mut self,
@@ -683,6 +709,14 @@ impl<K: Hash + Eq> Ledger<K> {
         // A default entry's window starts at 0, so its first failure starts a fresh one.
         let mut s = self.map.get_or_default(key);
         s.fail(now, limit, window_ms, b)
+    }
+
+    fn ban(&self, key: K, now: u64, b: &Backoff, max_keys: usize) -> Option<(u64, u8)> {
+        if self.map.len() >= max_keys && self.map.get(&key).is_none() {
+            return self.overflow().ban_now(now, b);
+        }
+        let mut s = self.map.get_or_default(key);
+        s.ban_now(now, b)
     }
 
     /// Puts a kept ban back; `None` when the table is full (the key stays unknown).

@@ -206,6 +206,12 @@ pub struct TwoFactorFile {
     pub code_send_window: Option<Str>,
     pub code_send_block: Option<Str>,
     pub methods: Option<Vec<Str>>,
+    pub approval_ttl: Option<Str>,
+    pub approvals_per_window: Option<Spanned<i64>>,
+    pub approval_window: Option<Str>,
+    pub approval_block: Option<Str>,
+    pub approver_max_age: Option<Str>,
+    pub device_code_ttl: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

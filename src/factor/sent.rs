@@ -1,5 +1,6 @@
 //! Codes sent to the user, by SMS to their registered phone or by email to their emergency
-//! address ("verify by email instead"): two second factors over one mechanism.
+//! address ("verify by email instead"), and the security code an approver device shows for
+//! another device ("sign in on another device"): three second factors over one mechanism.
 //!
 //! The pending code (`factor::code`: six CSPRNG digits, kept as a keyed hash, single use, five
 //! tries, at most ten minutes) is a challenge in the store under `code:<kind>:<user>`, so a new
@@ -104,6 +105,10 @@ impl SecondFactor for SentCodes {
         let store = self.shared.store.credentials();
         Ok(match self.kind {
             FactorKind::Email => store.account(user).await?.emergency_email.is_some(),
+            FactorKind::DeviceCode => !store
+                .credentials(user, Some(crate::devices::APPROVER))
+                .await?
+                .is_empty(),
             _ => !store
                 .credentials(user, Some(self.kind.as_str()))
                 .await?
@@ -161,8 +166,9 @@ impl SecondFactor for SentCodes {
     }
 
     async fn remove(&self, user: &str) -> Result<bool, FactorError> {
-        if self.kind == FactorKind::Email {
-            // The emergency email is changed, never removed (every method needs it).
+        if matches!(self.kind, FactorKind::Email | FactorKind::DeviceCode) {
+            // The emergency email is changed, never removed (every method needs it); security
+            // codes go with the approver devices that show them (`devices::remove`).
             return Ok(false);
         }
         let store = self.shared.store.credentials();

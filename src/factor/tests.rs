@@ -33,7 +33,9 @@ impl Factors {
         Ok(match self.app().verify(user, code).await? {
             Verdict::Accepted { .. } => TotpVerdict::Accepted,
             Verdict::Replayed => TotpVerdict::Replayed,
-            Verdict::Wrong | Verdict::Expired => TotpVerdict::Wrong,
+            Verdict::Wrong | Verdict::Expired | Verdict::Pending | Verdict::Denied => {
+                TotpVerdict::Wrong
+            }
             Verdict::Malformed => TotpVerdict::Malformed,
             Verdict::NotEnrolled => TotpVerdict::NotEnrolled,
         })

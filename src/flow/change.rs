@@ -137,7 +137,9 @@ async fn proven(
         Err(
             super::FactorRefused::Wrong
             | super::FactorRefused::Replayed
-            | super::FactorRefused::Expired,
+            | super::FactorRefused::Expired
+            | super::FactorRefused::Pending
+            | super::FactorRefused::Denied,
         ) => Err(Refused::Wrong),
         Err(super::FactorRefused::Fault) => Err(Refused::Fault),
     }

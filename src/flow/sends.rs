@@ -47,8 +47,19 @@ fn ms(d: Duration) -> u64 {
 #[must_use]
 #[derive(Debug)]
 pub struct Taken {
-    keys: [String; 3],
+    keys: Vec<String>,
     user: String,
+}
+
+/// What counting one send found.
+#[derive(Debug)]
+pub(crate) enum Counted {
+    Go(Taken),
+    /// A key is blocked until then; `started`: this send started the block (tell the user once).
+    Blocked {
+        until_ms: u64,
+        started: bool,
+    },
 }
 
 /// Counts one send by `user` to `to` from `client`: `Ok(Ok(..))` to go ahead, `Ok(Err(until))`
@@ -60,8 +71,24 @@ pub async fn take(
     client: IpAddr,
 ) -> Result<Result<Taken, u64>, StoreError> {
     let limits = auth.two_factor.send_limits;
+    Ok(
+        match count(auth, limits, keys(user, to, client).into(), user, client).await? {
+            Counted::Go(taken) => Ok(taken),
+            Counted::Blocked { until_ms, .. } => Err(until_ms),
+        },
+    )
+}
+
+/// Counts one send against each of `keys` under `limits` (the approval requests of
+/// `flow::approvals` count under limits of their own).
+pub(crate) async fn count(
+    auth: &Auth,
+    limits: SendLimits,
+    keys: Vec<String>,
+    user: &str,
+    client: IpAddr,
+) -> Result<Counted, StoreError> {
     let now = auth.clock.now_ms();
-    let keys = keys(user, to, client);
     let mut blocked_until = None::<u64>;
     for key in &keys {
         if let Some(b) = progress::load::<u8>(&auth.store, &format!("sendblock:{key}"), now).await?
@@ -69,9 +96,12 @@ pub async fn take(
             blocked_until = Some(blocked_until.unwrap_or(0).max(b.expires_ms));
         }
     }
-    if let Some(until) = blocked_until {
-        tracing::info!(target: LOG, %user, client = %client, until_ms = until, "code send refused: blocked");
-        return Ok(Err(until));
+    if let Some(until_ms) = blocked_until {
+        tracing::info!(target: LOG, %user, client = %client, until_ms, "send refused: blocked");
+        return Ok(Counted::Blocked {
+            until_ms,
+            started: false,
+        });
     }
     for key in &keys {
         let count_key = format!("sendcount:{key}");
@@ -106,14 +136,17 @@ pub async fn take(
                 until,
             )
             .await?;
-            tracing::warn!(target: LOG, %user, client = %client, scope = key.split(':').next().unwrap_or(""), until_ms = until, "too many code sends: blocked");
+            tracing::warn!(target: LOG, %user, client = %client, scope = key.split(':').next().unwrap_or(""), until_ms = until, "too many sends: blocked");
             blocked_until = Some(blocked_until.unwrap_or(0).max(until));
         }
     }
-    if let Some(until) = blocked_until {
-        return Ok(Err(until));
+    if let Some(until_ms) = blocked_until {
+        return Ok(Counted::Blocked {
+            until_ms,
+            started: true,
+        });
     }
-    Ok(Ok(Taken {
+    Ok(Counted::Go(Taken {
         keys,
         user: user.to_owned(),
     }))

@@ -78,6 +78,8 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("last_seen", "2026-12-01 09:30 UTC".into()),
         ("first_used", "2026-12-01 08:30 UTC".into()),
         ("last_used", "2026-12-01 09:30 UTC".into()),
+        ("added", "2026-12-01 08:30 UTC".into()),
+        ("count", remaining.into()),
         ("expires", "2026-12-31 08:30 UTC".into()),
     ]
 }
@@ -143,6 +145,11 @@ fn every_id_the_templates_and_the_code_use_exists() {
         ("portal/login.rs", include_str!("../portal/login.rs")),
         ("portal/reauth.rs", include_str!("../portal/reauth.rs")),
         ("portal/setup.rs", include_str!("../portal/setup.rs")),
+        (
+            "portal/approvals.rs",
+            include_str!("../portal/approvals.rs"),
+        ),
+        ("portal/devices.rs", include_str!("../portal/devices.rs")),
         ("notify/message.rs", include_str!("../notify/message.rs")),
     ];
     let catalogue = Catalogue::compiled();

@@ -166,6 +166,9 @@ pub enum MessageKind<'a> {
     },
     /// A password reset was asked for; the link is the reset page.
     PasswordReset,
+    /// Too many approval requests in a row: requests are refused for a while (approval
+    /// fatigue); whoever knows the password may be trying.
+    ApprovalsBlocked,
 }
 
 impl MessageKind<'_> {
@@ -190,6 +193,7 @@ impl MessageKind<'_> {
             MessageKind::AccountLocked { .. } => "account_locked",
             MessageKind::PasswordChanged { .. } => "password_changed",
             MessageKind::PasswordReset => "password_reset",
+            MessageKind::ApprovalsBlocked => "approvals_blocked",
         }
     }
 
@@ -317,7 +321,8 @@ fn render(
         | MessageKind::SecondFactorFailed
         | MessageKind::AccountLocked { .. }
         | MessageKind::PasswordChanged { .. }
-        | MessageKind::PasswordReset => {}
+        | MessageKind::PasswordReset
+        | MessageKind::ApprovalsBlocked => {}
     }
     if let Some(link) = link {
         args.push(("link", link.into()));
@@ -371,6 +376,7 @@ fn factor_id(factor: &str) -> Option<&'static str> {
         "totp" | "otp" | "authenticator" | "authenticator_app" => "factor-totp",
         "webauthn" | "security_key" | "fido" | "fido2" => "factor-webauthn",
         "passkey" => "factor-passkey",
+        "approver" | "approver_device" => "factor-approver",
         "sms" | "phone" | "text_message" => "factor-sms",
         "email" | "email_code" => "factor-email",
         "recovery_codes" | "recovery_code" | "recovery" => "factor-recovery-codes",

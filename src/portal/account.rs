@@ -64,6 +64,14 @@ fn event_text(lang: Lang, event: &str) -> String {
         "session_ended" | "sessions_ended" => lang.text("event-session_ended"),
         "account_locked" => lang.text("event-account_locked"),
         "password_changed" | "password_reset" => lang.text("event-password_changed"),
+        "approval_requested" => lang.text("event-approval_requested"),
+        "approval_approved" => lang.text("event-approval_approved"),
+        "approval_denied" | "approval_wrong_number" => lang.text("event-approval_denied"),
+        "approval_not_me" => lang.text("event-approval_not_me"),
+        "approvals_blocked" => lang.text("event-approvals_blocked"),
+        "approver_added" => lang.text("event-approver_added"),
+        "approver_removed" => lang.text("event-approver_removed"),
+        "device_code_shown" => lang.text("event-device_code_shown"),
         _ => lang.text("event-other"),
     }
 }

@@ -4,7 +4,11 @@
 //! (SMS, email), the page says where it goes, sends it on request (`POST /2fa/send`), says
 //! until when it works, offers to resend and what to do when nothing arrives. Checking the
 //! answer, the limits and the notices are `flow::pass_second_factor`'s; sending is
-//! `flow::codes`'.
+//! `flow::codes`'. For approval on a device (`approve`), `POST /2fa/send` makes the request
+//! (`flow::approvals::ask`), the page shows the number to type on the device and waits
+//! (`GET /2fa/approval`, a long poll the page's script follows; without the script, a button
+//! goes on), and `POST /2fa` with the request's secret `request` lets the browser in once it is
+//! approved.
 
 use http::StatusCode;
 use minijinja::context;
@@ -13,7 +17,9 @@ use super::login::{form_value, PortalRequest};
 use super::{mask_email, mask_phone, see_other, PageContext, Pages, Refusal, Reply};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
+use crate::devices::{Request, State};
 use crate::factor::FactorKind;
+use crate::flow::approvals::{self, AskRefused};
 use crate::flow::codes::{self, SendRefused};
 use crate::flow::{self, FactorRefused};
 use crate::i18n::Lang;
@@ -35,6 +41,8 @@ struct Ask {
     /// For a sent code: where it goes (masked), and until when the pending one works.
     to: Option<String>,
     pending_until: Option<u64>,
+    /// For approval: the request this browser made, if it is still the current one.
+    approval: Option<Request>,
 }
 
 impl Ask {
@@ -43,7 +51,10 @@ impl Ask {
         let user = &who.user.name;
         let enrolled = auth.factors.enrolled_kinds(user).await.ok()?;
         let method = chosen(requested, &enrolled);
-        let (mut to, mut pending_until) = (None, None);
+        let (mut to, mut pending_until, mut approval) = (None, None, None);
+        if method == FactorKind::Approve {
+            approval = approvals::own_request(auth, who).await.ok()?;
+        }
         if let Some(factor) = auth.factors.sent(method) {
             let dest = codes::destination(auth, who, method).await.ok()?;
             to = dest.map(|d| match method {
@@ -57,6 +68,7 @@ impl Ask {
             enrolled,
             to,
             pending_until,
+            approval,
         })
     }
 }
@@ -81,6 +93,14 @@ fn form(
         csrf: &csrf,
         switch: Some("/2fa"),
     };
+    let approval = ask.approval.as_ref().map(|r| {
+        context! {
+            number => r.number,
+            id => &r.id,
+            until => super::browsers::when(r.expires_ms),
+            state => state_name(r.state),
+        }
+    });
     let ctx = context! {
         error => error.map(|e| e.text.clone()),
         method => ask.method.as_str(),
@@ -88,9 +108,10 @@ fn form(
         to => ask.to,
         until => ask.pending_until.map(super::browsers::when),
         resend_wait => codes::RESEND_WAIT.as_secs(),
-        resend_wait => codes::RESEND_WAIT.as_secs(),
         others,
         rd_q,
+        approval,
+        script => ask.approval.as_ref().is_some_and(|r| r.state == State::Pending),
         remember_offered => auth.two_factor.trusted_browser_lifetime.is_some(),
     };
     pages.form_page("challenge.html", lang, page, ctx, error)
@@ -166,6 +187,83 @@ pub async fn show(
     form(auth, pages, &who, (lang, &rd), &ask, None)
 }
 
+/// `pending`, `approved`, `denied` (also "this wasn't me"), `none` (used): for the page and its
+/// script.
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Pending => "pending",
+        State::Approved => "approved",
+        State::Denied | State::NotMe => "denied",
+        State::Used => "none",
+    }
+}
+
+/// The app a sign-in is for: the host of where it goes next.
+fn app_of(pages: &Pages, router: &HostRouter, req: &PortalRequest<'_>, rd: &str) -> String {
+    let target = pages.return_to.resolve(Some(rd), &req.origin, router);
+    url::Url::parse(&target)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// How long `GET /2fa/approval` and `GET /approvals/wait` hold a request open, and how often
+/// they look at the store meanwhile (it is shared by every gateway on the database).
+pub(crate) const LONG_POLL: std::time::Duration = std::time::Duration::from_secs(25);
+pub(crate) const LONG_POLL_STEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /2fa/approval`: the state of this browser's approval request, as JSON
+/// `{"state": "pending" | "approved" | "denied" | "none"}`; while it is pending, the answer
+/// waits (up to [`LONG_POLL`]) for a decision.
+pub async fn approval_state(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
+    let who = match pages.signed_in_get(auth, req, "/2fa").await {
+        Ok(p) => p.who,
+        Err(reply) => return reply,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let state = match approvals::own_request(auth, &who).await {
+            Ok(r) => r.map_or("none", |r| state_name(r.state)),
+            Err(flow::Fault) => {
+                return Reply::json(StatusCode::SERVICE_UNAVAILABLE, r#"{"state":"fault"}"#)
+            }
+        };
+        if state != "pending" || started.elapsed() >= LONG_POLL {
+            return Reply::json(StatusCode::OK, format!(r#"{{"state":"{state}"}}"#));
+        }
+        tokio::time::sleep(LONG_POLL_STEP).await;
+    }
+}
+
+/// `POST /2fa/send` for approval: a new request to the user's devices, then the page with its
+/// number.
+async fn ask_approval(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+    (who, lang, rd, ask): (Identity, Lang, String, Ask),
+) -> Reply {
+    let ctx = pages.context(req, lang);
+    let app = app_of(pages, router, req, &rd);
+    let refusal = match approvals::ask(auth, &ctx, &who, &app).await {
+        Ok(request) => {
+            let ask = Ask {
+                approval: Some(request),
+                ..ask
+            };
+            return form(auth, pages, &who, (lang, &rd), &ask, None);
+        }
+        Err(AskRefused::Fault) => return pages.fault(lang),
+        Err(AskRefused::NotEnrolled) => return see_other(&pages.url_with_rd("/2fa", &rd)),
+        Err(AskRefused::Limited { until_ms }) => {
+            let now = auth.clock.now_ms();
+            Refusal::limited(lang, lang.text("approval-too-many"), until_ms, now)
+        }
+    };
+    form(auth, pages, &who, (lang, &rd), &ask, Some(&refusal))
+}
+
 /// `POST /2fa/send` (`method`: `sms` or `email`): a fresh code, then the page with its field.
 pub async fn send(
     auth: &Auth,
@@ -177,6 +275,9 @@ pub async fn send(
         Ok(p) => p,
         Err(reply) => return reply,
     };
+    if ask.method == FactorKind::Approve {
+        return ask_approval(auth, pages, router, req, (who, lang, rd, ask)).await;
+    }
     if !ask.method.is_sent() {
         return form(auth, pages, &who, (lang, &rd), &ask, None);
     }
@@ -218,8 +319,19 @@ pub async fn submit(
         Ok(p) => p,
         Err(reply) => return reply,
     };
-    let code = form_value(&req.body, "code").unwrap_or_default();
+    // For approval, the answer is the request's secret, which only this browser was given.
+    let field = if ask.method == FactorKind::Approve {
+        "request"
+    } else {
+        "code"
+    };
+    let code = form_value(&req.body, field).unwrap_or_default();
     let ctx = pages.context(req, lang);
+    if ask.method == FactorKind::Approve && ask.approval.is_none() {
+        // Not a request this browser made (or none is current): nothing to ask the factor.
+        let r = Refusal::new(lang.text("approval-expired"), StatusCode::UNAUTHORIZED);
+        return form(auth, pages, &who, (lang, &rd), &ask, Some(&r));
+    }
     let remember = form_value(&req.body, "remember").is_some_and(|v| !v.is_empty());
     let r = match flow::pass_second_factor(auth, &ctx, &who, ask.method, &code).await {
         Ok(signed) => {
@@ -249,8 +361,17 @@ pub async fn submit(
         Err(FactorRefused::Wrong) => {
             Refusal::new(lang.text("challenge-wrong"), StatusCode::UNAUTHORIZED)
         }
+        Err(FactorRefused::Expired) if ask.method == FactorKind::Approve => {
+            Refusal::new(lang.text("approval-expired"), StatusCode::UNAUTHORIZED)
+        }
         Err(FactorRefused::Expired) => {
             Refusal::new(lang.text("challenge-expired"), StatusCode::UNAUTHORIZED)
+        }
+        Err(FactorRefused::Pending) => {
+            Refusal::new(lang.text("approval-still-waiting"), StatusCode::CONFLICT)
+        }
+        Err(FactorRefused::Denied) => {
+            Refusal::new(lang.text("approval-denied"), StatusCode::UNAUTHORIZED)
         }
     };
     // The pending code may have just died (used up by tries): the page reads its state again.

@@ -16,11 +16,12 @@ use crate::i18n::Lang;
 
 /// The pages a confirmation may lead back to (below the prefix). Anything else goes to the
 /// account page: `next` comes from the form, so it is never used as given.
-const NEXT_PAGES: [&str; 4] = [
+const NEXT_PAGES: [&str; 5] = [
     "/account",
     "/account/authenticator",
     "/emergency-email",
     "/phone",
+    "/devices",
 ];
 
 fn next_page(requested: Option<&str>) -> &'static str {
@@ -136,7 +137,11 @@ pub(crate) fn refusal(refused: FactorRefused, lang: Lang, now_ms: u64) -> Option
         FactorRefused::NotEnrolled => {
             Refusal::new(lang.text("two-step-not-set-up"), StatusCode::CONFLICT)
         }
-        FactorRefused::Wrong | FactorRefused::Replayed | FactorRefused::Expired => {
+        FactorRefused::Wrong
+        | FactorRefused::Replayed
+        | FactorRefused::Expired
+        | FactorRefused::Pending
+        | FactorRefused::Denied => {
             Refusal::new(lang.text("confirm-refused"), StatusCode::UNAUTHORIZED)
         }
         FactorRefused::Fault => return None,

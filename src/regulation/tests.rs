@@ -434,3 +434,30 @@ fn restored_bans_of_every_scope_follow_the_store() {
     assert_eq!(r.check("anyone", ip("2001:db8:1:2::99")), Allowed);
     assert_eq!(r.check(&code_key("erin"), v4(9)), Allowed);
 }
+
+#[test]
+fn an_address_the_owner_refused_is_banned_for_every_user_at_once() {
+    let (r, clock) = regulator(RegulationConfig::default());
+    let a = v4(9);
+    let until = r.ban_address(a);
+    assert_eq!(
+        until,
+        clock.now_ms() + millis(5 * MIN),
+        "the first ban's length"
+    );
+    assert_eq!(r.check("alice", a), ban(5 * MIN, &clock));
+    assert_eq!(r.check("bob", a), ban(5 * MIN, &clock));
+    assert_eq!(
+        r.check("alice", v4(10)),
+        Allowed,
+        "other addresses are not touched"
+    );
+    // A second refusal during the ban keeps it as it is.
+    clock.advance(MIN);
+    assert_eq!(r.ban_address(a), until);
+    clock.advance(4 * MIN);
+    assert_eq!(r.check("alice", a), Allowed);
+    // Refused again later: the back-off doubles it.
+    let again = r.ban_address(a);
+    assert_eq!(again, clock.now_ms() + millis(10 * MIN));
+}

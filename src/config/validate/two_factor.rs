@@ -109,6 +109,66 @@ impl Validator<'_> {
         out
     }
 
+    /// A duration of at most ten minutes (a one-time code, a request waiting for approval).
+    fn at_most_10m(&mut self, v: &Option<Str>, key: &str, default: Duration) -> Duration {
+        let d = self.duration(v, key, default.as_secs());
+        match v {
+            Some(c) if d > Duration::from_secs(600) => {
+                self.problem(
+                    c.span(),
+                    key,
+                    format!("must be at most 10m (found \"{}\")", c.get_ref()),
+                );
+                default
+            }
+            _ => d,
+        }
+    }
+
+    /// Approval on a device and security codes for another device.
+    fn devices(
+        &mut self,
+        t: &file::TwoFactorFile,
+        d: crate::factor::DeviceSettings,
+    ) -> crate::factor::DeviceSettings {
+        let limits = d.approval_limits;
+        crate::factor::DeviceSettings {
+            approval_ttl: self.at_most_10m(
+                &t.approval_ttl,
+                "two_factor.approval_ttl",
+                d.approval_ttl,
+            ),
+            approval_limits: crate::factor::SendLimits {
+                per_window: self.count(
+                    &t.approvals_per_window,
+                    "two_factor.approvals_per_window",
+                    1..=100,
+                    limits.per_window.into(),
+                ) as u32,
+                window: self.duration(
+                    &t.approval_window,
+                    "two_factor.approval_window",
+                    limits.window.as_secs(),
+                ),
+                block: self.duration(
+                    &t.approval_block,
+                    "two_factor.approval_block",
+                    limits.block.as_secs(),
+                ),
+            },
+            approver_max_age: self.duration(
+                &t.approver_max_age,
+                "two_factor.approver_max_age",
+                d.approver_max_age.as_secs(),
+            ),
+            device_code_ttl: self.at_most_10m(
+                &t.device_code_ttl,
+                "two_factor.device_code_ttl",
+                d.device_code_ttl,
+            ),
+        }
+    }
+
     pub(super) fn two_factor(
         &mut self,
         t: file::TwoFactorFile,
@@ -133,18 +193,8 @@ impl Validator<'_> {
             .grace_skips
             .as_ref()
             .map(|_| self.count(&t.grace_skips, "two_factor.grace_skips", 0..=1000, 0) as u32);
-        let code_ttl = self.duration(&t.code_ttl, "two_factor.code_ttl", d.code_ttl.as_secs());
-        let code_ttl = match &t.code_ttl {
-            Some(c) if code_ttl > Duration::from_secs(600) => {
-                self.problem(
-                    c.span(),
-                    "two_factor.code_ttl",
-                    format!("must be at most 10m (found \"{}\")", c.get_ref()),
-                );
-                d.code_ttl
-            }
-            _ => code_ttl,
-        };
+        let code_ttl = self.at_most_10m(&t.code_ttl, "two_factor.code_ttl", d.code_ttl);
+        let devices = self.devices(&t, d.devices);
         let issuer = match t.issuer {
             Some(i) if i.get_ref().trim().is_empty() || i.get_ref().contains(':') => {
                 self.problem(
@@ -182,6 +232,7 @@ impl Validator<'_> {
                 d.trusted_browser_lifetime,
             ),
             methods: self.methods(&t.methods, &d.methods),
+            devices,
             send_limits: crate::factor::SendLimits {
                 per_window: self.count(
                     &t.code_sends_per_window,

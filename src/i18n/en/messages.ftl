@@ -26,6 +26,7 @@ factor-totp = authenticator app
 factor-webauthn = security key
 factor-passkey = passkey
 factor-sms = text message (SMS)
+factor-approver = approver device
 factor-email = email
 factor-recovery-codes = recovery codes
 
@@ -198,6 +199,13 @@ password_reset-link =
 
     If you did not ask for it, ignore this message: your password stays as it is.
 password_reset-line = To reset your password, open this link within 30 minutes:
+
+approvals_blocked-title = Too many sign-in approval requests
+approvals_blocked-body =
+    Sign-in approval requests for your { $service } account were asked for several times in a row, so new requests are refused for a while.
+
+    Each request follows a correct password. If you did not ask for them, someone knows your password: do not approve anything, and change your password.
+approvals_blocked-line = Too many sign-in approval requests for your account; new ones are refused for a while. If it was not you, someone knows your password: change it.
 
 ## Second-factor codes by SMS or email
 

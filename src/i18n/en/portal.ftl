@@ -338,3 +338,74 @@ confirm-sms-intro = We send a 6-digit code by text message to { $phone }. A reco
 confirm-sms-sent = A code was sent to { $phone }. Enter it below (or a recovery code).
 challenge-resend-soon = A code was sent moments ago; it can take a minute to arrive.
 challenge-resend-wait = You can ask for a new code { $seconds } seconds after the last one.
+
+## Devices: approval on a signed-in device, the security code for another device
+
+challenge-use-approve = Approve on my signed-in device instead
+challenge-use-device-code = Enter a security code from my signed-in device
+approval-intro = Approve this sign-in on a phone or computer where you are already signed in and which you made an approver device.
+approval-send = Send a request to my device
+approval-send-again = Send a new request
+approval-type-number = On your device, open “Approve a sign-in” and type this number:
+approval-number-label = Number to type on your device
+approval-waiting = Waiting for your approval until { $until }. This page goes on by itself once you approve.
+approval-continue = I approved it: continue
+approval-too-many = Too many approval requests in a row. Wait, or use another method below.
+approval-expired = The request ran out or was replaced. Send a new one.
+approval-still-waiting = The request has not been approved yet. Approve it on your device, then continue.
+approval-denied = The request was denied on your device. If that was a mistake, send a new one.
+device-code-intro = On a device where you are signed in, open “Devices” and choose “Sign in on another device”. Enter the security code it shows.
+approvals-title = Approve a sign-in
+approvals-intro = Someone is signing in to your account and asks for your approval:
+approvals-until = The request runs out at { $until }.
+approvals-number-label = Number shown on the signing-in screen
+approvals-approve = Approve
+approvals-deny = Deny
+approvals-not-me-hint = Not you? Someone else knows your password.
+approvals-not-me = This wasn't me
+approvals-none = No sign-in is waiting for approval. This page shows a new request when one arrives.
+approvals-refresh = Check again
+approvals-approved = Approved. The other device is signing in.
+approvals-denied = Denied. That sign-in cannot go on.
+approvals-choose = Choose approve, deny or “this wasn't me”.
+approvals-gone = That request is no longer waiting: it was decided, replaced or ran out.
+approvals-wrong-number = The number did not match, so the request was denied. If it was you, start the sign-in again on the other device.
+approvals-not-me-done = The request was denied, that browser was signed out and its address is blocked for now.
+approvals-lock-offer = If you did not try to sign in, someone knows your password. Lock your account: every session ends, including this one, and nobody can sign in until the password is reset.
+approvals-not-two-factor = To approve sign-ins here, this browser must be signed in with two-step verification.
+approvals-not-recent = This browser passed two-step verification too long ago. Sign out and sign in again to approve sign-ins here.
+approvals-not-approver = This browser is not an approver device. Make it one on the Devices page.
+approvals-changed = This browser changed since it became an approver device (its device cookie was lost or belongs to another browser). Verify it again before it can approve sign-ins.
+devices-title = Devices
+devices-intro = Your devices: the ones that approve sign-ins and show security codes, and the browsers you trust.
+devices-this = This browser
+devices-this-approver = This browser is an approver device: it can approve your sign-ins and show a security code for another device.
+devices-this-not-approver = Make this browser an approver device to approve sign-ins on it, the way you use your phone.
+devices-add = Use this browser to approve sign-ins
+devices-verify-again = Verify this browser again
+devices-code = Sign in on another device
+devices-code-again = Show a new security code
+devices-code-intro = On the other device, after your password, choose “Enter a security code from my signed-in device” and enter:
+devices-code-label = Security code
+devices-code-until = It works once, until { $until }.
+devices-code-not-approver = Only an approver device can show a security code.
+devices-approvers = Approver devices
+devices-this-badge = this browser
+devices-facts = { $address } · added { $added } · last used { $last_used }
+devices-remove = Remove
+devices-none = No approver devices yet.
+devices-trusted-count = { $count ->
+    [0] No trusted browsers.
+    [one] One trusted browser skips two-step verification.
+   *[other] { $count } trusted browsers skip two-step verification.
+}
+devices-added = This browser is now an approver device.
+devices-removed = The device was removed.
+event-approval_requested = Sign-in approval asked for
+event-approval_approved = Sign-in approved on a device
+event-approval_denied = Sign-in denied on a device
+event-approval_not_me = Sign-in refused: “this wasn't me”
+event-approvals_blocked = Too many approval requests
+event-approver_added = Approver device added
+event-approver_removed = Approver device removed
+event-device_code_shown = Security code shown for another device

@@ -23,6 +23,7 @@ factor-totp = 인증 앱
 factor-webauthn = 보안 키
 factor-passkey = 패스키
 factor-sms = 문자 메시지(SMS)
+factor-approver = 승인 기기
 factor-email = 이메일
 factor-recovery-codes = 복구 코드
 
@@ -195,6 +196,13 @@ password_reset-link =
 
     본인이 요청하지 않았다면 이 메일을 무시하세요. 비밀번호는 바뀌지 않습니다.
 password_reset-line = 비밀번호를 재설정하려면 30분 안에 이 링크를 열어 주세요:
+
+approvals_blocked-title = 로그인 승인 요청이 너무 많습니다
+approvals_blocked-body =
+    { $service } 계정에 로그인 승인 요청이 짧은 시간에 여러 번 들어와, 한동안 새 요청을 받지 않습니다.
+
+    승인 요청은 비밀번호가 맞아야 보낼 수 있습니다. 본인이 요청하지 않았다면 다른 사람이 비밀번호를 알고 있는 것입니다. 아무것도 승인하지 말고 비밀번호를 바꿔 주세요.
+approvals_blocked-line = 계정에 로그인 승인 요청이 너무 많아 한동안 새 요청을 받지 않습니다. 본인이 아니라면 비밀번호를 바꿔 주세요.
 
 ## 문자·이메일 인증 코드
 
