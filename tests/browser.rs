@@ -83,6 +83,141 @@ fn journey_en_390_dark() {
     journey(setting(Lang::En, 390, Scheme::Dark, Via::Browser));
 }
 
+/// Approval between two browsers: alice's phone (Korean, 390 px, dark) signs in with the app's
+/// code and becomes an approver device; her PC (English, 1280 px, light) asks for approval; the
+/// phone's waiting page shows the request by itself (its script's long poll), the number is
+/// typed and approved there, and the PC's page goes on to the app by itself.
+#[test]
+fn approval_between_a_phone_and_a_pc() {
+    let Some(tools) = driver::tools_or_skip() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the WebDriver client");
+    let (_up, gw, clock) = two_factor::start("");
+    let mut http = common::Browser::new(gw.addr);
+    let key = two_factor::full_enrolment(&mut http, &gw, &clock, ALICE);
+    // The phone's code must come from a step the enrolment did not use.
+    clock.advance(Duration::from_secs(30));
+    runtime.block_on(approval(&tools, &gw, &clock, &key));
+}
+
+async fn approval(tools: &Tools, gw: &Gateway, clock: &ManualClock, key: &str) {
+    let phone_cond = Condition {
+        lang: Lang::Ko,
+        width: 390,
+        scheme: Scheme::Dark,
+    };
+    let pc_cond = Condition {
+        lang: Lang::En,
+        width: 1280,
+        scheme: Scheme::Light,
+    };
+    let start = |c: Condition| Options {
+        language: c.lang.tag(),
+        width: c.width,
+        dark: c.scheme == Scheme::Dark,
+    };
+    let phone = Browser::start(tools, &start(phone_cond)).await;
+    let pc = Browser::start(tools, &start(pc_cond)).await;
+    let mut report = Report::new("approval");
+    let login = format!("{PREFIX}/login");
+    let challenge = format!("{PREFIX}/2fa");
+
+    // The phone: password, the app's code, then "use this browser to approve sign-ins".
+    phone.goto(&gw.url("/app")).await;
+    phone.wait_path(&login).await;
+    phone.fill(&login, "username", ALICE.0).await;
+    phone.fill(&login, "password", ALICE.1).await;
+    phone.submit(&login, None).await;
+    phone.wait_path(&challenge).await;
+    let code = totp_code(key, clock.now_secs());
+    phone.fill(&challenge, "code", &code).await;
+    phone.submit(&challenge, Some("code")).await;
+    wait_app(&phone).await;
+    phone.goto(&gw.url(&format!("{PREFIX}/devices"))).await;
+    phone.submit(&format!("{PREFIX}/devices/add"), None).await;
+    checks::page(
+        &phone,
+        &mut report,
+        "devices-approver",
+        phone_cond,
+        [390, 1280],
+    )
+    .await;
+    phone.goto(&gw.url(&format!("{PREFIX}/approvals"))).await;
+    checks::page(
+        &phone,
+        &mut report,
+        "approvals-waiting",
+        phone_cond,
+        [390, 1280],
+    )
+    .await;
+    assert!(phone.has("[data-approvals-wait]").await, "the phone waits");
+
+    // The PC: password, then approval is the method offered first.
+    pc.goto(&gw.url("/app")).await;
+    pc.wait_path(&login).await;
+    pc.fill(&login, "username", ALICE.0).await;
+    pc.fill(&login, "password", ALICE.1).await;
+    pc.submit(&login, None).await;
+    pc.wait_path(&challenge).await;
+    checks::page(&pc, &mut report, "challenge-approve", pc_cond, [1280, 390]).await;
+    pc.submit(&format!("{challenge}/send"), None).await;
+    let number = pc
+        .js("const n = document.querySelector('.number'); return n ? n.textContent.trim() : null;")
+        .await;
+    let number = number.as_str().expect("the PC shows a number").to_owned();
+    checks::page(
+        &pc,
+        &mut report,
+        "challenge-approve-waiting",
+        pc_cond,
+        [1280, 390],
+    )
+    .await;
+
+    // The phone's page shows the request without anyone reloading it.
+    phone
+        .wait_for(
+            "the request on the phone",
+            "document.querySelector('input[name=number]') !== null",
+        )
+        .await;
+    checks::page(
+        &phone,
+        &mut report,
+        "approvals-request",
+        phone_cond,
+        [390, 1280],
+    )
+    .await;
+    let approvals = format!("{PREFIX}/approvals");
+    phone.fill(&approvals, "number", &number).await;
+    phone
+        .click_to_load(&format!(
+            "form[action$=\"{approvals}\"] button[value=approve]"
+        ))
+        .await;
+    checks::page(
+        &phone,
+        &mut report,
+        "approvals-approved",
+        phone_cond,
+        [390, 1280],
+    )
+    .await;
+
+    // The PC goes on by itself.
+    wait_app(&pc).await;
+    phone.close().await;
+    pc.close().await;
+    report.finish();
+}
+
 fn journey(s: Setting) {
     let Some(tools) = driver::tools_or_skip() else {
         return;
@@ -385,7 +520,14 @@ async fn second_visit(j: &mut Journey, gw: &Gateway, clock: &ManualClock, key: &
 /// reset request and its answer; then bob, whose password is used from another network: the
 /// alert's "this wasn't me" page, and the check of a sign-in from this (unfamiliar) browser.
 async fn third_visit(j: &mut Journey, gw: &Gateway) {
-    for page in ["sessions", "trusted-browsers", "password", "phone"] {
+    for page in [
+        "sessions",
+        "trusted-browsers",
+        "password",
+        "phone",
+        "devices",
+        "approvals",
+    ] {
         j.b.goto(&gw.url(&format!("{PREFIX}/{page}"))).await;
         j.visit(page).await;
     }

@@ -52,3 +52,47 @@ fn a_session_is_shared_and_a_sign_out_reaches_the_other_gateway() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Approval across gateways: the phone is an approver through A, the PC asks through B, the
+/// phone approves through A, and B lets the PC in, because the request lives in the store.
+#[test]
+fn a_sign_in_asked_on_one_gateway_is_approved_through_the_other() {
+    use common::two_factor::{full_enrolment, ALICE};
+    use stepgate::clock::ManualClock;
+    let Some(db) = Postgres::create("shared_approval") else {
+        return;
+    };
+    let up = Upstream::start("app");
+    let keys = tempfile::tempdir().unwrap();
+    let toml = signin_config(up.addr, &format!("[store]\nurl = \"{}\"\n", db.url))
+        .replace("{data}", &keys.path().join("data").display().to_string());
+    let clock = ManualClock::now();
+    let a = Gateway::start_with_clock(&toml, clock.clone());
+    let b = Gateway::start_with_clock(&toml, clock.clone());
+
+    let mut phone = Browser::new(a.addr);
+    full_enrolment(&mut phone, &a, &clock, ALICE);
+    let devices = phone.get("/_stepgate/devices");
+    assert_eq!(phone.submit(&devices, "/devices/add", &[]).status, 303);
+
+    let mut pc = Browser::new(b.addr);
+    assert_eq!(pc.sign_in(ALICE.0, ALICE.1, "/app").status, 303);
+    let challenge = pc.get("/_stepgate/2fa?rd=%2Fapp&method=approve");
+    let asked = pc.submit(&challenge, "/2fa/send", &[]);
+    assert_eq!(asked.status, 200, "{asked:?}");
+    let start = asked.body.find("class=\"number\"").expect("a number");
+    let rest = &asked.body[start..];
+    let number = rest[rest.find('>').unwrap() + 1..rest.find("</p>").unwrap()].trim();
+
+    let page = phone.get("/_stepgate/approvals");
+    let approved = phone.submit(
+        &page,
+        "/_stepgate/approvals",
+        &[("number", number), ("decision", "approve")],
+    );
+    assert_eq!(approved.status, 303, "{approved:?}");
+    let passed = pc.submit(&asked, "/_stepgate/2fa", &[]);
+    assert_eq!(passed.status, 303, "{passed:?}");
+    assert_eq!(pc.get("/app").status, 200);
+    assert_eq!(up.last().header("remote-auth-methods"), Some("pwd,mca"));
+}

@@ -318,8 +318,14 @@ impl Gateway {
         }
     }
 
+    /// The data directory the gateway runs with: its own, or the one the test's TOML named.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        let text = std::fs::read_to_string(self.dir.path().join("stepgate.toml")).unwrap();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("data_dir = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 }
 
