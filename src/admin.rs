@@ -24,6 +24,8 @@ use stepgate::factor::Factors;
 use stepgate::lockout;
 use stepgate::store::{run_blocking, AuditEvent, BanRecord, SessionKey, SessionRecord, Store};
 
+mod devices;
+
 #[derive(Subcommand)]
 pub enum Action {
     /// Issue a single-use token that lets USER start two-step setup without an emailed code
@@ -34,8 +36,9 @@ pub enum Action {
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<std::time::Duration>,
     },
-    /// Remove USER's authenticator app, recovery codes and tokens (a lost phone), end USER's
-    /// sessions and forget their trusted browsers. The user sets up again at the next sign-in.
+    /// Remove USER's authenticator app, phone, recovery codes, approver devices and tokens (a
+    /// lost phone), end USER's sessions and forget their trusted browsers. The user sets up
+    /// again at the next sign-in.
     /// Takes effect in a running gateway within 30 seconds.
     Reset2fa {
         user: String,
@@ -49,8 +52,8 @@ pub enum Action {
     /// List or end USER's sessions and saved sign-ins.
     #[command(subcommand)]
     Sessions(SessionsAction),
-    /// Lock USER's account: end every session, forget trusted browsers, cancel codes and links
-    /// in flight; sign-in then fails until `unlock`.
+    /// Lock USER's account: end every session, forget trusted browsers and approver devices,
+    /// cancel codes and links in flight; sign-in then fails until `unlock`.
     Lock {
         user: String,
         #[command(flatten)]
@@ -69,6 +72,18 @@ pub enum Action {
     Trusted {
         user: String,
         /// Forget every trusted browser of USER (they ask for the second factor again).
+        #[arg(long)]
+        remove_all: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List USER's approver devices (they approve sign-ins), or remove one or all.
+    Devices {
+        user: String,
+        /// Remove the approver device with this ID.
+        #[arg(long, conflicts_with = "remove_all")]
+        remove: Option<String>,
+        /// Remove every approver device of USER (a lost phone).
         #[arg(long)]
         remove_all: bool,
         #[command(flatten)]
@@ -183,6 +198,7 @@ impl Action {
             | Action::Lock { user, .. }
             | Action::Unlock { user, .. }
             | Action::Trusted { user, .. }
+            | Action::Devices { user, .. }
             | Action::Audit { user, .. } => Some(user),
             Action::Bans(_) => None,
         }
@@ -293,6 +309,19 @@ async fn execute(ctx: &Ctx, action: Action) -> Result<()> {
         Action::Trusted {
             remove_all, out, ..
         } => trusted(ctx, remove_all, out).await,
+        Action::Devices {
+            remove,
+            remove_all,
+            out,
+            ..
+        } => {
+            let remove = match (remove, remove_all) {
+                (Some(id), _) => devices::Remove::One(id),
+                (None, true) => devices::Remove::All,
+                (None, false) => devices::Remove::None,
+            };
+            devices::devices(ctx, remove, out).await
+        }
         Action::Audit { limit, out, .. } => audit(ctx, limit, out).await,
     }
 }

@@ -421,3 +421,37 @@ fn a_security_code_from_the_phone_signs_the_pc_in_once() {
         challenge.body
     );
 }
+
+#[test]
+fn an_operator_lists_and_removes_a_users_approver_devices() {
+    let (_up, gw, clock) = start("");
+    let _phone = phone(&gw, &clock);
+    let listed: serde_json::Value =
+        serde_json::from_str(&admin(&gw, &["devices", "alice", "--json"])).unwrap();
+    let devices = listed["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{listed}");
+    assert!(
+        devices[0]["browser"].as_str().unwrap().contains("Android"),
+        "{listed}"
+    );
+    let id = devices[0]["id"].as_str().unwrap().to_owned();
+    let table = admin(&gw, &["devices", "alice"]);
+    assert!(table.contains(&id), "{table}");
+
+    let removed = admin(&gw, &["devices", "alice", "--remove-all"]);
+    assert!(removed.contains("removed 1 approver device"), "{removed}");
+    assert!(admin(&gw, &["audit", "alice"]).contains("approver_removed_by_operator"));
+    let (mut pc, _) = {
+        let mut b = Browser::new(gw.addr);
+        b.sign_in(ALICE.0, ALICE.1, "/app");
+        let app = b.get("/app");
+        let c = b.get(&location_target(&app));
+        (b, c)
+    };
+    let challenge = pc.get("/_stepgate/2fa?rd=%2Fapp");
+    assert!(
+        !challenge.body.contains("value=\"approve\""),
+        "{}",
+        challenge.body
+    );
+}
