@@ -228,6 +228,9 @@ pub enum Write {
 pub trait CredentialStore: Send + Sync {
     /// The user's credentials of `kind` (all kinds with `None`), in `(kind, id)` order.
     async fn credentials(&self, user: &str, kind: Option<&str>) -> Result<Vec<Credential>>;
+    /// The credentials of `kind` with this `id`, whoever holds them (a client certificate's
+    /// fingerprint: which user registered it).
+    async fn credentials_by_id(&self, kind: &str, id: &str) -> Result<Vec<Credential>>;
     /// Applies the writes in one transaction; `false` when an `InsertNew` found its credential
     /// there already or a `ReplaceExisting` did not (then nothing was written).
     async fn write(&self, batch: Vec<Write>) -> Result<bool>;

@@ -214,6 +214,22 @@ async fn credentials(store: Store) {
         1,
         "other users untouched"
     );
+
+    // Found by kind and ID, whoever holds them.
+    let fp = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    for user in ["carol", ALICE] {
+        let w = Write::Put(cred(user, "certificate", fp, b"der"));
+        assert!(c.write(vec![w]).await.unwrap());
+    }
+    let found = c.credentials_by_id("certificate", fp).await.unwrap();
+    let holders: Vec<&str> = found.iter().map(|c| c.user.as_str()).collect();
+    assert_eq!(holders, vec![ALICE, "carol"], "in user order");
+    assert!(c
+        .credentials_by_id("certificate", "0")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(c.credentials_by_id("totp", fp).await.unwrap().is_empty());
 }
 
 async fn accounts(store: Store) {
@@ -665,7 +681,7 @@ mod postgres_only {
                 opened,
                 Err(StoreError::TooNew {
                     found: 99,
-                    known: 3
+                    known: 4
                 })
             ),
             "{opened:?}"

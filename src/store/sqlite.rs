@@ -428,6 +428,19 @@ impl CredentialStore for Sqlite {
         .await
     }
 
+    async fn credentials_by_id(&self, kind: &str, id: &str) -> Result<Vec<Credential>> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT user, kind, id, secret, counter, created_ms, used_ms, expires_ms, data
+                 FROM credentials WHERE kind = ?1 AND id = ?2 ORDER BY user",
+            )?;
+            let rows = stmt.query_map(params![kind, id], credential_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn write(&self, batch: Vec<Write>) -> Result<bool> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -153,6 +153,17 @@ impl CredentialStore for Postgres {
         rows.iter().map(credential_row).collect()
     }
 
+    async fn credentials_by_id(&self, kind: &str, id: &str) -> Result<Vec<Credential>> {
+        let rows = self
+            .query(
+                r#"SELECT "user", kind, id, secret, counter, created_ms, used_ms, expires_ms, data
+                   FROM credentials WHERE kind = $1 AND id = $2 ORDER BY "user""#,
+                args![kind.to_owned(), id.to_owned()],
+            )
+            .await?;
+        rows.iter().map(credential_row).collect()
+    }
+
     async fn write(&self, batch: Vec<Write>) -> Result<bool> {
         self.call(move |mut c| async move {
             let tx = c.transaction().await?;

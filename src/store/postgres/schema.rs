@@ -17,7 +17,7 @@ use deadpool_postgres::Object;
 use super::super::{Result, StoreError};
 
 /// The newest version this build knows; the same as SQLite's (the same tables).
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 const _: () = assert!(VERSION == super::super::sqlite::schema::VERSION);
 
 /// The advisory lock key every stepgate takes while migrating ("stepgate" in ASCII).
@@ -93,8 +93,11 @@ ALTER TABLE accounts ADD COLUMN locked_ms BIGINT;
 CREATE INDEX challenges_user ON challenges ("user");
 "#;
 
+/// Version 4: credentials found by kind and ID (see the SQLite schema).
+const V4: &str = r#"CREATE INDEX credentials_kind_id ON credentials (kind, id);"#;
+
 /// Each step: the version it brings the database to, and its DDL.
-const STEPS: [(i64, &str); 2] = [(2, V2), (3, V3)];
+const STEPS: [(i64, &str); 3] = [(2, V2), (3, V3), (4, V4)];
 const _: () = assert!(STEPS[STEPS.len() - 1].0 == VERSION);
 
 /// Brings the database to [`VERSION`]; refuses a database from a newer stepgate.

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::super::{Result, StoreError};
 
 /// The newest version this build knows.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -125,6 +125,10 @@ ALTER TABLE accounts ADD COLUMN password_changed_ms INTEGER;
 ALTER TABLE accounts ADD COLUMN locked_ms INTEGER;
 CREATE INDEX challenges_user ON challenges(user);";
 
+/// Version 4: credentials found by kind and ID whoever holds them (a client certificate's
+/// fingerprint names its user).
+const V4: &str = "CREATE INDEX credentials_kind_id ON credentials(kind, id);";
+
 fn version(conn: &Connection) -> Result<i64> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS stepgate_schema (version INTEGER NOT NULL)")?;
     Ok(conn
@@ -142,7 +146,12 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             known: VERSION,
         });
     }
-    for (to, step) in [(1, v1 as fn(&Connection) -> Result<()>), (2, v2), (3, v3)] {
+    for (to, step) in [
+        (1, v1 as fn(&Connection) -> Result<()>),
+        (2, v2),
+        (3, v3),
+        (4, v4),
+    ] {
         if found >= to {
             continue;
         }
@@ -177,6 +186,10 @@ fn v2(conn: &Connection) -> Result<()> {
 
 fn v3(conn: &Connection) -> Result<()> {
     Ok(conn.execute_batch(V3)?)
+}
+
+fn v4(conn: &Connection) -> Result<()> {
+    Ok(conn.execute_batch(V4)?)
 }
 
 #[cfg(test)]
