@@ -17,6 +17,7 @@
 pub mod authenticator;
 pub mod cipher;
 pub mod code;
+pub mod passkey;
 pub mod recovery;
 pub mod sent;
 pub mod totp;
@@ -24,6 +25,7 @@ pub mod totp;
 pub use authenticator::AuthenticatorApp;
 pub use cipher::SecretCipher;
 pub use code::{CodeCheck, PendingCode};
+pub use passkey::{PasskeyConfig, Passkeys};
 pub use recovery::RecoveryCodes;
 pub use sent::SentCodes;
 pub use totp::{TotpCheck, TotpSecret};
@@ -144,6 +146,8 @@ pub enum FactorError {
     Qr(String),
     #[error("emergency email: expected one address like name@example.org, found {0}")]
     InvalidEmail(&'static str),
+    #[error("passkeys: {0}")]
+    Passkey(String),
 }
 
 /// The kinds of second factor, by the names the challenge's `method` parameter uses.
@@ -155,16 +159,19 @@ pub enum FactorKind {
     Sms,
     /// A code sent to the emergency email ("verify by email instead").
     Email,
+    /// A passkey (WebAuthn): a ceremony in the browser, not a typed code.
+    Passkey,
     /// A single-use recovery code.
     Recovery,
 }
 
 impl FactorKind {
     /// In the order a challenge offers them.
-    pub const ALL: [FactorKind; 4] = [
+    pub const ALL: [FactorKind; 5] = [
         FactorKind::Totp,
         FactorKind::Sms,
         FactorKind::Email,
+        FactorKind::Passkey,
         FactorKind::Recovery,
     ];
 
@@ -175,6 +182,7 @@ impl FactorKind {
             FactorKind::Totp => "totp",
             FactorKind::Sms => "sms",
             FactorKind::Email => "email",
+            FactorKind::Passkey => "passkey",
             FactorKind::Recovery => "recovery",
         }
     }
@@ -195,13 +203,17 @@ impl FactorKind {
             FactorKind::Totp | FactorKind::Recovery => Method::Otp,
             FactorKind::Sms => Method::Sms,
             FactorKind::Email => Method::Email,
+            FactorKind::Passkey => Method::Hwk,
         }
     }
 
     /// Whether having only this factor counts as having two-step verification (recovery codes
     /// and the emergency email are backups of another factor, not factors to set up alone).
     pub fn is_primary(self) -> bool {
-        matches!(self, FactorKind::Totp | FactorKind::Sms)
+        matches!(
+            self,
+            FactorKind::Totp | FactorKind::Sms | FactorKind::Passkey
+        )
     }
 }
 
@@ -289,6 +301,7 @@ pub struct Factors {
     sms: SentCodes,
     email: SentCodes,
     recovery: RecoveryCodes,
+    passkeys: Passkeys,
     enrolled_cache: DashMap<String, CachedFlag>,
     /// Bumped on every local change, so a cache fill that raced a change is thrown away.
     generation: AtomicU64,
@@ -324,6 +337,7 @@ impl Factors {
             sms: SentCodes::new(FactorKind::Sms, Arc::clone(&shared)),
             email: SentCodes::new(FactorKind::Email, Arc::clone(&shared)),
             recovery: RecoveryCodes::new(Arc::clone(&shared)),
+            passkeys: Passkeys::new(Arc::clone(&shared)),
             shared,
             enrolled_cache: DashMap::new(),
             generation: AtomicU64::new(0),
@@ -337,7 +351,26 @@ impl Factors {
             FactorKind::Sms => &self.sms,
             FactorKind::Email => &self.email,
             FactorKind::Recovery => &self.recovery,
+            FactorKind::Passkey => &self.passkeys,
         }
+    }
+
+    /// Turns passkeys on (`[passkeys]`); without this call they are off.
+    pub fn with_passkeys(mut self, cfg: Option<&PasskeyConfig>) -> Result<Factors, FactorError> {
+        if let Some(cfg) = cfg {
+            self.passkeys.configure(cfg)?;
+        }
+        Ok(self)
+    }
+
+    pub fn passkeys(&self) -> &Passkeys {
+        &self.passkeys
+    }
+
+    /// Drops the cached `enrolled` flag of `user` after a change made outside `Factors`'
+    /// own methods (a passkey added or removed).
+    pub fn forget_cached(&self, user: &str) {
+        self.changed(user);
     }
 
     /// The factor that sends codes of `kind` (SMS or email); `None` for another kind.
@@ -395,11 +428,15 @@ impl Factors {
         let store = self.shared.store.credentials();
         let creds = store.credentials(user, None).await?;
         let has = |k: FactorKind| {
-            creds
-                .iter()
-                .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
+            // Passkeys the operator turned off cannot be used, so they do not count.
+            (k != FactorKind::Passkey || self.passkeys.enabled())
+                && creds
+                    .iter()
+                    .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
         };
-        let primary = has(FactorKind::Totp) || has(FactorKind::Sms);
+        let primary = FactorKind::ALL
+            .into_iter()
+            .any(|k| k.is_primary() && has(k));
         // The emergency email backs up a primary factor; alone it is not two-step verification.
         let email = primary && store.account(user).await?.emergency_email.is_some();
         Ok(FactorKind::ALL
@@ -748,6 +785,7 @@ impl Factors {
                 kinds: [
                     FactorKind::Totp.as_str(),
                     FactorKind::Sms.as_str(),
+                    FactorKind::Passkey.as_str(),
                     FactorKind::Recovery.as_str(),
                     TOKEN_KIND,
                 ]

@@ -11,6 +11,7 @@ pub mod contact;
 pub mod csrf;
 pub mod guide;
 pub mod login;
+pub mod passkeys;
 pub mod password;
 pub mod protect;
 pub mod reauth;
@@ -46,6 +47,8 @@ pub struct PortalConfig {
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
 /// The portal's one script: progressive enhancement (copy and print buttons), never needed.
 pub const SCRIPT_JS: &str = include_str!("portal/portal.js");
+/// The passkey ceremonies' script (`portal/passkeys.rs`), loaded only where passkeys are offered.
+pub const PASSKEYS_JS: &str = include_str!("portal/passkeys.js");
 
 /// The response headers every portal page and error page carries.
 pub const PAGE_HEADERS: [(&str, &str); 6] = [
@@ -283,6 +286,14 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("reset.html", include_str!("portal/templates/reset.html")),
     ("phone.html", include_str!("portal/templates/phone.html")),
+    (
+        "passkeys.html",
+        include_str!("portal/templates/passkeys.html"),
+    ),
+    (
+        "passkey_verify.html",
+        include_str!("portal/templates/passkey_verify.html"),
+    ),
 ];
 
 /// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
@@ -711,6 +722,9 @@ impl Pages {
             ("/language", true) => self.language(router, req),
             ("/assets/style.css", true) => self.stylesheet(),
             ("/assets/portal.js", true) => self.script(),
+            ("/assets/passkeys.js", true) => {
+                self.asset("text/javascript; charset=utf-8", PASSKEYS_JS)
+            }
             ("/jwks.json", true) => {
                 let mut r = Reply::json(StatusCode::OK, auth.signer.jwks_json());
                 for h in r.headers.iter_mut() {
@@ -772,6 +786,15 @@ impl Pages {
             ("/password", false) if post => password::change(auth, self, req).await,
             ("/reset", true) => password::show_reset(auth, self, req).await,
             ("/reset", false) if post => password::reset(auth, self, router, req).await,
+            ("/passkeys", true) => passkeys::show(auth, self, req).await,
+            ("/passkeys/add/begin", false) if post => passkeys::add_begin(auth, self, req).await,
+            ("/passkeys/add" | "/passkeys/rename" | "/passkeys/remove", false) if post => {
+                passkeys::change(auth, self, req).await
+            }
+            ("/passkeys/verify/begin", false) if post => {
+                passkeys::verify_begin(auth, self, req).await
+            }
+            ("/passkeys/verify", false) if post => passkeys::verify(auth, self, router, req).await,
             (
                 "/login"
                 | "/logout"
@@ -797,6 +820,13 @@ impl Pages {
                 | "/lock"
                 | "/password"
                 | "/reset"
+                | "/passkeys"
+                | "/passkeys/add/begin"
+                | "/passkeys/add"
+                | "/passkeys/rename"
+                | "/passkeys/remove"
+                | "/passkeys/verify/begin"
+                | "/passkeys/verify"
                 | "/language",
                 _,
             ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub notify: NotifyFile,
     #[serde(default)]
     pub store: StoreFile,
+    pub passkeys: Option<Spanned<PasskeysFile>>,
     #[serde(default)]
     pub listener: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
@@ -206,6 +207,15 @@ pub struct TwoFactorFile {
     pub code_send_window: Option<Str>,
     pub code_send_block: Option<Str>,
     pub methods: Option<Vec<Str>>,
+}
+
+/// `[passkeys]`: WebAuthn (see docs/passkeys.md).
+#[derive(Debug, Default, Deserialize)]
+pub struct PasskeysFile {
+    pub enabled: Option<bool>,
+    pub rp_id: Option<Str>,
+    pub rp_name: Option<Str>,
+    pub origins: Option<Vec<Str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

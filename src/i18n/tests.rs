@@ -79,6 +79,9 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("first_used", "2026-12-01 08:30 UTC".into()),
         ("last_used", "2026-12-01 09:30 UTC".into()),
         ("expires", "2026-12-31 08:30 UTC".into()),
+        ("created", "2026-12-01 08:30 UTC".into()),
+        ("n", 2u32.into()),
+        ("name", "My phone".into()),
     ]
 }
 
@@ -143,6 +146,7 @@ fn every_id_the_templates_and_the_code_use_exists() {
         ("portal/login.rs", include_str!("../portal/login.rs")),
         ("portal/reauth.rs", include_str!("../portal/reauth.rs")),
         ("portal/setup.rs", include_str!("../portal/setup.rs")),
+        ("portal/passkeys.rs", include_str!("../portal/passkeys.rs")),
         ("notify/message.rs", include_str!("../notify/message.rs")),
     ];
     let catalogue = Catalogue::compiled();

@@ -92,8 +92,28 @@ fn form(
         others,
         rd_q,
         remember_offered => auth.two_factor.trusted_browser_lifetime.is_some(),
+        passkey_script => ask.method == FactorKind::Passkey,
     };
     pages.form_page("challenge.html", lang, page, ctx, error)
+}
+
+/// The challenge for a passkey again, with what went wrong (`/passkeys/verify`'s refusals).
+pub(crate) async fn refused(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    (lang, rd): (Lang, &str),
+    error: &Refusal,
+) -> Reply {
+    if let Some(r) = elsewhere(pages, router, req, who, rd) {
+        return r;
+    }
+    let Some(ask) = Ask::of(auth, who, Some(FactorKind::Passkey.as_str())).await else {
+        return pages.fault(lang);
+    };
+    form(auth, pages, who, (lang, rd), &ask, Some(error))
 }
 
 /// Where a request that should not be at the challenge goes instead, if anywhere.

@@ -1,0 +1,269 @@
+//! Passkeys in the flow: registering, naming and removing them (changes behind a fresh proof,
+//! as in `flow::change`), and passing the second factor with one.
+//!
+//! A ceremony's state waits in the store under a key bound to the browser's session
+//! (`passkey-register:<session>`, `passkey-verify:<session>`) for five minutes and is taken by
+//! the answer that finishes it: a response replayed, sent for another session's ceremony, or sent
+//! after the five minutes fails. Passing the second factor with a passkey counts like a code
+//! (`flow::count_verdict`): under the account's failure limits, the ban checked first, and a new
+//! session with `hwk` added.
+
+use super::change::{self, Refused as ChangeRefused};
+use super::progress::session_key;
+use super::{audit, notice, Context, FactorRefused, SignedIn};
+use crate::amr::AuthLevel;
+use crate::auth::{Auth, Identity};
+use crate::factor::passkey::{clean_name, PasskeyInfo, Registered};
+use crate::factor::{FactorError, FactorKind};
+use crate::notify::MessageKind;
+use crate::regulation::{code_key, Verdict as Limit};
+
+const LOG: &str = "stepgate::flow";
+
+/// Why a passkey step did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Refused {
+    /// The operator has not configured passkeys.
+    Disabled,
+    /// Not a two-factor session: pass the second factor first.
+    NotTwoFactor,
+    /// The session's proof is not fresh: confirm it is you first.
+    NeedsProof,
+    /// The user has no two-step verification to add a passkey to (set it up first).
+    NoFactor,
+    /// No ceremony was begun in this session, or it ran out, or it was used.
+    Expired,
+    /// The authenticator's answer does not verify or does not parse.
+    Rejected,
+    /// This passkey is registered already.
+    Duplicate,
+    /// The user has the most passkeys allowed.
+    TooMany,
+    /// No such passkey of this user.
+    NotFound,
+    /// Empty name.
+    BadName,
+    /// The last way to pass the second factor: add another method or recovery codes first.
+    LastMethod,
+    Fault,
+}
+
+impl From<FactorError> for Refused {
+    fn from(e: FactorError) -> Self {
+        tracing::error!(target: LOG, error = %e, "passkeys: the factors failed");
+        Refused::Fault
+    }
+}
+
+impl From<ChangeRefused> for Refused {
+    fn from(e: ChangeRefused) -> Self {
+        match e {
+            ChangeRefused::NotTwoFactor => Refused::NotTwoFactor,
+            ChangeRefused::NeedsProof => Refused::NeedsProof,
+            ChangeRefused::NoFactor => Refused::NoFactor,
+            _ => Refused::Fault,
+        }
+    }
+}
+
+fn register_key(who: &Identity) -> String {
+    session_key("passkey-register", &who.key)
+}
+
+fn verify_key(who: &Identity) -> String {
+    session_key("passkey-verify", &who.key)
+}
+
+fn enabled(auth: &Auth) -> Result<(), Refused> {
+    if auth.factors.passkeys().enabled() {
+        Ok(())
+    } else {
+        Err(Refused::Disabled)
+    }
+}
+
+/// The user's passkeys (a two-factor session).
+pub async fn list(auth: &Auth, who: &Identity) -> Result<Vec<PasskeyInfo>, Refused> {
+    enabled(auth)?;
+    if who.session.level() != AuthLevel::TwoFactor {
+        return Err(Refused::NotTwoFactor);
+    }
+    Ok(auth.factors.passkeys().list(&who.user.name).await?)
+}
+
+/// Begins adding a passkey (a fresh proof): the options for the browser, as JSON.
+pub async fn begin_registration(auth: &Auth, who: &Identity) -> Result<String, Refused> {
+    enabled(auth)?;
+    change::allowed(auth, who).await?;
+    let user = &who.user;
+    auth.factors
+        .passkeys()
+        .begin_registration(&register_key(who), &user.name, &user.display_name)
+        .await?
+        .ok_or(Refused::TooMany)
+}
+
+/// Finishes adding a passkey with the authenticator's `response` (JSON), named `name`; the
+/// addresses on file are told.
+pub async fn finish_registration(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    name: &str,
+    response: &str,
+) -> Result<(), Refused> {
+    enabled(auth)?;
+    change::allowed(auth, who).await?;
+    let name = clean_name(name).ok_or(Refused::BadName)?;
+    let user = &who.user.name;
+    let before = notice::addresses(auth, &who.user).await;
+    let outcome = auth
+        .factors
+        .passkeys()
+        .finish_registration(&register_key(who), user, &name, response)
+        .await?;
+    match outcome {
+        Registered::Added => {}
+        Registered::Expired => return Err(Refused::Expired),
+        Registered::Rejected => return Err(Refused::Rejected),
+        Registered::Duplicate => return Err(Refused::Duplicate),
+        Registered::TooMany => return Err(Refused::TooMany),
+    }
+    auth.factors.forget_cached(user);
+    tracing::info!(target: LOG, %user, "passkey added");
+    let origin = notice::origin(auth, ctx);
+    let kind = MessageKind::FactorAdded {
+        factor: "passkey",
+        origin: &origin,
+    };
+    notice::tell(auth, ctx, &who.user, kind, &before).await;
+    audit(auth, ctx, user, "factor_added", "passkey").await;
+    Ok(())
+}
+
+/// Renames one of the user's passkeys (a two-factor session: a name changes no security).
+pub async fn rename(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    id: &str,
+    name: &str,
+) -> Result<(), Refused> {
+    enabled(auth)?;
+    if who.session.level() != AuthLevel::TwoFactor {
+        return Err(Refused::NotTwoFactor);
+    }
+    let name = clean_name(name).ok_or(Refused::BadName)?;
+    let user = &who.user.name;
+    if !auth.factors.passkeys().rename(user, id, &name).await? {
+        return Err(Refused::NotFound);
+    }
+    audit(auth, ctx, user, "passkey_renamed", "").await;
+    Ok(())
+}
+
+/// Removes one of the user's passkeys (a fresh proof). The last way to pass the second factor
+/// is kept unless the user has another primary method or unused recovery codes.
+pub async fn remove(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    id: &str,
+) -> Result<(), Refused> {
+    enabled(auth)?;
+    change::allowed(auth, who).await?;
+    let user = &who.user.name;
+    let passkeys = auth.factors.passkeys().list(user).await?;
+    if !passkeys.iter().any(|p| p.id == id) {
+        return Err(Refused::NotFound);
+    }
+    let kinds = auth.factors.enrolled_kinds(user).await?;
+    let other_primary = kinds
+        .iter()
+        .any(|k| k.is_primary() && *k != FactorKind::Passkey);
+    let recovery = auth.factors.recovery_remaining(user).await? > 0;
+    if passkeys.len() == 1 && !other_primary && !recovery {
+        return Err(Refused::LastMethod);
+    }
+    let before = notice::addresses(auth, &who.user).await;
+    if !auth.factors.passkeys().remove_one(user, id).await? {
+        return Err(Refused::NotFound);
+    }
+    auth.factors.forget_cached(user);
+    tracing::info!(target: LOG, %user, "passkey removed");
+    let origin = notice::origin(auth, ctx);
+    let kind = MessageKind::FactorRemoved {
+        factor: "passkey",
+        origin: &origin,
+    };
+    notice::tell(auth, ctx, &who.user, kind, &before).await;
+    audit(auth, ctx, user, "factor_removed", "passkey").await;
+    Ok(())
+}
+
+/// Whether `who` is at the second factor: a one-factor session (or one only a trusted browser
+/// made two-factor) of a user with passkeys on.
+fn at_challenge(auth: &Auth, who: &Identity) -> Result<(), FactorRefused> {
+    if !auth.factors.passkeys().enabled() {
+        return Err(FactorRefused::NotEnrolled);
+    }
+    let remembered = who.session.amr.remembered_only();
+    if who.session.level() == AuthLevel::TwoFactor && !remembered {
+        // Nothing to pass: treat as not asked.
+        return Err(FactorRefused::NotEnrolled);
+    }
+    Ok(())
+}
+
+fn not_banned(auth: &Auth, ctx: &Context<'_>, who: &Identity) -> Result<(), FactorRefused> {
+    match auth.regulator.check(&code_key(&who.user.name), ctx.client) {
+        Limit::Banned { until_ms } => Err(FactorRefused::Banned { until_ms }),
+        Limit::Allowed => Ok(()),
+    }
+}
+
+/// Begins passing the second factor with a passkey: the options for the browser, as JSON.
+pub async fn begin_verification(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+) -> Result<String, FactorRefused> {
+    at_challenge(auth, who)?;
+    not_banned(auth, ctx, who)?;
+    let user = &who.user.name;
+    match auth
+        .factors
+        .passkeys()
+        .begin_authentication(&verify_key(who), user)
+        .await
+    {
+        Ok(Some(options)) => Ok(options),
+        Ok(None) => Err(FactorRefused::NotEnrolled),
+        Err(e) => {
+            tracing::error!(target: LOG, %user, error = %e, "could not begin a passkey check");
+            Err(FactorRefused::Fault)
+        }
+    }
+}
+
+/// Passes the second factor with the authenticator's `response` (JSON) to this session's
+/// ceremony: a new session with `hwk` added. A response that does not verify counts as a
+/// wrong code; one without a ceremony (replayed, expired) is `Expired` and counts too.
+pub async fn pass(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    response: &str,
+) -> Result<SignedIn, FactorRefused> {
+    at_challenge(auth, who)?;
+    not_banned(auth, ctx, who)?;
+    let verdict = auth
+        .factors
+        .passkeys()
+        .finish_authentication(&verify_key(who), &who.user.name, response)
+        .await;
+    let passed = super::count_verdict(auth, ctx, &who.user, verdict).await?;
+    let signed = super::second_factor_passed(auth, ctx, who, passed).await?;
+    Ok(signed)
+}
