@@ -220,6 +220,17 @@ fn json_of(r: &Response) -> Value {
     serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {r:?}"))
 }
 
+/// The ceremony options a page carries for its script (`data-options`).
+fn options_on(page: &Response) -> Value {
+    let start = page
+        .body
+        .find("data-options=\"")
+        .expect("options on the page")
+        + 14;
+    let end = page.body[start..].find('"').unwrap() + start;
+    serde_json::from_str(&unescape(&page.body[start..end])).expect("options are JSON")
+}
+
 fn origin(gw: &Gateway) -> String {
     format!("http://localhost:{}", gw.addr.port())
 }
@@ -235,10 +246,8 @@ fn alice_with_a_passkey(
     let page = b.get("/_stepgate/passkeys");
     assert_eq!(page.status, 200, "{page:?}");
     assert!(page.body.contains("/assets/passkeys.js"), "{}", page.body);
-    let csrf = field(&page, "csrf");
-    let begun = post(b, "/_stepgate/passkeys/add/begin", &[("csrf", &csrf)]);
-    assert_eq!(begun.status, 200, "{begun:?}");
-    let options = json_of(&begun);
+    // The ceremony began with the page: its options are in the form (the script reads them).
+    let options = options_on(&page);
     assert_eq!(options["publicKey"]["rp"]["id"], "localhost");
     assert_eq!(
         options["publicKey"]["authenticatorSelection"]["userVerification"],
@@ -322,6 +331,11 @@ fn a_passkey_is_added_named_and_then_passes_the_second_factor() {
         "{}",
         page.body
     );
+    assert_eq!(
+        options_on(&page)["publicKey"]["allowCredentials"][0]["id"],
+        b64u(&authn.id),
+        "the page began a ceremony for alice's passkey"
+    );
     assert!(page.body.contains("method=totp"), "{}", page.body);
     assert!(!page.body.contains("<script>"), "no inline script");
     let options = verify_options(&mut b, &page);
@@ -345,15 +359,11 @@ fn a_passkey_is_added_named_and_then_passes_the_second_factor() {
     let list = b.get("/_stepgate/passkeys");
     assert!(!list.body.contains("not used yet"), "{}", list.body);
 
-    // The same answer again, in a new sign-in: its ceremony is gone.
+    // The same answer again, in a new sign-in: it answers a challenge that is gone.
     let page = at_the_challenge(&mut b);
     let refused = b.submit(&page, "/passkeys/verify", &[("credential", &answer)]);
     assert_eq!(refused.status, 401, "{refused:?}");
-    assert!(
-        refused.body.contains("ran out or was already used"),
-        "{}",
-        refused.body
-    );
+    assert!(refused.body.contains("did not confirm"), "{}", refused.body);
     // Begun, and answered with the counter going backwards (a cloned key): refused.
     let options = verify_options(&mut b, &page);
     let cloned = authn.get_with_counter(&options, &origin(&gw), 1);
@@ -374,6 +384,11 @@ fn a_passkey_is_added_named_and_then_passes_the_second_factor() {
     let late = authn.get(&options, &origin(&gw));
     let refused = b.submit(&page, "/passkeys/verify", &[("credential", &late)]);
     assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(
+        refused.body.contains("ran out or was already used"),
+        "{}",
+        refused.body
+    );
     assert_eq!(b.get("/app").status, 302, "still one factor");
     // Five failures: passkeys are banned like codes.
     let csrf = field(&page, "csrf");

@@ -35,6 +35,8 @@ struct Ask {
     /// For a sent code: where it goes (masked), and until when the pending one works.
     to: Option<String>,
     pending_until: Option<u64>,
+    /// For a passkey: the options of the ceremony begun for this page (JSON).
+    passkey_options: Option<String>,
 }
 
 impl Ask {
@@ -57,6 +59,7 @@ impl Ask {
             enrolled,
             to,
             pending_until,
+            passkey_options: None,
         })
     }
 }
@@ -93,6 +96,7 @@ fn form(
         rd_q,
         remember_offered => auth.two_factor.trusted_browser_lifetime.is_some(),
         passkey_script => ask.method == FactorKind::Passkey,
+        passkey_options => ask.passkey_options,
     };
     pages.form_page("challenge.html", lang, page, ctx, error)
 }
@@ -110,10 +114,30 @@ pub(crate) async fn refused(
     if let Some(r) = elsewhere(pages, router, req, who, rd) {
         return r;
     }
-    let Some(ask) = Ask::of(auth, who, Some(FactorKind::Passkey.as_str())).await else {
+    let Some(mut ask) = Ask::of(auth, who, Some(FactorKind::Passkey.as_str())).await else {
         return pages.fault(lang);
     };
+    ask.passkey_options = passkey_options(auth, pages, req, who, lang, &ask).await;
     form(auth, pages, who, (lang, rd), &ask, Some(error))
+}
+
+/// A passkey ceremony begun for the page (its options go into the page: the page's CSP lets
+/// the script connect nowhere), when the page asks for a passkey.
+async fn passkey_options(
+    auth: &Auth,
+    pages: &Pages,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    lang: Lang,
+    ask: &Ask,
+) -> Option<String> {
+    if ask.method != FactorKind::Passkey {
+        return None;
+    }
+    let ctx = pages.context(req, lang);
+    flow::passkeys::begin_verification(auth, &ctx, who)
+        .await
+        .ok()
 }
 
 /// Where a request that should not be at the challenge goes instead, if anywhere.
@@ -171,9 +195,10 @@ pub async fn show(
         r.status = StatusCode::FOUND;
         return r;
     }
-    let Some(ask) = Ask::of(auth, &who, req.param("method").as_deref()).await else {
+    let Some(mut ask) = Ask::of(auth, &who, req.param("method").as_deref()).await else {
         return pages.fault(lang);
     };
+    ask.passkey_options = passkey_options(auth, pages, req, &who, lang, &ask).await;
     if auth
         .factors
         .get(ask.method)

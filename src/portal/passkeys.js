@@ -1,8 +1,9 @@
 // Passkeys for the portal (WebAuthn), loaded only by the pages that offer them. Every form
 // here also exists without this script; without it, the passkey button stays hidden and the
-// page says that passkeys need JavaScript. A ceremony: POST the form's hidden fields (CSRF
-// token) to its `data-begin` URL for the options (JSON), ask the authenticator, put its answer
-// into the hidden `credential` field as JSON, and submit the form as usual.
+// page says that passkeys need JavaScript. A ceremony: the server began it with the page and
+// put its options (JSON) in the form's `data-options` (the page's CSP lets this script connect
+// nowhere); ask the authenticator, put its answer into the hidden `credential` field as JSON,
+// and submit the form as usual. A failed answer comes back as a page with a new ceremony.
 "use strict";
 (() => {
   const decode = (text) => {
@@ -54,7 +55,7 @@
   };
 
   for (const form of document.querySelectorAll("form[data-passkey]")) {
-    if (!window.PublicKeyCredential || !navigator.credentials) { continue; }
+    if (!window.PublicKeyCredential || !navigator.credentials || !form.dataset.options) { continue; }
     const button = form.querySelector("[data-passkey-button]");
     button.hidden = false;
     for (const note of document.querySelectorAll("[data-passkey-nojs]")) { note.hidden = true; }
@@ -64,24 +65,13 @@
       if (!form.reportValidity()) { return; }
       button.disabled = true;
       try {
-        const body = new URLSearchParams();
-        for (const input of form.querySelectorAll("input[type=hidden]")) {
-          body.append(input.name, input.value);
-        }
-        const answer = await fetch(form.dataset.begin, {
-          method: "POST",
-          body,
-          credentials: "same-origin",
-          headers: { accept: "application/json" },
-        });
-        const options = await answer.json();
-        if (!answer.ok) { throw new Error(options.error || form.dataset.failed); }
-        const credential = await ceremony(options);
+        const credential = await ceremony(JSON.parse(form.dataset.options));
         form.querySelector("input[name=credential]").value = JSON.stringify(credential);
         form.submit();
       } catch (e) {
+        // Cancelled, timed out, or no authenticator: the same ceremony can be tried again.
         button.disabled = false;
-        show(e instanceof Error && e.name === "Error" && e.message ? e.message : form.dataset.failed);
+        show(form.dataset.failed);
       }
     });
   }

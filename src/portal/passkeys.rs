@@ -1,14 +1,19 @@
 //! Passkeys in the portal: the list page (`/passkeys`: name, added, last used; rename and
 //! remove forms; "add a passkey"), and the ceremonies' endpoints the same-origin script
-//! (`/assets/passkeys.js`) calls. Every post carries the session-bound CSRF token in its form
-//! body. A ceremony is two requests: `.../begin` answers the options as JSON, and the script
-//! puts the authenticator's answer into the page's form (`credential`) and submits it, so
-//! success and failure are ordinary form answers (a redirect, or the page with its error).
+//! (`/assets/passkeys.js`) runs. Every post carries the session-bound CSRF token in its form
+//! body. A ceremony begins with the page that offers it (`/passkeys` with a fresh proof, the
+//! challenge with `method=passkey`): its options (JSON) are in the form's `data-options`,
+//! because the pages' CSP (`default-src 'none'`, no `connect-src`) lets the script fetch
+//! nothing. The script puts the authenticator's answer into the form (`credential`) and submits
+//! it, so success and failure are ordinary form answers (a redirect, or the page with its error
+//! and a new ceremony).
 //!
-//! - `POST /passkeys/add/begin`, `POST /passkeys/add` (`name`, `credential`): add one.
+//! - `POST /passkeys/add` (`name`, `credential`): add one.
 //! - `POST /passkeys/rename` (`id`, `name`), `POST /passkeys/remove` (`id`).
-//! - `POST /passkeys/verify/begin`, `POST /passkeys/verify` (`credential`, `rd`, `remember`):
-//!   the second factor with a passkey, from the challenge page (`/2fa?method=passkey`).
+//! - `POST /passkeys/verify` (`credential`, `rd`, `remember`): the second factor with a
+//!   passkey, from the challenge page (`/2fa?method=passkey`).
+//! - `POST /passkeys/add/begin`, `POST /passkeys/verify/begin` (CSRF token only): a new
+//!   ceremony's options as JSON, for clients other than the pages (the tests' authenticator).
 //!
 //! Without JavaScript the page lists and names passkeys, and the challenge offers the user's
 //! other methods.
@@ -59,6 +64,16 @@ async fn render(
         Err(_) => return pages.fault(lang),
     };
     let fresh = who.session.has_fresh_proof(auth.clock.now_ms());
+    // The ceremony begins with the page: its options go into the page, since the page's CSP
+    // lets the script connect nowhere (`/passkeys/add/begin` gives them to other clients).
+    let options = match fresh {
+        true => match flow::begin_registration(auth, who).await {
+            Ok(o) => Some(o),
+            Err(Refused::TooMany) => None,
+            Err(_) => return pages.fault(lang),
+        },
+        false => None,
+    };
     let rows: Vec<minijinja::Value> = list
         .iter()
         .enumerate()
@@ -86,6 +101,7 @@ async fn render(
         notice,
         error => error.map(|e| e.text.clone()),
         name_max => NAME_MAX,
+        options,
         suggested => lang.text_with("passkey-default-name", &[("n", (list.len() + 1).into())]),
         passkey_script => true,
     };
