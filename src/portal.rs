@@ -294,6 +294,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "passkey_verify.html",
         include_str!("portal/templates/passkey_verify.html"),
     ),
+    (
+        "passkey_sign_in.html",
+        include_str!("portal/templates/passkey_sign_in.html"),
+    ),
 ];
 
 /// The portal: renders its pages, and holds what only the portal uses (CSRF tokens, where
@@ -795,6 +799,9 @@ impl Pages {
                 passkeys::verify_begin(auth, self, req).await
             }
             ("/passkeys/verify", false) if post => passkeys::verify(auth, self, router, req).await,
+            ("/passkeys/sign-in", false) if post => {
+                passkeys::sign_in(auth, self, router, req).await
+            }
             (
                 "/login"
                 | "/logout"
@@ -827,6 +834,7 @@ impl Pages {
                 | "/passkeys/remove"
                 | "/passkeys/verify/begin"
                 | "/passkeys/verify"
+                | "/passkeys/sign-in"
                 | "/language",
                 _,
             ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),

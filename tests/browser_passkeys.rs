@@ -2,7 +2,8 @@
 //! (WebAuthn extension commands: CTAP2, internal transport, resident keys, user verification).
 //! Alice, with two-step verification set up, adds a passkey on `/passkeys` through the page's
 //! script, signs out, signs in with her password and passes the challenge with the passkey; the
-//! app receives `Remote-Auth-Methods: pwd,hwk`. Every page passes the suite's checks (no
+//! app receives `Remote-Auth-Methods: pwd,hwk`. Then, signed out, she signs in with the passkey
+//! alone (passwordless): the app receives `hwk`. Every page passes the suite's checks (no
 //! overflow, no console error or CSP violation, contrast, labels, language), in English at 390 px
 //! dark and in Korean at 1280 px light.
 //!
@@ -33,7 +34,7 @@ const PREFIX: &str = "/_stepgate";
 /// address as an RP ID).
 fn gateway() -> (Upstream, Gateway, Arc<ManualClock>) {
     let up = Upstream::start("app");
-    let passkeys = "[passkeys]\nenabled = true\nrp_id = \"localhost\"\norigins = [\"http://localhost:{port}\"]\n";
+    let passkeys = "[passkeys]\nenabled = true\nrp_id = \"localhost\"\norigins = [\"http://localhost:{port}\"]\npasswordless = true\n";
     let text = config_with(
         &["127.0.0.1", "localhost"],
         &[up.addr],
@@ -47,7 +48,7 @@ fn gateway() -> (Upstream, Gateway, Arc<ManualClock>) {
 }
 
 #[test]
-fn a_passkey_is_added_and_passes_the_challenge_en_390_dark() {
+fn a_passkey_is_added_passes_the_challenge_and_signs_in_en_390_dark() {
     journey(Condition {
         lang: Lang::En,
         width: 390,
@@ -56,7 +57,7 @@ fn a_passkey_is_added_and_passes_the_challenge_en_390_dark() {
 }
 
 #[test]
-fn a_passkey_is_added_and_passes_the_challenge_ko_1280_light() {
+fn a_passkey_is_added_passes_the_challenge_and_signs_in_ko_1280_light() {
     journey(Condition {
         lang: Lang::Ko,
         width: 1280,
@@ -80,18 +81,22 @@ fn journey(cond: Condition) {
         .enable_all()
         .build()
         .expect("a runtime for the WebDriver client");
-    runtime.block_on(run(&tools, cond, &gw, &session));
-    // The app page, not the icon the browser asks for after it.
+    runtime.block_on(run(&tools, cond, &gw, &up, &session));
+}
+
+/// What the app received with its latest page (not the icon the browser asks for after it):
+/// the level and the methods.
+fn app_saw(up: &Upstream) -> (String, String) {
     let seen = up
         .requests()
         .into_iter()
         .rfind(|r| r.target() == "/app")
         .expect("the app was reached");
-    assert_eq!(seen.header("remote-auth-level"), Some("2fa"));
-    assert_eq!(seen.header("remote-auth-methods"), Some("pwd,hwk"));
+    let h = |n: &str| seen.header(n).unwrap_or_default().to_owned();
+    (h("remote-auth-level"), h("remote-auth-methods"))
 }
 
-async fn run(tools: &Tools, cond: Condition, gw: &Gateway, session: &str) {
+async fn run(tools: &Tools, cond: Condition, gw: &Gateway, up: &Upstream, session: &str) {
     let options = Options {
         language: cond.lang.tag(),
         width: cond.width,
@@ -170,11 +175,9 @@ async fn run(tools: &Tools, cond: Condition, gw: &Gateway, session: &str) {
     )
     .await;
     b.submit(&format!("{PREFIX}/passkeys/verify"), None).await;
-    b.wait_for(
-        "the app",
-        "location.pathname === '/app' && document.body && document.body.textContent.includes('upstream app')",
-    )
-    .await;
+    let app = "location.pathname === '/app' && document.body && document.body.textContent.includes('upstream app')";
+    b.wait_for("the app", app).await;
+    assert_eq!(app_saw(up), ("2fa".into(), "pwd,hwk".into()));
 
     // The passkey now shows when it was last used.
     b.goto(&url(&format!("{PREFIX}/passkeys"))).await;
@@ -186,6 +189,20 @@ async fn run(tools: &Tools, cond: Condition, gw: &Gateway, session: &str) {
         facts.as_str().unwrap_or_default().matches("UTC").count() == 2,
         "added and last used: {facts}"
     );
+
+    // Passwordless: signed out, the sign-in page offers the passkey instead of the password.
+    b.submit(&format!("{PREFIX}/logout"), None).await;
+    b.goto(&url("/app")).await;
+    b.wait_path(&login).await;
+    b.wait_for(
+        "the script to show the passkey button",
+        "!document.querySelector('[data-passkey-button]').hidden",
+    )
+    .await;
+    checks::page(&b, &mut report, "login-passkey", cond, [cond.width, other]).await;
+    b.submit(&format!("{PREFIX}/passkeys/sign-in"), None).await;
+    b.wait_for("the app", app).await;
+    assert_eq!(app_saw(up), ("2fa".into(), "hwk".into()));
     b.close().await;
     report.finish();
 }

@@ -97,6 +97,8 @@ impl Cbor {
 struct SoftAuthenticator {
     key: EcdsaKeyPair,
     id: Vec<u8>,
+    /// The user handle given at registration (kept: the credential is discoverable).
+    user_handle: String,
     counter: u32,
     rng: SystemRandom,
 }
@@ -115,6 +117,7 @@ impl SoftAuthenticator {
         SoftAuthenticator {
             key,
             id,
+            user_handle: String::new(),
             counter: 0,
             rng,
         }
@@ -132,6 +135,7 @@ impl SoftAuthenticator {
         let pk = &options["publicKey"];
         let rp_id = pk["rp"]["id"].as_str().unwrap();
         let challenge = pk["challenge"].as_str().unwrap();
+        self.user_handle = pk["user"]["id"].as_str().unwrap().to_owned();
         let public = self.key.public_key().as_ref();
         let cose = Cbor::Map(vec![
             (Cbor::Int(1), Cbor::Int(2)),
@@ -187,6 +191,7 @@ impl SoftAuthenticator {
                 "authenticatorData": b64u(&auth_data),
                 "clientDataJSON": b64u(&client_data),
                 "signature": b64u(signature.as_ref()),
+                "userHandle": self.user_handle,
             },
             "extensions": {},
         })
@@ -282,11 +287,15 @@ fn alice_with_a_passkey(
     authn
 }
 
-/// Signs alice out and in again with her password: the browser stands at the challenge.
-fn at_the_challenge(b: &mut Browser) -> Response {
+fn sign_out(b: &mut Browser) {
     let account = b.get("/_stepgate/account");
     let out = b.submit(&account, "/logout", &[]);
     assert!(out.status < 400, "{out:?}");
+}
+
+/// Signs alice out and in again with her password: the browser stands at the challenge.
+fn at_the_challenge(b: &mut Browser) -> Response {
+    sign_out(b);
     let done = b.sign_in("alice", "alice-password-1", "http://127.0.0.1/app");
     assert_eq!(done.status, 303, "{done:?}");
     let page = b.get("/_stepgate/2fa?rd=http%3A%2F%2F127.0.0.1%2Fapp&method=passkey");
@@ -508,4 +517,95 @@ fn without_the_passkeys_table_there_is_no_passkey_page() {
     let account = b.get("/_stepgate/account");
     assert!(!account.body.contains("/passkeys"), "{}", account.body);
     assert_eq!(b.get("/_stepgate/assets/passkeys.js").status, 200);
+}
+
+/// `[passkeys]` with passwordless sign-in.
+const PASSWORDLESS: &str = r#"
+[passkeys]
+enabled = true
+rp_id = "localhost"
+origins = ["http://localhost:{port}"]
+passwordless = true
+"#;
+
+#[test]
+fn with_passwordless_on_a_passkey_signs_in_without_the_password() {
+    let (up, gw, clock) = start(PASSWORDLESS);
+    let mut b = Browser::new(gw.addr);
+    let mut authn = alice_with_a_passkey(&mut b, &gw, &clock);
+    sign_out(&mut b);
+    let login = b.get("/_stepgate/login?rd=http%3A%2F%2F127.0.0.1%2Fapp");
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("/passkeys/sign-in"), "{}", login.body);
+    let options = options_on(&login);
+    assert_eq!(options["publicKey"]["userVerification"], "required");
+    assert!(
+        options["publicKey"]["allowCredentials"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "any passkey of the site: {options}"
+    );
+    let answer = authn.get(&options, &origin(&gw));
+    let done = b.submit(&login, "/passkeys/sign-in", &[("credential", &answer)]);
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_eq!(done.header("location"), Some("http://127.0.0.1/app"));
+    assert_eq!(b.get("/app").status, 200);
+    assert_eq!(up.last().header("remote-auth-level"), Some("2fa"));
+    assert_eq!(up.last().header("remote-auth-methods"), Some("hwk"));
+
+    // The same answer again: its ceremony is gone; one generic failure, no session.
+    sign_out(&mut b);
+    let login = b.get("/_stepgate/login?rd=%2Fapp");
+    let refused = b.submit(&login, "/passkeys/sign-in", &[("credential", &answer)]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(
+        refused.body.contains("name=\"password\"")
+            && refused.body.contains("<p class=\"error\" role=\"alert\">"),
+        "the sign-in form again, with its failure: {}",
+        refused.body
+    );
+    assert_eq!(b.get("/app").status, 302);
+    // Another browser's ceremony (another form cookie): refused.
+    let mut other = Browser::new(gw.addr);
+    let theirs = other.get("/_stepgate/login");
+    let login = b.get("/_stepgate/login");
+    let stolen = authn.get(&options_on(&theirs), &origin(&gw));
+    let refused = b.submit(&login, "/passkeys/sign-in", &[("credential", &stolen)]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    // A wrong CSRF token: refused before anything.
+    let refused = b.submit(
+        &login,
+        "/passkeys/sign-in",
+        &[("csrf", "forged"), ("credential", "{}")],
+    );
+    assert_eq!(refused.status, 403, "{refused:?}");
+    // A locked account: the right passkey gets the same generic failure.
+    admin(&gw, &["lock", "alice"]);
+    let login = b.get("/_stepgate/login");
+    let answer = authn.get(&options_on(&login), &origin(&gw));
+    let refused = b.submit(&login, "/passkeys/sign-in", &[("credential", &answer)]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert_eq!(b.get("/app").status, 302);
+    admin(&gw, &["unlock", "alice"]);
+    let login = b.get("/_stepgate/login");
+    let answer = authn.get(&options_on(&login), &origin(&gw));
+    let done = b.submit(&login, "/passkeys/sign-in", &[("credential", &answer)]);
+    assert_eq!(done.status, 303, "{done:?}");
+}
+
+#[test]
+fn without_passwordless_the_sign_in_page_asks_for_the_password_only() {
+    let (_up, gw, _clock) = start(PASSKEYS);
+    let mut b = Browser::new(gw.addr);
+    let login = b.get("/_stepgate/login");
+    assert!(!login.body.contains("/passkeys/sign-in"), "{}", login.body);
+    assert!(!login.body.contains("passkeys.js"), "{}", login.body);
+    let r = b.submit(&login, "/login", &[("username", "x"), ("password", "y")]);
+    assert_eq!(r.status, 401);
+    let r = post(
+        &mut b,
+        "/_stepgate/passkeys/sign-in",
+        &[("csrf", &field(&login, "csrf")), ("credential", "{}")],
+    );
+    assert_eq!(r.status, 404, "{r:?}");
 }

@@ -216,6 +216,7 @@ pub struct PasskeysFile {
     pub rp_id: Option<Str>,
     pub rp_name: Option<Str>,
     pub origins: Option<Vec<Str>>,
+    pub passwordless: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 use super::{Begun, FactorError, FactorKind, SecondFactor, Shared, Verdict};
@@ -51,6 +51,9 @@ pub struct PasskeyConfig {
     pub rp_name: String,
     /// The origins (`https://host[:port]`) ceremonies may come from.
     pub origins: Vec<Url>,
+    /// Whether a passkey may sign in without the password (a discoverable credential with
+    /// user verification); registrations then ask for discoverable credentials.
+    pub passwordless: bool,
 }
 
 /// The Webauthn relying party for `cfg`; an error names what does not fit.
@@ -102,6 +105,7 @@ pub struct PasskeyInfo {
 enum Ceremony {
     Register { state: PasskeyRegistration },
     Authenticate { state: PasskeyAuthentication },
+    SignIn { state: DiscoverableAuthentication },
 }
 
 /// Why a registration was not added.
@@ -123,6 +127,7 @@ pub enum Registered {
 pub struct Passkeys {
     shared: Arc<Shared>,
     webauthn: Option<Webauthn>,
+    passwordless: bool,
 }
 
 /// The base64url (no padding) form of a credential ID.
@@ -148,13 +153,20 @@ impl Passkeys {
         Passkeys {
             shared,
             webauthn: None,
+            passwordless: false,
         }
     }
 
     /// Turns passkeys on with the relying party of `cfg`.
     pub(crate) fn configure(&mut self, cfg: &PasskeyConfig) -> Result<(), FactorError> {
         self.webauthn = Some(relying_party(cfg)?);
+        self.passwordless = cfg.passwordless;
         Ok(())
+    }
+
+    /// Whether passkeys may sign in without the password (`passkeys.passwordless`).
+    pub fn passwordless(&self) -> bool {
+        self.enabled() && self.passwordless
     }
 
     /// Whether the operator configured passkeys.
@@ -169,7 +181,7 @@ impl Passkeys {
     }
 
     /// The user handle of `user`: 16 bytes of an HMAC of the name under the pepper.
-    fn handle(&self, user: &str) -> Uuid {
+    pub fn handle(&self, user: &str) -> Uuid {
         let key = hmac::Key::new(hmac::HMAC_SHA256, self.shared.cipher.pepper());
         let mut ctx = hmac::Context::with_key(&key);
         ctx.update(b"passkey-user-handle\0");
@@ -281,9 +293,14 @@ impl Passkeys {
             .map_err(|e| FactorError::Passkey(format!("registration options: {e}")))?;
         self.put_ceremony(key, user, &Ceremony::Register { state })
             .await?;
-        let json = serde_json::to_string(&options)
+        let mut json = serde_json::to_value(&options)
             .map_err(|e| FactorError::Passkey(format!("registration options: {e}")))?;
-        Ok(Some(json))
+        if self.passwordless {
+            // A discoverable credential where the authenticator can keep one (the state does
+            // not depend on it: webauthn-rs checks no resident-key policy at the finish).
+            json["publicKey"]["authenticatorSelection"]["residentKey"] = "preferred".into();
+        }
+        Ok(Some(json.to_string()))
     }
 
     /// Finishes the registration under `key` with the browser's `response` (JSON), and keeps the
@@ -426,6 +443,90 @@ impl Passkeys {
         })
     }
 
+    /// Begins a sign-in with any discoverable passkey (no user named yet): the options for
+    /// `navigator.credentials.get`, as JSON; the state waits under `key`.
+    pub async fn begin_sign_in(&self, key: &str) -> Result<String, FactorError> {
+        let rp = self.rp()?;
+        let (options, state) = rp
+            .start_discoverable_authentication()
+            .map_err(|e| FactorError::Passkey(format!("sign-in options: {e}")))?;
+        self.put_ceremony(key, "", &Ceremony::SignIn { state })
+            .await?;
+        let mut json = serde_json::to_value(&options)
+            .map_err(|e| FactorError::Passkey(format!("sign-in options: {e}")))?;
+        // A button press asks, not the autofill of a field (the page has no passkey field).
+        if let Some(o) = json.as_object_mut() {
+            o.remove("mediation");
+        }
+        Ok(json.to_string())
+    }
+
+    /// The user handle a sign-in `response` claims (unverified: it only says whose passkeys
+    /// to check it against); `None` when it does not parse or carries none.
+    pub fn claimed_handle(&self, response: &str) -> Option<Uuid> {
+        let rp = self.webauthn.as_ref()?;
+        let cred = serde_json::from_str::<PublicKeyCredential>(response).ok()?;
+        rp.identify_discoverable_authentication(&cred)
+            .ok()
+            .map(|(handle, _)| handle)
+    }
+
+    /// Finishes the sign-in under `key` with `response`, as `user` (found by the claimed
+    /// handle). The ceremony is taken whoever the user is, so it answers once. On success the
+    /// passkey's counter and last use are kept.
+    pub async fn finish_sign_in(
+        &self,
+        key: &str,
+        user: Option<&str>,
+        response: &str,
+    ) -> Result<Verdict, FactorError> {
+        let rp = self.rp()?;
+        let Some(Ceremony::SignIn { state }) = self.take_ceremony(key, "").await? else {
+            return Ok(Verdict::Expired);
+        };
+        let Some(user) = user else {
+            return Ok(Verdict::NotEnrolled);
+        };
+        let Ok(cred) = serde_json::from_str::<PublicKeyCredential>(response) else {
+            return Ok(Verdict::Wrong);
+        };
+        let id = id_text(cred.get_credential_id());
+        let Some((row, mut stored)) = self
+            .stored(user)
+            .await?
+            .into_iter()
+            .find(|(c, _)| c.id == id)
+        else {
+            return Ok(Verdict::NotEnrolled);
+        };
+        let result = match rp.finish_discoverable_authentication_v2(&cred, state, &stored.passkey) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(target: LOG, user, error = %e, "passkey sign-in refused");
+                return Ok(Verdict::Wrong);
+            }
+        };
+        let _ = stored.passkey.update_credential(&result);
+        stored.last_used_ms = Some(self.shared.clock.now_ms());
+        let updated = Credential {
+            data: encode(&stored)?,
+            ..row
+        };
+        let kept = self
+            .shared
+            .store
+            .credentials()
+            .write(vec![Write::ReplaceExisting(updated)])
+            .await?;
+        if !kept {
+            return Ok(Verdict::NotEnrolled);
+        }
+        Ok(Verdict::Accepted {
+            kind: FactorKind::Passkey,
+            remaining: None,
+        })
+    }
+
     /// Renames one passkey; `false` when the user has no passkey `id`.
     pub async fn rename(&self, user: &str, id: &str, name: &str) -> Result<bool, FactorError> {
         let Some((row, mut stored)) = self
@@ -534,6 +635,7 @@ mod tests {
             rp_id: "example.com".into(),
             rp_name: "Example".into(),
             origins: vec![Url::parse("https://login.example.com").unwrap()],
+            passwordless: false,
         };
         assert!(relying_party(&cfg).is_ok());
         let bad = PasskeyConfig {

@@ -14,7 +14,7 @@ use super::{audit, notice, Context, FactorRefused, SignedIn};
 use crate::amr::AuthLevel;
 use crate::auth::{Auth, Identity};
 use crate::factor::passkey::{clean_name, PasskeyInfo, Registered};
-use crate::factor::{FactorError, FactorKind};
+use crate::factor::{FactorError, FactorKind, Verdict};
 use crate::notify::MessageKind;
 use crate::regulation::{code_key, Verdict as Limit};
 
@@ -266,4 +266,134 @@ pub async fn pass(
     let passed = super::count_verdict(auth, ctx, &who.user, verdict).await?;
     let signed = super::second_factor_passed(auth, ctx, who, passed).await?;
     Ok(signed)
+}
+
+/// The store key of a passwordless sign-in ceremony, bound to the browser's sign-in form (the
+/// CSRF token of its form cookie): a hash, never the token itself.
+pub fn sign_in_key(form_token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, form_token.as_bytes());
+    let mut key = String::from("passkey-signin:");
+    for b in digest.as_ref() {
+        key.push_str(&format!("{b:02x}"));
+    }
+    key
+}
+
+/// Begins a passwordless sign-in for the sign-in page: the options for the browser, as JSON;
+/// `None` when passwordless sign-in is off or the store failed (the page then offers only the
+/// password).
+pub async fn begin_sign_in(auth: &Auth, form_token: &str) -> Option<String> {
+    if !auth.factors.passkeys().passwordless() {
+        return None;
+    }
+    match auth
+        .factors
+        .passkeys()
+        .begin_sign_in(&sign_in_key(form_token))
+        .await
+    {
+        Ok(options) => Some(options),
+        Err(e) => {
+            tracing::error!(target: LOG, error = %e, "could not begin a passkey sign-in");
+            None
+        }
+    }
+}
+
+/// Signs in with a passkey and no password (`passkeys.passwordless`): a discoverable
+/// credential with user verification, which proves possession of the key and, through the
+/// verification, something the user knows or is (NIST SP 800-63B: a multi-factor
+/// cryptographic authenticator), so the session's `amr` is `hwk` alone, at `2fa`. The same
+/// answers as a password sign-in: one generic failure for an unknown credential, a wrong answer,
+/// a disabled or locked account and a ban (by user name, and on the account's codes); a
+/// failure counts against the user name like a wrong password. `previous` ends.
+pub async fn sign_in(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    form_token: &str,
+    response: &str,
+    app: &str,
+    previous: Option<&crate::session::SessionKey>,
+) -> Result<super::SignInDone, super::SignInRefused> {
+    use super::SignInRefused as Refused;
+    let passkeys = auth.factors.passkeys();
+    if !passkeys.passwordless() {
+        return Err(Refused::Failed);
+    }
+    let key = sign_in_key(form_token);
+    let handle = passkeys.claimed_handle(response);
+    let user = handle.and_then(|h| auth.users.user_where(&|u| passkeys.handle(&u.name) == h));
+    if let Some(u) = &user {
+        let banned = [u.name.clone(), code_key(&u.name)]
+            .iter()
+            .any(|k| matches!(auth.regulator.check(k, ctx.client), Limit::Banned { .. }));
+        if banned {
+            tracing::info!(target: "stepgate::regulation", user = %u.name, client = %ctx.client, "passkey sign-in refused during a ban");
+            audit(auth, ctx, &u.name, "sign_in_banned", "passkey").await;
+            let _ = passkeys.finish_sign_in(&key, None, response).await;
+            return Err(Refused::Failed);
+        }
+    }
+    let verdict = passkeys
+        .finish_sign_in(&key, user.as_deref().map(|u| u.name.as_str()), response)
+        .await
+        .map_err(|e| {
+            tracing::error!(target: LOG, error = %e, "could not check a passkey sign-in");
+            Refused::Fault
+        })?;
+    let Some(user) = user else {
+        tracing::info!(target: LOG, client = %ctx.client, "passkey sign-in failed: no such passkey");
+        return Err(Refused::Failed);
+    };
+    let name = user.name.clone();
+    if !matches!(verdict, Verdict::Accepted { .. }) {
+        let banned = auth.regulator.record_failure(&name, ctx.client);
+        tracing::info!(target: LOG, user = %name, client = %ctx.client, ?verdict, "passkey sign-in failed");
+        let event = if banned.is_some() {
+            "sign_in_failed_banned"
+        } else {
+            "sign_in_failed"
+        };
+        audit(auth, ctx, &name, event, "passkey").await;
+        return Err(Refused::Failed);
+    }
+    let account = auth.store.credentials().account(&name).await.map_err(|e| {
+        tracing::error!(target: LOG, error = %e, "could not read the account");
+        Refused::Fault
+    })?;
+    if user.disabled || account.locked_ms.is_some() {
+        tracing::info!(target: LOG, user = %name, client = %ctx.client, "passkey sign-in refused: account disabled or locked");
+        audit(auth, ctx, &name, "sign_in_locked", "passkey").await;
+        return Err(Refused::Failed);
+    }
+    auth.regulator.record_success(&name, ctx.client);
+    let mut checked = super::protect::assess(auth, ctx, &user)
+        .await
+        .map_err(|super::Fault| Refused::Fault)?;
+    // The passkey is the strongest proof there is: an unfamiliar environment is still told to
+    // the user (the alert), but asks for no further check.
+    checked.needs_check = false;
+    let origin = crate::session::Origin {
+        client: ctx.client.to_string(),
+        agent: crate::user_agent::describe(ctx.user_agent),
+        persistent: false,
+        needs_check: false,
+        trusted: String::new(),
+    };
+    let amr = crate::amr::Amr::default().with(crate::amr::Method::Hwk);
+    let (id, session) = auth
+        .sessions
+        .start(&name, amr, previous, origin)
+        .await
+        .map_err(|e| super::fault("could not create a session")(&e))
+        .map_err(|super::Fault| Refused::Fault)?;
+    let signed = SignedIn { id, session };
+    let new_device = super::protect::after_sign_in(auth, ctx, &user, &signed, &checked, app).await;
+    tracing::info!(target: LOG, user = %name, client = %ctx.client, "signed in with a passkey");
+    audit(auth, ctx, &name, "sign_in", "passkey").await;
+    Ok(super::SignInDone {
+        signed,
+        user,
+        new_device,
+    })
 }

@@ -27,7 +27,7 @@ use super::{see_other, PageContext, Pages, Refusal, Reply};
 use crate::auth::{Auth, Identity};
 use crate::factor::passkey::NAME_MAX;
 use crate::flow::passkeys::{self as flow, Refused};
-use crate::flow::{self as signin, FactorRefused};
+use crate::flow::{self as signin, FactorRefused, SignInRefused};
 use crate::i18n::Lang;
 use crate::routing::HostRouter;
 
@@ -257,5 +257,68 @@ pub async fn verify(
             let r = verify_refusal(auth, p.lang, why);
             super::challenge::refused(auth, pages, router, req, &p.who, (p.lang, &p.rd), &r).await
         }
+    }
+}
+
+/// `POST /passkeys/sign-in` (`passkeys.passwordless`): a passkey in place of the password,
+/// from the sign-in page. The form's CSRF token (bound to the browser's form cookie) names the
+/// ceremony. On to `rd` with a new session at `2fa` (`amr` `hwk`), or the sign-in page again
+/// with the one generic failure.
+pub async fn sign_in(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+) -> Reply {
+    let body = &req.body[..];
+    let lang = super::login::lang_of(pages, req, form_value(body, "lang"));
+    if !auth.factors.passkeys().passwordless() {
+        return pages.error(StatusCode::NOT_FOUND, lang);
+    }
+    let rd = form_value(body, "rd").unwrap_or_default();
+    if !super::login::form_token_ok(auth, pages, req) {
+        tracing::warn!(target: "stepgate::portal", client = %req.client, "passkey sign-in refused: missing or invalid CSRF token");
+        return pages.error(StatusCode::FORBIDDEN, lang);
+    }
+    let token = form_value(body, "csrf").unwrap_or_default();
+    let response = form_value(body, "credential").unwrap_or_default();
+    let Ok(previous) = auth.identify(req.headers, req.tls).await else {
+        return pages.fault(lang);
+    };
+    let previous = previous.map(|who| who.key);
+    let ctx = pages.context(req, lang);
+    let target = pages.return_to.resolve(Some(&rd), &req.origin, router);
+    let app = url::Url::parse(&target)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| req.origin.clone());
+    match flow::sign_in(auth, &ctx, &token, &response, &app, previous.as_ref()).await {
+        Ok(done) => {
+            let mut reply = pages.signed_in_to(auth, req, &done.signed, &target);
+            if let Some(device) = &done.new_device {
+                let cookie = Pages::lasting_cookie(
+                    req,
+                    crate::browsers::DEVICE_COOKIE,
+                    device,
+                    crate::browsers::DEVICE_COOKIE_SECS,
+                );
+                reply = reply.with_header("set-cookie", cookie);
+            }
+            reply
+        }
+        Err(SignInRefused::Failed) => {
+            super::login::form(
+                auth,
+                pages,
+                req,
+                lang,
+                &rd,
+                "",
+                true,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await
+        }
+        Err(SignInRefused::Busy | SignInRefused::Fault) => pages.fault(lang),
     }
 }

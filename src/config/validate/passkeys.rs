@@ -90,6 +90,7 @@ impl Validator<'_> {
             rp_id: rp_id_text,
             rp_name,
             origins: parsed,
+            passwordless: p.passwordless.unwrap_or(false),
         })
     }
 

@@ -373,3 +373,5 @@ passkey-use = Use a passkey instead
 passkey-verify-intro = Use the passkey on this device or a security key: your browser will ask for your screen lock.
 passkey-verify-button = Use my passkey
 passkey-browser-failed = The browser did not finish the passkey step. Please try again, or use another method.
+passkey-sign-in-title = Or use a passkey
+passkey-sign-in = Sign in with a passkey

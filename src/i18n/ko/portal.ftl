@@ -361,3 +361,5 @@ passkey-use = 패스키로 인증하기
 passkey-verify-intro = 이 기기의 패스키나 보안 키를 사용합니다. 브라우저가 화면 잠금을 풀어 달라고 안내합니다.
 passkey-verify-button = 패스키 사용
 passkey-browser-failed = 브라우저에서 패스키 확인을 마치지 못했습니다. 다시 시도하거나 다른 방법을 이용해 주세요.
+passkey-sign-in-title = 또는 패스키 사용
+passkey-sign-in = 패스키로 로그인
