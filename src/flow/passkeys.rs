@@ -183,7 +183,7 @@ pub async fn remove(
         .iter()
         .any(|k| k.is_primary() && *k != FactorKind::Passkey);
     let recovery = auth.factors.recovery_remaining(user).await? > 0;
-    if passkeys.len() == 1 && !other_primary && !recovery {
+    if !keeps_a_way_in(passkeys.len() - 1, other_primary, recovery) {
         return Err(Refused::LastMethod);
     }
     let before = notice::addresses(auth, &who.user).await;
@@ -200,6 +200,12 @@ pub async fn remove(
     notice::tell(auth, ctx, &who.user, kind, &before).await;
     audit(auth, ctx, user, "factor_removed", "passkey").await;
     Ok(())
+}
+
+/// Whether removing a passkey leaves a way to pass the second factor: another passkey,
+/// another primary method (app, SMS), or unused recovery codes.
+fn keeps_a_way_in(passkeys_left: usize, other_primary: bool, recovery_codes: bool) -> bool {
+    passkeys_left > 0 || other_primary || recovery_codes
 }
 
 /// Whether `who` is at the second factor: a one-factor session (or one only a trusted browser
@@ -279,12 +285,35 @@ pub fn sign_in_key(form_token: &str) -> String {
     key
 }
 
+/// Passwordless ceremonies in flight at most (each view of the sign-in page, by anyone, begins
+/// one and keeps it for five minutes): past this, the page offers only the password until some
+/// run out, so a flood of page views cannot grow the store without bound. Approximate: views
+/// at the same moment may pass the count together.
+const MAX_SIGN_IN_CEREMONIES: u64 = 10_000;
+
 /// Begins a passwordless sign-in for the sign-in page: the options for the browser, as JSON;
-/// `None` when passwordless sign-in is off or the store failed (the page then offers only the
-/// password).
+/// `None` when passwordless sign-in is off, too many are in flight, or the store failed (the
+/// page then offers only the password).
 pub async fn begin_sign_in(auth: &Auth, form_token: &str) -> Option<String> {
     if !auth.factors.passkeys().passwordless() {
         return None;
+    }
+    let now = auth.clock.now_ms();
+    match auth
+        .store
+        .challenges()
+        .count_challenges("passkey-signin:", now)
+        .await
+    {
+        Ok(n) if n < MAX_SIGN_IN_CEREMONIES => {}
+        Ok(n) => {
+            tracing::warn!(target: LOG, in_flight = n, "passkey sign-in not offered: too many ceremonies in flight");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(target: LOG, error = %e, "could not count passkey sign-ins in flight");
+            return None;
+        }
     }
     match auth
         .factors
@@ -396,4 +425,29 @@ pub async fn sign_in(
         user,
         new_device,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_way_in_is_kept() {
+        assert!(
+            !keeps_a_way_in(0, false, false),
+            "the last passkey, nothing else"
+        );
+        assert!(keeps_a_way_in(1, false, false), "another passkey");
+        assert!(keeps_a_way_in(0, true, false), "the app or SMS");
+        assert!(keeps_a_way_in(0, false, true), "recovery codes");
+    }
+
+    #[test]
+    fn the_sign_in_key_is_a_hash_of_the_form_token() {
+        let key = sign_in_key("token");
+        assert!(key.starts_with("passkey-signin:"));
+        assert!(!key.contains("token"));
+        assert_eq!(key.len(), "passkey-signin:".len() + 64);
+        assert_ne!(key, sign_in_key("other"));
+    }
 }
