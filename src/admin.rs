@@ -249,12 +249,15 @@ pub fn run(path: PathBuf, data_dir: Option<PathBuf>, action: Action) -> ExitCode
         .map_err(stepgate::factor::FactorError::from)
         .and_then(|store| {
             let factors = match action.needs_factors() {
-                true => Some(Factors::open(
-                    store.clone(),
-                    &cfg.server.data_dir,
-                    cfg.two_factor.secret_key_file.as_deref(),
-                    stepgate::clock::system(),
-                )?),
+                true => Some(
+                    Factors::open(
+                        store.clone(),
+                        &cfg.server.data_dir,
+                        cfg.two_factor.secret_key_file.as_deref(),
+                        stepgate::clock::system(),
+                    )?
+                    .with_passkeys(cfg.passkeys.as_ref())?,
+                ),
                 false => None,
             };
             Ok((store, factors))

@@ -183,7 +183,8 @@ fn build_auth(
             data,
             cfg.two_factor.secret_key_file.as_deref(),
             clock.clone(),
-        )?,
+        )?
+        .with_passkeys(cfg.passkeys.as_ref())?,
         notifiers: Notifiers::build(&cfg.notify, data)?,
         two_factor: cfg.two_factor.clone(),
         clock,

@@ -33,6 +33,8 @@ pub struct Config {
     pub two_factor: TwoFactorConfig,
     pub notify: crate::notify::NotifyConfig,
     pub store: crate::store::StoreConfig,
+    /// `[passkeys]`; `None`: passkeys are off.
+    pub passkeys: Option<crate::factor::PasskeyConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub apps: Vec<AppConfig>,
     pub rules: Vec<RuleSpec>,

@@ -18,6 +18,7 @@ pub mod approval;
 pub mod authenticator;
 pub mod cipher;
 pub mod code;
+pub mod passkey;
 pub mod recovery;
 pub mod sent;
 pub mod totp;
@@ -26,6 +27,7 @@ pub use approval::Approval;
 pub use authenticator::AuthenticatorApp;
 pub use cipher::SecretCipher;
 pub use code::{CodeCheck, PendingCode};
+pub use passkey::{PasskeyConfig, Passkeys};
 pub use recovery::RecoveryCodes;
 pub use sent::SentCodes;
 pub use totp::{TotpCheck, TotpSecret};
@@ -179,6 +181,8 @@ pub enum FactorError {
     Qr(String),
     #[error("emergency email: expected one address like name@example.org, found {0}")]
     InvalidEmail(&'static str),
+    #[error("passkeys: {0}")]
+    Passkey(String),
 }
 
 /// The kinds of second factor, by the names the challenge's `method` parameter uses.
@@ -195,6 +199,8 @@ pub enum FactorKind {
     DeviceCode,
     /// A code sent to the emergency email ("verify by email instead").
     Email,
+    /// A passkey (WebAuthn): a ceremony in the browser, not a typed code.
+    Passkey,
     /// A single-use recovery code.
     Recovery,
 }
@@ -202,17 +208,19 @@ pub enum FactorKind {
 impl FactorKind {
     /// In the order a challenge offers them.
     /// Approval first, as the seeds' services ask: the user's own phone, nothing to type.
-    pub const ALL: [FactorKind; 6] = [
+    pub const ALL: [FactorKind; 7] = [
         FactorKind::Approve,
         FactorKind::Totp,
         FactorKind::Sms,
         FactorKind::DeviceCode,
         FactorKind::Email,
+        FactorKind::Passkey,
         FactorKind::Recovery,
     ];
 
-    /// `approve`, `totp`, `sms`, `device-code`, `email`, `recovery`: the contract's method
-    /// names (and, for `totp`, `sms` and `recovery`, the store's credential kinds).
+    /// `approve`, `totp`, `sms`, `device-code`, `email`, `passkey`, `recovery`: the contract's
+    /// method names (and, for `totp`, `sms`, `passkey` and `recovery`, the store's credential
+    /// kinds).
     pub fn as_str(self) -> &'static str {
         match self {
             FactorKind::Approve => "approve",
@@ -220,6 +228,7 @@ impl FactorKind {
             FactorKind::Sms => "sms",
             FactorKind::DeviceCode => "device-code",
             FactorKind::Email => "email",
+            FactorKind::Passkey => "passkey",
             FactorKind::Recovery => "recovery",
         }
     }
@@ -241,6 +250,7 @@ impl FactorKind {
             FactorKind::Sms => Method::Sms,
             FactorKind::Email => Method::Email,
             FactorKind::Approve | FactorKind::DeviceCode => Method::Mca,
+            FactorKind::Passkey => Method::Hwk,
         }
     }
 
@@ -248,7 +258,10 @@ impl FactorKind {
     /// and the emergency email are backups of another factor, not factors to set up alone; an
     /// approver device is a signed-in browser, which exists only after another factor).
     pub fn is_primary(self) -> bool {
-        matches!(self, FactorKind::Totp | FactorKind::Sms)
+        matches!(
+            self,
+            FactorKind::Totp | FactorKind::Sms | FactorKind::Passkey
+        )
     }
 }
 
@@ -342,6 +355,7 @@ pub struct Factors {
     device_code: SentCodes,
     approval: Approval,
     recovery: RecoveryCodes,
+    passkeys: Passkeys,
     enrolled_cache: DashMap<String, CachedFlag>,
     /// Bumped on every local change, so a cache fill that raced a change is thrown away.
     generation: AtomicU64,
@@ -379,6 +393,7 @@ impl Factors {
             device_code: SentCodes::new(FactorKind::DeviceCode, Arc::clone(&shared)),
             approval: Approval::new(Arc::clone(&shared)),
             recovery: RecoveryCodes::new(Arc::clone(&shared)),
+            passkeys: Passkeys::new(Arc::clone(&shared)),
             shared,
             enrolled_cache: DashMap::new(),
             generation: AtomicU64::new(0),
@@ -394,7 +409,26 @@ impl Factors {
             FactorKind::DeviceCode => &self.device_code,
             FactorKind::Email => &self.email,
             FactorKind::Recovery => &self.recovery,
+            FactorKind::Passkey => &self.passkeys,
         }
+    }
+
+    /// Turns passkeys on (`[passkeys]`); without this call they are off.
+    pub fn with_passkeys(mut self, cfg: Option<&PasskeyConfig>) -> Result<Factors, FactorError> {
+        if let Some(cfg) = cfg {
+            self.passkeys.configure(cfg)?;
+        }
+        Ok(self)
+    }
+
+    pub fn passkeys(&self) -> &Passkeys {
+        &self.passkeys
+    }
+
+    /// Drops the cached `enrolled` flag of `user` after a change made outside `Factors`'
+    /// own methods (a passkey added or removed).
+    pub fn forget_cached(&self, user: &str) {
+        self.changed(user);
     }
 
     /// The factor that sends codes of `kind` (SMS or email); `None` for another kind.
@@ -457,11 +491,15 @@ impl Factors {
         let store = self.shared.store.credentials();
         let creds = store.credentials(user, None).await?;
         let has = |k: FactorKind| {
-            creds
-                .iter()
-                .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
+            // Passkeys the operator turned off cannot be used, so they do not count.
+            (k != FactorKind::Passkey || self.passkeys.enabled())
+                && creds
+                    .iter()
+                    .any(|c| c.kind == k.as_str() && c.used_ms.is_none())
         };
-        let primary = has(FactorKind::Totp) || has(FactorKind::Sms);
+        let primary = FactorKind::ALL
+            .into_iter()
+            .any(|k| k.is_primary() && has(k));
         // The emergency email backs up a primary factor; alone it is not two-step verification.
         let email = primary && store.account(user).await?.emergency_email.is_some();
         // So does an approver device: it approves, or shows a security code, for a user who has
@@ -815,6 +853,7 @@ impl Factors {
                 kinds: [
                     FactorKind::Totp.as_str(),
                     FactorKind::Sms.as_str(),
+                    FactorKind::Passkey.as_str(),
                     FactorKind::Recovery.as_str(),
                     crate::devices::APPROVER,
                     TOKEN_KIND,

@@ -24,6 +24,7 @@ pub mod change;
 pub mod codes;
 pub mod grace;
 pub mod notice;
+pub mod passkeys;
 pub mod password;
 pub(crate) mod progress;
 pub mod protect;
@@ -350,7 +351,22 @@ pub async fn check_factor_of(
         tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
         return Err(FactorRefused::Banned { until_ms });
     }
-    let verdict = auth.factors.verify(kind, user, answer).await.map_err(|e| {
+    let verdict = auth.factors.verify(kind, user, answer).await;
+    count_verdict(auth, ctx, account, verdict).await
+}
+
+/// The accounting of [`check_factor_of`] for a verdict reached elsewhere (a passkey
+/// ceremony): a success clears the account's failures, a wrong or replayed answer counts, a
+/// fault fails closed. The caller checked the ban first.
+pub(crate) async fn count_verdict(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    account: &User,
+    verdict: Result<Verdict, crate::factor::FactorError>,
+) -> Result<FactorKind, FactorRefused> {
+    let user = &account.name;
+    let key = code_key(user);
+    let verdict = verdict.map_err(|e| {
         tracing::error!(target: LOG, %user, error = %e, "could not check a second factor");
         FactorRefused::Fault
     })?;
@@ -394,6 +410,16 @@ pub async fn pass_second_factor(
     answer: &str,
 ) -> Result<SignedIn, FactorRefused> {
     let passed = check_factor(auth, ctx, who, kind, answer).await?;
+    second_factor_passed(auth, ctx, who, passed).await
+}
+
+/// The ending of a passed second factor: a new session with its method added (`2fa`).
+pub(crate) async fn second_factor_passed(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    who: &Identity,
+    passed: FactorKind,
+) -> Result<SignedIn, FactorRefused> {
     let amr = who.session.amr.with(passed.method());
     let signed = finish(auth, &who.user.name, amr, Some(&who.key))
         .await

@@ -13,6 +13,7 @@ pub mod csrf;
 pub mod devices;
 pub mod guide;
 pub mod login;
+pub mod passkeys;
 pub mod password;
 pub mod protect;
 pub mod reauth;
@@ -46,8 +47,11 @@ pub struct PortalConfig {
 }
 
 pub const STYLE_CSS: &str = include_str!("portal/style.css");
-/// The portal's one script: progressive enhancement (copy and print buttons), never needed.
+/// The portal's script: progressive enhancement (copy and print buttons, the approval pages'
+/// waiting), never needed.
 pub const SCRIPT_JS: &str = include_str!("portal/portal.js");
+/// The passkey ceremonies' script (`portal/passkeys.rs`), loaded only where passkeys are offered.
+pub const PASSKEYS_JS: &str = include_str!("portal/passkeys.js");
 
 /// The response headers every portal page and error page carries.
 pub const PAGE_HEADERS: [(&str, &str); 6] = [
@@ -292,6 +296,18 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     (
         "devices.html",
         include_str!("portal/templates/devices.html"),
+    ),
+    (
+        "passkeys.html",
+        include_str!("portal/templates/passkeys.html"),
+    ),
+    (
+        "passkey_verify.html",
+        include_str!("portal/templates/passkey_verify.html"),
+    ),
+    (
+        "passkey_sign_in.html",
+        include_str!("portal/templates/passkey_sign_in.html"),
     ),
 ];
 
@@ -721,6 +737,9 @@ impl Pages {
             ("/language", true) => self.language(router, req),
             ("/assets/style.css", true) => self.stylesheet(),
             ("/assets/portal.js", true) => self.script(),
+            ("/assets/passkeys.js", true) => {
+                self.asset("text/javascript; charset=utf-8", PASSKEYS_JS)
+            }
             ("/jwks.json", true) => {
                 let mut r = Reply::json(StatusCode::OK, auth.signer.jwks_json());
                 for h in r.headers.iter_mut() {
@@ -791,6 +810,18 @@ impl Pages {
             ("/password", false) if post => password::change(auth, self, req).await,
             ("/reset", true) => password::show_reset(auth, self, req).await,
             ("/reset", false) if post => password::reset(auth, self, router, req).await,
+            ("/passkeys", true) => passkeys::show(auth, self, req).await,
+            ("/passkeys/add/begin", false) if post => passkeys::add_begin(auth, self, req).await,
+            ("/passkeys/add" | "/passkeys/rename" | "/passkeys/remove", false) if post => {
+                passkeys::change(auth, self, req).await
+            }
+            ("/passkeys/verify/begin", false) if post => {
+                passkeys::verify_begin(auth, self, req).await
+            }
+            ("/passkeys/verify", false) if post => passkeys::verify(auth, self, router, req).await,
+            ("/passkeys/sign-in", false) if post => {
+                passkeys::sign_in(auth, self, router, req).await
+            }
             (
                 "/login"
                 | "/logout"
@@ -824,6 +855,14 @@ impl Pages {
                 | "/lock"
                 | "/password"
                 | "/reset"
+                | "/passkeys"
+                | "/passkeys/add/begin"
+                | "/passkeys/add"
+                | "/passkeys/rename"
+                | "/passkeys/remove"
+                | "/passkeys/verify/begin"
+                | "/passkeys/verify"
+                | "/passkeys/sign-in"
                 | "/language",
                 _,
             ) => self.error(StatusCode::METHOD_NOT_ALLOWED, lang),

@@ -97,6 +97,12 @@ pub trait UserDirectory: Send + Sync {
         None
     }
 
+    /// The first user `matches` picks (a reverse lookup, such as a passkey's user handle);
+    /// `None` from a directory that cannot list its users.
+    fn user_where(&self, _matches: &dyn Fn(&User) -> bool) -> Option<Arc<User>> {
+        None
+    }
+
     /// The account a typed sign-in name means: the user of that name, else, for a name with an
     /// `@`, the one user with that email. `name` is normalised.
     fn find(&self, name: &str) -> Option<Arc<User>> {
@@ -280,6 +286,10 @@ impl UserDirectory for FileDirectory {
             (Some(user), None) => Some(Arc::clone(user)),
             _ => None,
         }
+    }
+
+    fn user_where(&self, matches: &dyn Fn(&User) -> bool) -> Option<Arc<User>> {
+        self.users.load().values().find(|u| matches(u)).cloned()
     }
 }
 

@@ -608,3 +608,36 @@ access_key = "AK0001"
     assert_eq!(run.stdout, "stepgate.toml: ok\n", "stderr: {}", run.stderr);
     assert_eq!(run.code, 0);
 }
+
+#[test]
+fn passkey_problems_are_reported_with_their_lines() {
+    let head = "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n[[app]]\nid = \"whoami\"\nhosts = [\"localhost\"]\nbuiltin = \"whoami\"\n\n";
+    let (_dir, run) = check_text(&format!(
+        "{head}[passkeys]\nenabled = true\nrp_id = \"example.test\"\nrp_name = \"\"\norigins = [\"https://example.test\", \"http://app.example.test\", \"https://evil.test\", \"https://example.test/path\"]\n"
+    ));
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:12: passkeys.rp_name: must not be empty (found \"\")",
+            "stepgate.toml:13: passkeys.origins[1]: must be an https:// origin (http:// only for localhost) (found \"http://app.example.test\")",
+            "stepgate.toml:13: passkeys.origins[2]: the host must be the rp_id or a name under it (found \"https://evil.test\")",
+            "stepgate.toml:13: passkeys.origins[3]: must be an origin only: scheme, host and port, no path (found \"https://example.test/path\")",
+        ],
+    );
+    let (_dir, run) = check_text(&format!(
+        "{head}[passkeys]\nenabled = true\nrp_id = \"127.0.0.1\"\n"
+    ));
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:11: passkeys.rp_id: must be a lowercase host name such as \"example.com\", without scheme or port; browsers refuse IP addresses (found \"127.0.0.1\")"],
+    );
+    let (_dir, run) = check_text(&format!("{head}[passkeys]\nenabled = true\n"));
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:9: passkeys.rp_id: this key is required (found none)"],
+    );
+    let (_dir, run) = check_text(&format!(
+        "{head}[passkeys]\nenabled = true\nrp_id = \"localhost\"\norigins = [\"http://localhost:8080\"]\n"
+    ));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub notify: NotifyFile,
     #[serde(default)]
     pub store: StoreFile,
+    pub passkeys: Option<Spanned<PasskeysFile>>,
     #[serde(default)]
     pub listener: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
@@ -212,6 +213,16 @@ pub struct TwoFactorFile {
     pub approval_block: Option<Str>,
     pub approver_max_age: Option<Str>,
     pub device_code_ttl: Option<Str>,
+}
+
+/// `[passkeys]`: WebAuthn (see docs/passkeys.md).
+#[derive(Debug, Default, Deserialize)]
+pub struct PasskeysFile {
+    pub enabled: Option<bool>,
+    pub rp_id: Option<Str>,
+    pub rp_name: Option<Str>,
+    pub origins: Option<Vec<Str>>,
+    pub passwordless: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

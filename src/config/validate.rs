@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 mod network;
+mod passkeys;
 mod store;
 mod two_factor;
 
@@ -129,6 +130,7 @@ impl Validator<'_> {
         let two_factor = self.two_factor(f.two_factor, &portal);
         let notify = self.notify(f.notify);
         let store = self.store(f.store);
+        let passkeys = self.passkeys(f.passkeys, &portal);
         let no_listener = f.listener.is_empty();
         let listeners = f
             .listener
@@ -174,6 +176,7 @@ impl Validator<'_> {
             two_factor,
             notify,
             store,
+            passkeys,
             listeners,
             apps,
             rules,

@@ -81,6 +81,9 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("added", "2026-12-01 08:30 UTC".into()),
         ("count", remaining.into()),
         ("expires", "2026-12-31 08:30 UTC".into()),
+        ("created", "2026-12-01 08:30 UTC".into()),
+        ("n", 2u32.into()),
+        ("name", "My phone".into()),
     ]
 }
 
@@ -150,6 +153,7 @@ fn every_id_the_templates_and_the_code_use_exists() {
             include_str!("../portal/approvals.rs"),
         ),
         ("portal/devices.rs", include_str!("../portal/devices.rs")),
+        ("portal/passkeys.rs", include_str!("../portal/passkeys.rs")),
         ("notify/message.rs", include_str!("../notify/message.rs")),
     ];
     let catalogue = Catalogue::compiled();

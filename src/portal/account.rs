@@ -104,6 +104,14 @@ async fn render(
     let Ok(summary) = auth.factors.summary(&who.user.name).await else {
         return pages.fault(lang);
     };
+    let passkeys_on = auth.factors.passkeys().enabled();
+    let passkeys = match passkeys_on {
+        true => match auth.factors.passkeys().list(&who.user.name).await {
+            Ok(list) => list.len(),
+            Err(_) => return pages.fault(lang),
+        },
+        false => 0,
+    };
     let Ok(events) = auth
         .store
         .audit()
@@ -144,6 +152,8 @@ async fn render(
         totp => summary.totp.map(date_of),
         sms => summary.sms.as_deref().map(super::mask_phone),
         recovery_remaining => summary.recovery_remaining,
+        passkeys_on,
+        passkeys,
         emergency_email => summary.emergency_email.as_deref().map(super::mask_email),
         events,
         two_factor_session => who.session.level() == AuthLevel::TwoFactor,

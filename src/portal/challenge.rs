@@ -43,6 +43,8 @@ struct Ask {
     pending_until: Option<u64>,
     /// For approval: the request this browser made, if it is still the current one.
     approval: Option<Request>,
+    /// For a passkey: the options of the ceremony begun for this page (JSON).
+    passkey_options: Option<String>,
 }
 
 impl Ask {
@@ -69,6 +71,7 @@ impl Ask {
             to,
             pending_until,
             approval,
+            passkey_options: None,
         })
     }
 }
@@ -113,8 +116,49 @@ fn form(
         approval,
         script => ask.approval.as_ref().is_some_and(|r| r.state == State::Pending),
         remember_offered => auth.two_factor.trusted_browser_lifetime.is_some(),
+        passkey_script => ask.method == FactorKind::Passkey,
+        passkey_options => ask.passkey_options,
     };
     pages.form_page("challenge.html", lang, page, ctx, error)
+}
+
+/// The challenge for a passkey again, with what went wrong (`/passkeys/verify`'s refusals).
+pub(crate) async fn refused(
+    auth: &Auth,
+    pages: &Pages,
+    router: &HostRouter,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    (lang, rd): (Lang, &str),
+    error: &Refusal,
+) -> Reply {
+    if let Some(r) = elsewhere(pages, router, req, who, rd) {
+        return r;
+    }
+    let Some(mut ask) = Ask::of(auth, who, Some(FactorKind::Passkey.as_str())).await else {
+        return pages.fault(lang);
+    };
+    ask.passkey_options = passkey_options(auth, pages, req, who, lang, &ask).await;
+    form(auth, pages, who, (lang, rd), &ask, Some(error))
+}
+
+/// A passkey ceremony begun for the page (its options go into the page: the page's CSP lets
+/// the script connect nowhere), when the page asks for a passkey.
+async fn passkey_options(
+    auth: &Auth,
+    pages: &Pages,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    lang: Lang,
+    ask: &Ask,
+) -> Option<String> {
+    if ask.method != FactorKind::Passkey {
+        return None;
+    }
+    let ctx = pages.context(req, lang);
+    flow::passkeys::begin_verification(auth, &ctx, who)
+        .await
+        .ok()
 }
 
 /// Where a request that should not be at the challenge goes instead, if anywhere.
@@ -172,9 +216,10 @@ pub async fn show(
         r.status = StatusCode::FOUND;
         return r;
     }
-    let Some(ask) = Ask::of(auth, &who, req.param("method").as_deref()).await else {
+    let Some(mut ask) = Ask::of(auth, &who, req.param("method").as_deref()).await else {
         return pages.fault(lang);
     };
+    ask.passkey_options = passkey_options(auth, pages, req, &who, lang, &ask).await;
     if auth
         .factors
         .get(ask.method)

@@ -2,8 +2,8 @@
 //! device or not, or one whose identity changed and must be verified again), "use this browser
 //! to approve sign-ins" (`POST /devices/add`, behind a fresh proof), "sign in on another device"
 //! (`POST /devices/code`: a short security code shown here, typed on the other device), the
-//! approver devices with their removal forms (`POST /devices/remove`), and the trusted
-//! browsers. The rules are `flow::approvals`'.
+//! approver devices with their removal forms (`POST /devices/remove`), the passkeys (managed on
+//! `/passkeys`) and the trusted browsers. The rules are `flow::approvals`'.
 
 use http::StatusCode;
 use minijinja::context;
@@ -40,6 +40,24 @@ async fn render(
     let Ok(browsers) = trusted::trusted(auth, who).await else {
         return pages.fault(lang);
     };
+    // Passkeys, when the operator offers them (listed here, managed on their own page).
+    let passkeys_on = auth.factors.passkeys().enabled();
+    let passkeys: Vec<minijinja::Value> = if passkeys_on {
+        let Ok(list) = auth.factors.passkeys().list(&who.user.name).await else {
+            return pages.fault(lang);
+        };
+        list.iter()
+            .map(|p| {
+                context! {
+                    name => &p.name,
+                    created => when(p.created_ms),
+                    last_used => p.last_used_ms.map(when),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let this_id = this.as_ref().ok().cloned().unwrap_or_default();
     let rows: Vec<minijinja::Value> = list
         .iter()
@@ -74,6 +92,8 @@ async fn render(
         status,
         rows,
         trusted => browsers.len(),
+        passkeys_on,
+        passkeys,
         notice => shown.notice,
         code => shown.code.as_ref().map(|(c, _)| c),
         code_until => shown.code.as_ref().map(|(_, until)| when(*until)),

@@ -55,6 +55,8 @@ pub struct LoginPage<'a> {
     pub csrf: &'a str,
     /// "Keep me signed in" is offered (saved sign-ins are on).
     pub keep_offered: bool,
+    /// A passwordless passkey sign-in begun for this page: its options (JSON).
+    pub passkey_options: Option<&'a str>,
 }
 
 impl Pages {
@@ -70,6 +72,8 @@ impl Pages {
                 lang => p.lang.tag(),
                 title => p.lang.text("login-title"),
                 keep_offered => p.keep_offered,
+                passkey_options => p.passkey_options,
+                passkey_script => p.passkey_options.is_some(),
                 reset_url => format!("{}/reset", self.config().prefix),
                 error => p.error.then(|| p.lang.text("login-failed")),
                 rd => p.rd,
@@ -111,11 +115,13 @@ pub async fn show(
             return pages.error(StatusCode::SERVICE_UNAVAILABLE, lang);
         }
     }
-    form(auth, pages, req, lang, &rd, "", false, StatusCode::OK)
+    form(auth, pages, req, lang, &rd, "", false, StatusCode::OK).await
 }
 
+/// The sign-in form (and, when passwordless passkeys are on, the passkey button with a
+/// ceremony begun for this browser's form cookie).
 #[allow(clippy::too_many_arguments)]
-fn form(
+pub(crate) async fn form(
     auth: &Auth,
     pages: &Pages,
     req: &PortalRequest<'_>,
@@ -126,7 +132,9 @@ fn form(
     status: StatusCode,
 ) -> Reply {
     let (token, set_binding) = form_token(auth, pages, req);
+    let passkey_options = flow::passkeys::begin_sign_in(auth, &token).await;
     let page = LoginPage {
+        passkey_options: passkey_options.as_deref(),
         lang,
         rd,
         username,
@@ -222,16 +230,19 @@ pub async fn submit(
             }
             reply
         }
-        Err(SignInRefused::Failed) => form(
-            auth,
-            pages,
-            req,
-            lang,
-            &rd,
-            &raw_name,
-            true,
-            StatusCode::UNAUTHORIZED,
-        ),
+        Err(SignInRefused::Failed) => {
+            form(
+                auth,
+                pages,
+                req,
+                lang,
+                &rd,
+                &raw_name,
+                true,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await
+        }
         Err(SignInRefused::Busy | SignInRefused::Fault) => pages.fault(lang),
     }
 }

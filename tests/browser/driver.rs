@@ -272,6 +272,26 @@ impl Browser {
             .await
     }
 
+    /// Adds a virtual authenticator (chromedriver's WebAuthn extension): a platform authenticator
+    /// speaking CTAP2 that keeps discoverable credentials and verifies its user every time.
+    /// Returns its id.
+    #[allow(dead_code)] // used by browser_passkeys.rs, not browser.rs
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let v = self
+            .chrome(
+                "webauthn/authenticator",
+                json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                }),
+            )
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
     /// The viewport, in CSS pixels (the window itself cannot be narrower than 500 px).
     pub async fn set_width(&self, width: u32) {
         self.cdp(
