@@ -33,6 +33,7 @@ fn rules(n: usize) -> AccessRules {
             subjects: vec![],
             policy: Policy::OneFactor,
             trusted_browsers: true,
+            client_certificate: false,
         })
         .collect();
     specs.push(RuleSpec {
@@ -43,6 +44,7 @@ fn rules(n: usize) -> AccessRules {
         subjects: vec![],
         policy: Policy::TwoFactor,
         trusted_browsers: true,
+        client_certificate: false,
     });
     AccessRules::compile(specs).expect("rules compile")
 }
@@ -142,6 +144,7 @@ fn bench_identity(c: &mut Criterion) {
         session,
         user: users.get("bob").expect("bob"),
         second_factor: true,
+        certificate: None,
     };
     let signer =
         Signer::open(dir.path(), AssertionConfig::default(), clock.clone()).expect("signer");

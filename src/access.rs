@@ -80,6 +80,8 @@ pub struct RuleSpec {
     /// Whether a browser trusted with "don't ask again" stands in for the second factor here
     /// (`false`: this route always wants a code of this sign-in).
     pub trusted_browsers: bool,
+    /// Whether the route needs a registered, valid client certificate on the connection.
+    pub client_certificate: bool,
 }
 
 /// What the request looks like to the rules.
@@ -109,6 +111,11 @@ pub trait Principal {
     }
     /// Signed in from an unfamiliar environment, not checked yet.
     fn needs_check(&self) -> bool {
+        false
+    }
+    /// Whether the request's connection carries a registered client certificate of this user
+    /// that is valid now.
+    fn has_client_certificate(&self) -> bool {
         false
     }
 }
@@ -192,6 +199,10 @@ impl AccessRules {
         self.rules[index].trusted_browsers
     }
 
+    pub fn requires_certificate(&self, index: usize) -> bool {
+        self.rules[index].client_certificate
+    }
+
     pub fn admits(&self, index: usize, who: &dyn Principal) -> bool {
         let subjects = &self.rules[index].subjects;
         subjects.is_empty()
@@ -215,6 +226,7 @@ pub(crate) mod tests {
             subjects: vec![],
             policy,
             trusted_browsers: true,
+            client_certificate: false,
         }
     }
 

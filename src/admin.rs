@@ -24,6 +24,7 @@ use stepgate::factor::Factors;
 use stepgate::lockout;
 use stepgate::store::{run_blocking, AuditEvent, BanRecord, SessionKey, SessionRecord, Store};
 
+mod certificates;
 mod devices;
 
 #[derive(Subcommand)]
@@ -86,6 +87,21 @@ pub enum Action {
         /// Remove every approver device of USER (a lost phone).
         #[arg(long)]
         remove_all: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List USER's client certificates, register one from a file, or remove one.
+    Certificates {
+        user: String,
+        /// Register the certificate in this file (PEM or DER), checked as the page does.
+        #[arg(long, conflicts_with = "remove")]
+        register: Option<PathBuf>,
+        /// Remove the certificate with this fingerprint (SHA-256, hex).
+        #[arg(long)]
+        remove: Option<String>,
+        /// Why it is removed (kept in the audit trail).
+        #[arg(long, requires = "remove", default_value = "")]
+        reason: String,
         #[command(flatten)]
         out: Output,
     },
@@ -199,6 +215,7 @@ impl Action {
             | Action::Unlock { user, .. }
             | Action::Trusted { user, .. }
             | Action::Devices { user, .. }
+            | Action::Certificates { user, .. }
             | Action::Audit { user, .. } => Some(user),
             Action::Bans(_) => None,
         }
@@ -324,6 +341,23 @@ async fn execute(ctx: &Ctx, action: Action) -> Result<()> {
                 (None, false) => devices::Remove::None,
             };
             devices::devices(ctx, remove, out).await
+        }
+        Action::Certificates {
+            register,
+            remove,
+            reason,
+            out,
+            ..
+        } => {
+            let change = match (&register, &remove) {
+                (Some(file), _) => certificates::Change::Register(file),
+                (None, Some(fp)) => certificates::Change::Remove {
+                    fingerprint: fp,
+                    reason: &reason,
+                },
+                (None, None) => certificates::Change::None,
+            };
+            certificates::certificates(ctx, change, out).await
         }
         Action::Audit { limit, out, .. } => audit(ctx, limit, out).await,
     }

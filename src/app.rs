@@ -187,6 +187,11 @@ fn build_auth(
         .with_passkeys(cfg.passkeys.as_ref())?,
         notifiers: Notifiers::build(&cfg.notify, data)?,
         two_factor: cfg.two_factor.clone(),
+        certificates: crate::certificates::Certificates::new(
+            store.clone(),
+            clock.clone(),
+            cfg.certificate_listeners(),
+        ),
         clock,
         store,
     };
@@ -301,14 +306,25 @@ pub fn build_with_clock(
             ListenerKind::Https {
                 certificates,
                 http2,
+                client_certificates,
             } => {
                 let resolver = SniResolver::new(certificates)
                     .ok_or(BuildError::NoCertificate(listener.address))?;
-                let mut tls =
-                    TlsSettings::intermediate("", "").map_err(|e| BuildError::Listener {
-                        address: listener.address,
-                        cause: e.to_string(),
-                    })?;
+                let settings = match client_certificates {
+                    // The presented leaf goes into each connection's TLS digest, where the
+                    // request's check finds it (`certificates::on_request`).
+                    Some(_) => {
+                        TlsSettings::with_callbacks(Box::new(crate::certificates::KeepPresented))
+                    }
+                    None => TlsSettings::intermediate("", ""),
+                };
+                let mut tls = settings.map_err(|e| BuildError::Listener {
+                    address: listener.address,
+                    cause: e.to_string(),
+                })?;
+                if let Some(trust) = client_certificates {
+                    tls.set_client_cert_verifier(trust.verifier());
+                }
                 tls.set_cert_resolver(Arc::new(resolver));
                 if *http2 {
                     tls.enable_h2();
@@ -458,6 +474,7 @@ impl Housekeeping {
             tracing::error!(error = %e, "session housekeeping failed");
         }
         auth.regulator.cleanup();
+        auth.certificates.reload_if_changed();
         // Bans an operator lifted (`stepgate admin bans lift`) stop applying here too.
         let read = auth.regulator.store_read();
         match auth.store.bans().active_bans(auth.clock.now_ms()).await {

@@ -76,6 +76,8 @@ pub struct IdentityFacts {
     pub auth_level: &'static str,
     /// RFC 8176 method values, e.g. `["pwd", "otp"]`.
     pub amr: Vec<String>,
+    /// The client certificate that counted for this request: its SHA-256 (raw) and subject.
+    pub certificate: Option<([u8; 32], String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +203,11 @@ impl Signer {
         });
         if let Some(email) = &facts.email {
             claims["email"] = json!(email);
+        }
+        if let Some((sha256, subject)) = &facts.certificate {
+            // RFC 8705 §3.1: the certificate the request was made with.
+            claims["cnf"] = json!({ "x5t#S256": B64URL.encode(sha256) });
+            claims["client_cert_subject"] = json!(subject);
         }
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(ring.current.kid.clone());
@@ -540,6 +547,7 @@ mod tests {
             name: "Alice A.".into(),
             auth_level: "2fa",
             amr: strings(&["pwd", "otp"]),
+            certificate: None,
         }
     }
 

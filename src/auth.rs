@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::access::Principal;
-use crate::amr::AuthLevel;
+use crate::amr::{Amr, AuthLevel, Method};
 use crate::assertion::Signer;
 use crate::clock::SharedClock;
 use crate::factor::Factors;
@@ -29,6 +29,8 @@ pub struct Auth {
     pub factors: Factors,
     pub notifiers: Notifiers,
     pub two_factor: TwoFactorConfig,
+    /// Client certificates: the listeners' trust and the per-request check.
+    pub certificates: crate::certificates::Certificates,
 }
 
 /// A signed-in request: the session and the user it belongs to.
@@ -40,6 +42,9 @@ pub struct Identity {
     /// two-factor session never needs it to be decided); a store fault counts as "has one", so
     /// the request goes to the challenge, which fails closed, never past it.
     pub second_factor: bool,
+    /// A registered client certificate of this user, valid now, on the request's connection:
+    /// it stands in for the second factor on this request (`amr` gains `swk`).
+    pub certificate: Option<Arc<crate::certificates::Registered>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -52,6 +57,20 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// The methods behind this request: the session's, and `swk` for a valid registered
+    /// certificate on the connection.
+    pub fn amr(&self) -> Amr {
+        match self.certificate {
+            Some(_) => self.session.amr.with(Method::Swk),
+            None => self.session.amr,
+        }
+    }
+
+    /// The level of this request (see [`Identity::amr`]).
+    pub fn level(&self) -> AuthLevel {
+        self.amr().level()
+    }
+
     /// The facts the signed assertion carries for this session.
     pub fn facts(&self) -> crate::assertion::IdentityFacts {
         crate::assertion::IdentityFacts {
@@ -59,14 +78,12 @@ impl Identity {
             email: self.user.email.clone(),
             groups: self.user.groups.clone(),
             name: self.user.display_name.clone(),
-            auth_level: self.session.level().as_str(),
-            amr: self
-                .session
-                .amr
-                .values()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            auth_level: self.level().as_str(),
+            amr: self.amr().values().into_iter().map(str::to_owned).collect(),
+            certificate: self
+                .certificate
+                .as_ref()
+                .map(|c| (c.cert.info.sha256(), c.cert.info.subject.clone())),
         }
     }
 }
@@ -81,7 +98,7 @@ impl Principal for Identity {
     }
 
     fn level(&self) -> AuthLevel {
-        self.session.level()
+        Identity::level(self)
     }
 
     fn has_second_factor(&self) -> bool {
@@ -93,7 +110,11 @@ impl Principal for Identity {
     }
 
     fn remembered_only(&self) -> bool {
-        self.session.amr.remembered_only()
+        self.amr().remembered_only()
+    }
+
+    fn has_client_certificate(&self) -> bool {
+        self.certificate.is_some()
     }
 
     fn needs_check(&self) -> bool {
@@ -158,6 +179,7 @@ impl Auth {
                     session,
                     user,
                     second_factor,
+                    certificate: None,
                 }))
             }
             _ => {

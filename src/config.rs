@@ -70,6 +70,8 @@ pub enum ListenerKind {
     Https {
         certificates: Vec<Certificate>,
         http2: bool,
+        /// Asks for an optional client certificate, trusted this way (`[listener.client_certificates]`).
+        client_certificates: Option<std::sync::Arc<crate::certificates::Trust>>,
     },
     /// Plain HTTP that answers every request with a redirect to HTTPS on `https_port`.
     Redirect { https_port: u16 },
@@ -132,6 +134,22 @@ pub use crate::telemetry::{LogConfig, LogFormat};
 pub use crate::tls::Certificate;
 
 impl Config {
+    /// The listeners that ask for client certificates, with their trust.
+    pub fn certificate_listeners(
+        &self,
+    ) -> Vec<(SocketAddr, std::sync::Arc<crate::certificates::Trust>)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match &l.kind {
+                ListenerKind::Https {
+                    client_certificates: Some(trust),
+                    ..
+                } => Some((l.address, std::sync::Arc::clone(trust))),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Read and validate a file; relative paths in it are taken from the working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -23,6 +23,8 @@ pub enum Decision {
     /// Signed in from an unfamiliar environment, and the user has no second factor: a one-time
     /// code to the account email first.
     Check,
+    /// Signed in, but the route needs a registered client certificate on the connection.
+    Certificate,
     /// Refused: a deny rule, no matching rule, or the user is not among the rule's subjects.
     Deny,
 }
@@ -35,6 +37,7 @@ impl Decision {
             Decision::SecondFactor => "second_factor",
             Decision::Guide => "guide",
             Decision::Check => "check",
+            Decision::Certificate => "certificate",
             Decision::Deny => "deny",
         }
     }
@@ -60,6 +63,9 @@ pub fn decide(rules: &AccessRules, req: &Request<'_>, who: Option<&dyn Principal
             } else {
                 Decision::Check
             }
+        }
+        (_, Some(who)) if rules.requires_certificate(index) && !who.has_client_certificate() => {
+            Decision::Certificate
         }
         (Policy::TwoFactor, Some(who))
             if who.remembered_only() && !rules.trusts_browsers(index) =>
@@ -102,9 +108,15 @@ pub fn answer(decision: Decision, browser: bool, original: &str, prefix: &str) -
         Decision::SecondFactor => "2fa",
         Decision::Guide => "guide",
         Decision::Check => "check",
+        Decision::Certificate => "certificates",
     };
     if !browser {
-        return Answer::Refuse(StatusCode::UNAUTHORIZED);
+        // Signing in again would not help a client without the certificate.
+        let status = match decision {
+            Decision::Certificate => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        return Answer::Refuse(status);
     }
     let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
     Answer::Redirect(format!("{prefix}/{page}?rd={rd}"))

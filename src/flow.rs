@@ -20,6 +20,7 @@
 
 pub mod approvals;
 pub mod browsers;
+pub mod certificates;
 pub mod change;
 pub mod codes;
 pub mod grace;
@@ -88,6 +89,7 @@ impl SignedIn {
             session: Arc::clone(&self.session),
             user: Arc::clone(&who.user),
             second_factor: who.second_factor,
+            certificate: who.certificate.clone(),
         }
     }
 }
@@ -508,6 +510,11 @@ pub(crate) mod tests {
             factors: Factors::open(store.clone(), dir, None, clock.clone()).expect("factors"),
             notifiers: Notifiers::build(&NotifyConfig::default(), dir).expect("notifiers"),
             two_factor: Default::default(),
+            certificates: crate::certificates::Certificates::new(
+                store.clone(),
+                clock.clone(),
+                vec![],
+            ),
             clock: clock.clone(),
             store,
         };

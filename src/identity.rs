@@ -24,10 +24,14 @@ pub struct IdentityHeaders {
     pub auth_level: HeaderName,
     pub auth_methods: HeaderName,
     pub assertion: HeaderName,
+    /// The client certificate on the connection, when it counted: its SHA-256 fingerprint
+    /// (lowercase hex) and subject.
+    pub client_cert_fingerprint: HeaderName,
+    pub client_cert_subject: HeaderName,
 }
 
 impl IdentityHeaders {
-    pub fn all(&self) -> [&HeaderName; 7] {
+    pub fn all(&self) -> [&HeaderName; 9] {
         [
             &self.user,
             &self.email,
@@ -36,6 +40,8 @@ impl IdentityHeaders {
             &self.auth_level,
             &self.auth_methods,
             &self.assertion,
+            &self.client_cert_fingerprint,
+            &self.client_cert_subject,
         ]
     }
 }
@@ -50,6 +56,8 @@ impl Default for IdentityHeaders {
             auth_level: HeaderName::from_static("remote-auth-level"),
             auth_methods: HeaderName::from_static("remote-auth-methods"),
             assertion: HeaderName::from_static("x-stepgate-assertion"),
+            client_cert_fingerprint: HeaderName::from_static("remote-client-cert-fingerprint"),
+            client_cert_subject: HeaderName::from_static("remote-client-cert-subject"),
         }
     }
 }
@@ -70,14 +78,20 @@ impl Prepared {
     pub fn build(names: &IdentityHeaders, who: &Identity, assertion: &str) -> Prepared {
         let user = &who.user;
         let groups = (!user.groups.is_empty()).then(|| user.groups.join(","));
-        let values: [(&HeaderName, Option<&str>); 7] = [
+        let cert = who.certificate.as_ref().map(|c| &c.cert.info);
+        let values: [(&HeaderName, Option<&str>); 9] = [
             (&names.user, Some(&user.name)),
             (&names.email, user.email.as_deref()),
             (&names.groups, groups.as_deref()),
             (&names.name, Some(&user.display_name)),
-            (&names.auth_level, Some(who.session.level().as_str())),
-            (&names.auth_methods, Some(&who.session.amr.to_string())),
+            (&names.auth_level, Some(who.level().as_str())),
+            (&names.auth_methods, Some(&who.amr().to_string())),
             (&names.assertion, Some(assertion)),
+            (
+                &names.client_cert_fingerprint,
+                cert.map(|c| c.fingerprint.as_str()),
+            ),
+            (&names.client_cert_subject, cert.map(|c| c.subject.as_str())),
         ];
         let headers = values
             .into_iter()
@@ -104,7 +118,19 @@ pub fn prepared(
     who: &Identity,
     app: (usize, &str),
 ) -> Result<Arc<Prepared>, AssertionError> {
-    cache.get_or_sign(&who.key, app.0, || {
+    // A certificate on the connection changes what this session's request carries: its
+    // prepared identity is kept apart from the session's own.
+    let key = match &who.certificate {
+        Some(c) => {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(who.key);
+            h.update(c.cert.info.fingerprint.as_bytes());
+            <[u8; 32]>::from(h.finalize())
+        }
+        None => who.key,
+    };
+    cache.get_or_sign(&key, app.0, || {
         let (token, exp) = signer.sign(&who.facts(), app.1)?;
         Ok((Arc::new(Prepared::build(names, who, &token)), exp))
     })

@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod audit;
 pub mod auth;
 pub mod browsers;
+pub mod certificates;
 pub mod clock;
 pub mod config;
 pub mod decision;

@@ -7,6 +7,7 @@ pub mod account;
 pub mod approvals;
 pub mod authenticator;
 pub mod browsers;
+pub mod certificates;
 pub mod challenge;
 pub mod contact;
 pub mod csrf;
@@ -296,6 +297,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     (
         "devices.html",
         include_str!("portal/templates/devices.html"),
+    ),
+    (
+        "certificates.html",
+        include_str!("portal/templates/certificates.html"),
     ),
     (
         "passkeys.html",
@@ -768,6 +773,12 @@ impl Pages {
             ("/approvals", false) if post => approvals::decide(auth, self, req).await,
             ("/approvals/wait", true) => approvals::wait(auth, self, req).await,
             ("/approvals/lock", false) if post => approvals::lock(auth, self, req).await,
+            ("/certificates", true) => certificates::show(auth, self, req).await,
+            ("/certificates/upload", false) if post => certificates::upload(auth, self, req).await,
+            ("/certificates/register", false) if post => {
+                certificates::register(auth, self, req).await
+            }
+            ("/certificates/remove", false) if post => certificates::remove(auth, self, req).await,
             ("/devices", true) => devices::show(auth, self, req).await,
             ("/devices/add", false) if post => devices::add(auth, self, req).await,
             ("/devices/remove", false) if post => devices::remove(auth, self, req).await,
@@ -834,6 +845,10 @@ impl Pages {
                 | "/approvals/wait"
                 | "/approvals/lock"
                 | "/devices"
+                | "/certificates"
+                | "/certificates/upload"
+                | "/certificates/register"
+                | "/certificates/remove"
                 | "/devices/add"
                 | "/devices/remove"
                 | "/devices/code"

@@ -67,7 +67,7 @@ pub struct Ctx {
 }
 
 /// Reads a portal request's body, up to [`MAX_FORM_BODY`]; `None` when it is larger.
-async fn read_form(session: &mut Session) -> Option<bytes::Bytes> {
+async fn read_form(session: &mut Session, limit: usize) -> Option<bytes::Bytes> {
     if session.req_header().method != http::Method::POST {
         return Some(bytes::Bytes::new());
     }
@@ -75,7 +75,7 @@ async fn read_form(session: &mut Session) -> Option<bytes::Bytes> {
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_FORM_BODY {
+                if body.len() + chunk.len() > limit {
                     return None;
                 }
                 body.extend_from_slice(&chunk);
@@ -114,9 +114,16 @@ impl ProxyHttp for Gateway {
                 tls,
                 client,
                 origin,
+                presented,
             } => {
                 ctx.decision = "portal";
-                let reply = match read_form(session).await {
+                // A certificate upload may be larger than a form.
+                let limit = if sub == "/certificates/upload" {
+                    crate::certificates::MAX_FILE + MAX_FORM_BODY
+                } else {
+                    MAX_FORM_BODY
+                };
+                let reply = match read_form(session, limit).await {
                     Some(body) => {
                         let req_header = session.req_header();
                         let req = PortalRequest {
@@ -128,6 +135,7 @@ impl ProxyHttp for Gateway {
                             tls,
                             client,
                             origin,
+                            presented,
                         };
                         self.state
                             .pages

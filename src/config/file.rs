@@ -129,6 +129,8 @@ pub struct IdentityHeadersFile {
     pub auth_level: Option<Str>,
     pub auth_methods: Option<Str>,
     pub assertion: Option<Str>,
+    pub client_cert_fingerprint: Option<Str>,
+    pub client_cert_subject: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +141,16 @@ pub struct ListenerFile {
     pub redirect_port: Option<Spanned<i64>>,
     #[serde(default)]
     pub certificate: Vec<Spanned<CertificateFile>>,
+    pub client_certificates: Option<Spanned<ClientCertificatesFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClientCertificatesFile {
+    pub trust: Option<Str>,
+    #[serde(default)]
+    pub ca_files: Vec<Str>,
+    #[serde(default)]
+    pub crl_files: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +203,7 @@ pub struct RuleFile {
     pub subjects: Vec<Str>,
     pub policy: Option<Str>,
     pub trusted_browsers: Option<bool>,
+    pub client_certificate: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

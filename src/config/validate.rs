@@ -507,13 +507,23 @@ impl Validator<'_> {
             auth_level: one(h.auth_level, "auth_level", d.auth_level),
             auth_methods: one(h.auth_methods, "auth_methods", d.auth_methods),
             assertion: one(h.assertion, "assertion", d.assertion),
+            client_cert_fingerprint: one(
+                h.client_cert_fingerprint,
+                "client_cert_fingerprint",
+                d.client_cert_fingerprint,
+            ),
+            client_cert_subject: one(
+                h.client_cert_subject,
+                "client_cert_subject",
+                d.client_cert_subject,
+            ),
         };
         let distinct: HashSet<String> = headers
             .all()
             .iter()
             .map(|n| n.as_str().replace('_', "-"))
             .collect();
-        if distinct.len() != 7 {
+        if distinct.len() != headers.all().len() {
             self.problem(
                 0..0,
                 "identity.headers",
@@ -617,6 +627,14 @@ impl Validator<'_> {
             self.problem(policy_str.span(), format!("{key}.subjects"), "a bypass rule lets everyone in, so it cannot name subjects; use one_factor or two_factor (found subjects)");
             return None;
         }
+        let client_certificate = match &r.client_certificate {
+            Some(c) if *c.get_ref() && matches!(policy, Policy::Bypass | Policy::Deny) => {
+                self.problem(c.span(), format!("{key}.client_certificate"), format!("only goes with policy \"one_factor\" or \"two_factor\" (found policy \"{}\")", policy.as_str()));
+                return None;
+            }
+            Some(c) => *c.get_ref(),
+            None => false,
+        };
         ok.then_some(RuleSpec {
             hosts,
             path,
@@ -625,6 +643,7 @@ impl Validator<'_> {
             subjects,
             policy,
             trusted_browsers: r.trusted_browsers.unwrap_or(true),
+            client_certificate,
         })
     }
 

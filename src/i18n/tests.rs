@@ -80,6 +80,8 @@ fn sample_args(remaining: u32) -> Vec<(&'static str, Arg<'static>)> {
         ("last_used", "2026-12-01 09:30 UTC".into()),
         ("added", "2026-12-01 08:30 UTC".into()),
         ("count", remaining.into()),
+        ("from", "2026-12-01 08:30 UTC".into()),
+        ("max", 10u32.into()),
         ("expires", "2026-12-31 08:30 UTC".into()),
         ("created", "2026-12-01 08:30 UTC".into()),
         ("n", 2u32.into()),
@@ -153,6 +155,10 @@ fn every_id_the_templates_and_the_code_use_exists() {
             include_str!("../portal/approvals.rs"),
         ),
         ("portal/devices.rs", include_str!("../portal/devices.rs")),
+        (
+            "portal/certificates.rs",
+            include_str!("../portal/certificates.rs"),
+        ),
         ("portal/passkeys.rs", include_str!("../portal/passkeys.rs")),
         ("notify/message.rs", include_str!("../notify/message.rs")),
     ];

@@ -377,6 +377,7 @@ fn factor_id(factor: &str) -> Option<&'static str> {
         "webauthn" | "security_key" | "fido" | "fido2" => "factor-webauthn",
         "passkey" => "factor-passkey",
         "approver" | "approver_device" => "factor-approver",
+        "certificate" | "client_certificate" => "factor-certificate",
         "sms" | "phone" | "text_message" => "factor-sms",
         "email" | "email_code" => "factor-email",
         "recovery_codes" | "recovery_code" | "recovery" => "factor-recovery-codes",

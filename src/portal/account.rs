@@ -72,6 +72,8 @@ fn event_text(lang: Lang, event: &str) -> String {
         "approver_added" => lang.text("event-approver_added"),
         "approver_removed" => lang.text("event-approver_removed"),
         "device_code_shown" => lang.text("event-device_code_shown"),
+        "certificate_registered" => lang.text("event-certificate_registered"),
+        "certificate_removed" => lang.text("event-certificate_removed"),
         _ => lang.text("event-other"),
     }
 }
@@ -154,6 +156,7 @@ async fn render(
         recovery_remaining => summary.recovery_remaining,
         passkeys_on,
         passkeys,
+        certificates_on => auth.certificates.offered(),
         emergency_email => summary.emergency_email.as_deref().map(super::mask_email),
         events,
         two_factor_session => who.session.level() == AuthLevel::TwoFactor,

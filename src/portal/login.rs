@@ -32,6 +32,8 @@ pub struct PortalRequest<'a> {
     pub client: IpAddr,
     /// `scheme://host[:port]` of the request.
     pub origin: String,
+    /// The client certificate the connection presented, on a listener that asks for one.
+    pub presented: Option<std::sync::Arc<crate::certificates::Presented>>,
 }
 
 impl PortalRequest<'_> {

@@ -16,13 +16,14 @@ use crate::i18n::Lang;
 
 /// The pages a confirmation may lead back to (below the prefix). Anything else goes to the
 /// account page: `next` comes from the form, so it is never used as given.
-const NEXT_PAGES: [&str; 6] = [
+const NEXT_PAGES: [&str; 7] = [
     "/account",
     "/account/authenticator",
     "/emergency-email",
     "/phone",
     "/devices",
     "/passkeys",
+    "/certificates",
 ];
 
 fn next_page(requested: Option<&str>) -> &'static str {

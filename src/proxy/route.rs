@@ -3,6 +3,7 @@
 //! here is a reply the gateway writes itself; nothing refused is proxied.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::StatusCode;
 use pingora::prelude::Session;
@@ -10,10 +11,22 @@ use pingora::prelude::Session;
 use super::State;
 use crate::access::{self, Principal};
 use crate::auth::Identity;
+use crate::certificates::{OnRequest, Presented};
 use crate::decision::{self, Answer, Decision};
 use crate::hygiene::host::{normalize_host, NormalHost};
 use crate::hygiene::target::{normalize_target, NormalTarget};
 use crate::portal::Reply;
+
+/// The leaf certificate the connection presented (kept in its TLS digest by a listener that
+/// asks for one), with the listener's local address.
+fn presented(session: &Session) -> (Option<&Presented>, Option<std::net::SocketAddr>) {
+    let presented = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|s| s.extension.get::<Presented>());
+    let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+    (presented, local)
+}
 
 /// A request on its way to an upstream.
 #[derive(Debug)]
@@ -46,6 +59,8 @@ pub enum Outcome {
         tls: bool,
         client: IpAddr,
         origin: String,
+        /// The client certificate the connection presented, on a listener that asks for one.
+        presented: Option<Arc<Presented>>,
     },
 }
 
@@ -97,6 +112,7 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
             tls,
             client,
             origin: format!("{scheme}://{}", seen.authority),
+            presented: presented(session).0.map(|p| Arc::new(p.clone())),
         };
     }
 
@@ -106,7 +122,7 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
 
     // Who is signed in is read before hygiene removes the gateway's cookies from the request.
     // A store fault is answered, never guessed past (fail closed).
-    let identity = match state
+    let mut identity = match state
         .auth
         .identify(&session.req_header().headers, tls)
         .await
@@ -122,6 +138,29 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
             );
         }
     };
+    // A client certificate counts for the signed-in user it is registered to, checked again on
+    // every request (resumed TLS sessions skip the handshake's checks).
+    if let (Some(who), (Some(cert), local)) = (identity.as_mut(), presented(session)) {
+        match state.auth.certificates.on_request(local, Some(cert)).await {
+            Ok(OnRequest::Valid(reg)) if reg.user == who.user.name => who.certificate = Some(reg),
+            Ok(OnRequest::Valid(reg)) => {
+                tracing::warn!(target: "stepgate::certificates", user = %who.user.name, owner = %reg.user, "a certificate of another user on this session's connection: not counted");
+            }
+            Ok(OnRequest::Refused(why)) => {
+                tracing::info!(target: "stepgate::certificates", user = %who.user.name, why = why.as_str(), "client certificate not counted");
+            }
+            Ok(OnRequest::None | OnRequest::Unregistered(_)) => {}
+            Err(e) => {
+                tracing::error!(target: "stepgate::certificates", error = %e, "could not check a client certificate");
+                return refuse(
+                    state,
+                    session,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_error",
+                );
+            }
+        }
+    }
     let req = session.req_header_mut();
     state.hygiene.clean(req);
     let client = state.hygiene.client_ip(req, peer);

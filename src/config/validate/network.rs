@@ -68,9 +68,13 @@ impl Validator<'_> {
                         self.certificate(c.get_ref(), c.span(), &format!("{key}.certificate[{j}]"))
                     })
                     .collect();
+                let client_certificates = l.client_certificates.as_ref().and_then(|c| {
+                    self.client_certificates(c, &format!("{key}.client_certificates"))
+                });
                 Some(ListenerKind::Https {
                     certificates,
                     http2: l.http2.unwrap_or(true),
+                    client_certificates,
                 })
             }
             other => {
@@ -83,6 +87,13 @@ impl Validator<'_> {
                 None
             }
         };
+        if let (Some(c), false) = (&l.client_certificates, protocol == "https") {
+            self.problem(
+                c.span(),
+                format!("{key}.client_certificates"),
+                format!("only goes with protocol = \"https\" (found protocol = \"{protocol}\")"),
+            );
+        }
         if l.http2.is_some() && protocol != "https" {
             self.problem(
                 span.clone(),
@@ -102,6 +113,62 @@ impl Validator<'_> {
             address: address?,
             kind: kind?,
         })
+    }
+
+    /// `[listener.client_certificates]`: how the listener trusts client certificates, with its
+    /// CA and CRL files read now (a file that does not read is a problem of the config).
+    fn client_certificates(
+        &mut self,
+        c: &Spanned<file::ClientCertificatesFile>,
+        key: &str,
+    ) -> Option<Arc<crate::certificates::Trust>> {
+        use crate::certificates::{Trust, TrustConfig, TrustMode};
+        let span = c.span();
+        let c = c.get_ref();
+        let mode = match c.trust.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("registered") => TrustMode::Registered,
+            Some("ca") => TrustMode::Ca,
+            Some(other) => {
+                let at = c.trust.as_ref().map_or(span.clone(), |t| t.span());
+                self.problem(
+                    at,
+                    format!("{key}.trust"),
+                    format!("must be \"registered\" or \"ca\" (found \"{other}\")"),
+                );
+                return None;
+            }
+        };
+        if mode == TrustMode::Ca && c.ca_files.is_empty() {
+            self.problem(
+                span.clone(),
+                format!("{key}.ca_files"),
+                "trust = \"ca\" needs at least one CA file (found none)",
+            );
+            return None;
+        }
+        if mode == TrustMode::Registered && !c.ca_files.is_empty() {
+            self.problem(
+                c.ca_files[0].span(),
+                format!("{key}.ca_files"),
+                "only goes with trust = \"ca\" (found trust = \"registered\")",
+            );
+            return None;
+        }
+        let files = |v: &[file::Str]| -> Vec<PathBuf> {
+            v.iter().map(|f| PathBuf::from(f.get_ref())).collect()
+        };
+        let cfg = TrustConfig {
+            mode,
+            ca_files: files(&c.ca_files),
+            crl_files: files(&c.crl_files),
+        };
+        match Trust::load(cfg) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                self.problem(span, key.to_owned(), format!("cannot use the files: {e}"));
+                None
+            }
+        }
     }
 
     fn certificate(

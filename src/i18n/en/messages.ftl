@@ -26,6 +26,7 @@ factor-totp = authenticator app
 factor-webauthn = security key
 factor-passkey = passkey
 factor-sms = text message (SMS)
+factor-certificate = client certificate
 factor-approver = approver device
 factor-email = email
 factor-recovery-codes = recovery codes

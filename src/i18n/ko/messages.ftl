@@ -23,6 +23,7 @@ factor-totp = 인증 앱
 factor-webauthn = 보안 키
 factor-passkey = 패스키
 factor-sms = 문자 메시지(SMS)
+factor-certificate = 인증서
 factor-approver = 승인 기기
 factor-email = 이메일
 factor-recovery-codes = 복구 코드
