@@ -749,3 +749,143 @@ impl Certificates {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(name: &str, days: (i64, i64)) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(days.0);
+        params.not_after = now + time::Duration::days(days.1);
+        params.serial_number = Some(rcgen::SerialNumber::from(7u64));
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    #[test]
+    fn files_are_read_as_pem_or_der_and_a_key_is_never_taken() {
+        let (cert, key) = self_signed("alice", (-1, 30));
+        let pem = read_file(cert.pem().as_bytes()).unwrap();
+        let der = read_file(cert.der()).unwrap();
+        assert_eq!(pem, der);
+        assert_eq!(pem.info.fingerprint, fingerprint(cert.der()));
+        assert_eq!(pem.info.subject, "CN=alice");
+        assert_eq!(pem.info.serial, "07");
+        assert_eq!(
+            pem.info.sha256().to_vec(),
+            Sha256::digest(cert.der()).to_vec()
+        );
+        let both = format!("{}{}", cert.pem(), key.serialize_pem());
+        assert_eq!(read_file(both.as_bytes()), Err(Problem::PrivateKey));
+        assert_eq!(read_file(&key.serialize_der()), Err(Problem::PrivateKey));
+        assert_eq!(
+            read_file(key.serialize_pem().as_bytes()),
+            Err(Problem::PrivateKey)
+        );
+        let mut trailing = cert.der().to_vec();
+        trailing.push(0);
+        assert_eq!(read_file(&trailing), Err(Problem::Malformed));
+        assert_eq!(read_file(b""), Err(Problem::Malformed));
+        assert_eq!(
+            read_file(&vec![b'x'; MAX_FILE + 1]),
+            Err(Problem::Malformed)
+        );
+    }
+
+    #[test]
+    fn dates_are_checked_at_the_time_asked() {
+        let trust = Trust::load(TrustConfig {
+            mode: TrustMode::Registered,
+            ca_files: vec![],
+            crl_files: vec![],
+        })
+        .unwrap();
+        let (cert, _) = self_signed("alice", (-1, 30));
+        let c = parse_der(cert.der()).unwrap();
+        assert_eq!(
+            trust.check(&c, c.info.not_before_ms - 1),
+            Err(Problem::NotYetValid)
+        );
+        assert_eq!(trust.check(&c, c.info.not_before_ms), Ok(()));
+        assert_eq!(
+            trust.check(&c, c.info.not_after_ms + 1),
+            Err(Problem::Expired)
+        );
+    }
+
+    #[test]
+    fn a_changed_crl_file_is_read_again_and_a_broken_one_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec![]).unwrap();
+        leaf.serial_number = Some(rcgen::SerialNumber::from(42u64));
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let crl_with = |serials: &[u64]| {
+            let now = time::OffsetDateTime::now_utc();
+            rcgen::CertificateRevocationListParams {
+                this_update: now,
+                next_update: now + time::Duration::days(1),
+                crl_number: rcgen::SerialNumber::from(serials.len() as u64 + 1),
+                issuing_distribution_point: None,
+                revoked_certs: serials
+                    .iter()
+                    .map(|s| rcgen::RevokedCertParams {
+                        serial_number: rcgen::SerialNumber::from(*s),
+                        revocation_time: now,
+                        reason_code: None,
+                        invalidity_date: None,
+                    })
+                    .collect(),
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            }
+            .signed_by(&ca, &ca_key)
+            .unwrap()
+            .pem()
+            .unwrap()
+        };
+        let crl_file = dir.path().join("ca.crl");
+        let set = |text: String, secs: u64| {
+            std::fs::write(&crl_file, text).unwrap();
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&crl_file)
+                .unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs))
+                .unwrap();
+        };
+        set(crl_with(&[]), 0);
+        let trust = Trust::load(TrustConfig {
+            mode: TrustMode::Registered,
+            ca_files: vec![],
+            crl_files: vec![crl_file.clone()],
+        })
+        .unwrap();
+        let c = parse_der(leaf.der()).unwrap();
+        let now = c.info.not_before_ms + 1000;
+        assert_eq!(trust.check(&c, now), Ok(()));
+        assert!(!trust.reload_if_changed(), "nothing changed");
+        set(crl_with(&[42]), 1);
+        assert!(trust.reload_if_changed());
+        assert_eq!(trust.check(&c, now), Err(Problem::Revoked));
+        set("not a crl".into(), 2);
+        assert!(!trust.reload_if_changed(), "a broken file is not taken");
+        assert_eq!(
+            trust.check(&c, now),
+            Err(Problem::Revoked),
+            "the old list stays"
+        );
+    }
+}

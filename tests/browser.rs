@@ -218,6 +218,35 @@ async fn approval(tools: &Tools, gw: &Gateway, clock: &ManualClock, key: &str) {
     report.finish();
 }
 
+/// An HTTPS listener (its own certificate) that asks for client certificates, and a
+/// certificate file of alice's to register; returns the TOML and the file.
+fn certificate_listener(dir: &std::path::Path) -> (String, String) {
+    let make = |name: &str, sans: Vec<String>| {
+        let mut params = rcgen::CertificateParams::new(sans).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let cert = params.self_signed(&key).expect("a certificate");
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("written");
+        std::fs::write(&k, key.serialize_pem()).expect("written");
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (server_cert, server_key) = make("certs.app.test", vec!["certs.app.test".into()]);
+    let (alice_cert, _) = make("Alice Kim, Example Bank customer 0042", vec![]);
+    let port = common::free_port();
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:{port}\"\nprotocol = \"https\"\n\n\
+         [[listener.certificate]]\ncert_file = '{server_cert}'\nkey_file = '{server_key}'\n\n\
+         [listener.client_certificates]\ntrust = \"registered\"\n"
+    );
+    (toml, alice_cert)
+}
+
 fn journey(s: Setting) {
     let Some(tools) = driver::tools_or_skip() else {
         return;
@@ -229,8 +258,14 @@ fn journey(s: Setting) {
     // The gateways run on threads and runtimes of their own: started before this one.
     // Behind a "proxy" (loopback), so that helper clients can sign in from other networks.
     // SMS offered too, so that setup shows the choice of method.
-    let (_up, gw, clock) =
-        two_factor::start_behind_proxy("[two_factor]\nmethods = [\"totp\", \"sms\"]\n");
+    // A listener that takes client certificates, so that the certificates page is offered,
+    // and one certificate of alice's to list on it.
+    let certs = tempfile::tempdir().expect("a directory for certificates");
+    let (listener, alices) = certificate_listener(certs.path());
+    let (_up, gw, clock) = two_factor::start_behind_proxy(&format!(
+        "[two_factor]\nmethods = [\"totp\", \"sms\"]\n\n{listener}"
+    ));
+    two_factor::admin(&gw, &["certificates", "alice", "--register", &alices]);
     let limited_up = Upstream::start("app");
     let limited = Gateway::start(&signin_config(
         limited_up.addr,
@@ -527,6 +562,7 @@ async fn third_visit(j: &mut Journey, gw: &Gateway) {
         "phone",
         "devices",
         "approvals",
+        "certificates",
     ] {
         j.b.goto(&gw.url(&format!("{PREFIX}/{page}"))).await;
         j.visit(page).await;

@@ -527,6 +527,20 @@ fn bad_files_and_certificates_are_refused_with_their_reason() {
         "{}",
         r.body
     );
+
+    // Minutes later the proof is stale: the page asks to confirm it is you first.
+    clock.advance(Duration::from_secs(6 * 60));
+    b.get("/_stepgate/account");
+    let stale = upload(&mut b, good.pem.as_bytes());
+    assert_eq!(stale.status, 200, "{stale:?}");
+    assert!(stale.body.contains("/account/verify\""), "{}", stale.body);
+    assert!(
+        stale
+            .body
+            .contains("name=\"next\" value=\"&#x2f;certificates\""),
+        "{}",
+        stale.body
+    );
 }
 
 #[test]

@@ -641,3 +641,48 @@ fn passkey_problems_are_reported_with_their_lines() {
     ));
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
+
+#[test]
+fn client_certificate_problems_are_reported_with_their_lines() {
+    let head = "[[app]]\nid = \"whoami\"\nhosts = [\"localhost\"]\nbuiltin = \"whoami\"\n\n";
+    let cert = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/example-certs/example.test.pem"
+    );
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/example-certs/example.test-key.pem"
+    );
+    let https = |table: &str| {
+        format!(
+            "{head}[[listener]]\naddress = \"127.0.0.1:8443\"\nprotocol = \"https\"\n[[listener.certificate]]\ncert_file = '{cert}'\nkey_file = '{key}'\n[listener.client_certificates]\n{table}"
+        )
+    };
+    let (_dir, run) = check_text(&https("trust = \"pinned\"\n"));
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:13: listener[0].client_certificates.trust: must be \"registered\" or \"ca\" (found \"pinned\")"],
+    );
+    let (_dir, run) = check_text(&https("trust = \"ca\"\n"));
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:12: listener[0].client_certificates.ca_files: trust = \"ca\" needs at least one CA file (found none)"],
+    );
+    let (_dir, run) = check_text(&https("crl_files = ['/nonexistent/bank.crl']\n"));
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:12: listener[0].client_certificates: cannot use the files: /nonexistent/bank.crl: No such file or directory (os error 2)"],
+    );
+    let (_dir, run) = check_text(&format!(
+        "{head}[[listener]]\naddress = \"127.0.0.1:8080\"\n[listener.client_certificates]\n\n[[rule]]\npolicy = \"bypass\"\nclient_certificate = true\n"
+    ));
+    assert_fails_with(
+        &run,
+        &[
+            "stepgate.toml:8: listener[0].client_certificates: only goes with protocol = \"https\" (found protocol = \"http\")",
+            "stepgate.toml:12: rule[0].client_certificate: only goes with policy \"one_factor\" or \"two_factor\" (found policy \"bypass\")",
+        ],
+    );
+    let (_dir, run) = check_text(&https("trust = \"registered\"\n"));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}

@@ -132,19 +132,16 @@ fn refusal(lang: Lang, r: Refused) -> Option<Refusal> {
     })
 }
 
-/// `GET /certificates?rd=`: the page; the challenge first for a one-factor session, the
-/// confirmation first when the proof is not fresh (every step here changes a factor).
+/// `GET /certificates?rd=`: the page, for a two-factor session (the challenge first for a
+/// one-factor one). Each form asks for a fresh proof when it is posted (`confirm_first`).
 pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply {
     let (who, lang, rd) = match pages.signed_in_get(auth, req, "/certificates").await {
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
-    if auth.certificates.offered() {
-        if let Some(r) =
-            super::reauth::unless_allowed(auth, pages, req, &who, "/certificates", lang).await
-        {
-            return r;
-        }
+    if who.session.level() != crate::amr::AuthLevel::TwoFactor {
+        let back = format!("{}{}/certificates", req.origin, pages.config().prefix);
+        return Reply::redirect(&pages.url_with_rd("/2fa", &back));
     }
     let notice = match req.param("done").as_deref() {
         Some("registered") => Some(lang.text("cert-registered")),
@@ -156,6 +153,18 @@ pub async fn show(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Reply 
         ..Shown::default()
     };
     render(auth, pages, req, (&who, lang, &rd), shown).await
+}
+
+/// Registering and removing change a factor: without a fresh proof, the "confirm it is you"
+/// page comes first (and leads back to this page).
+async fn confirm_first(
+    auth: &Auth,
+    pages: &Pages,
+    req: &PortalRequest<'_>,
+    who: &Identity,
+    lang: Lang,
+) -> Option<Reply> {
+    super::reauth::unless_allowed(auth, pages, req, who, "/certificates", lang).await
 }
 
 /// The fields of a `multipart/form-data` body (text fields as text, the file as bytes);
@@ -196,6 +205,9 @@ pub async fn upload(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
     {
         return pages.error(StatusCode::FORBIDDEN, lang);
     }
+    if let Some(r) = confirm_first(auth, pages, req, &who, lang).await {
+        return r;
+    }
     let file = fields
         .iter()
         .find(|(n, _)| n == "certificate")
@@ -223,6 +235,9 @@ pub async fn register(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Re
         Ok(p) => (p.who, p.lang, p.rd),
         Err(reply) => return reply,
     };
+    if let Some(r) = confirm_first(auth, pages, req, &who, lang).await {
+        return r;
+    }
     let ctx = pages.context(req, lang);
     let source = match form_value(&req.body, "source").as_deref() {
         Some("presented") => match &req.presented {
@@ -263,6 +278,9 @@ pub async fn remove(auth: &Auth, pages: &Pages, req: &PortalRequest<'_>) -> Repl
         Ok(p) => (p.who, p.lang),
         Err(reply) => return reply,
     };
+    if let Some(r) = confirm_first(auth, pages, req, &who, lang).await {
+        return r;
+    }
     let body = &req.body[..];
     if form_value(body, "confirm").is_none_or(|v| v.is_empty()) {
         let e = Refusal::new(
