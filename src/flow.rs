@@ -40,7 +40,7 @@ use crate::auth::{Auth, Identity};
 use crate::factor::{FactorKind, Verdict};
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
-use crate::regulation::{code_key, Verdict as Limit};
+use crate::regulation::code_key;
 use crate::session::{Origin, Session, SessionKey};
 use crate::store::{AccountRecord, AuditEvent};
 use crate::users::{normalize_username, User, VerifyError};
@@ -189,11 +189,16 @@ pub async fn sign_in(
     // The user name or the account's email: one account, one failure counter either way.
     let user = auth.users.find(&name);
     let name = user.as_ref().map_or(name, |u| u.name.clone());
-    if let Limit::Banned { until_ms } = auth.regulator.check(&name, ctx.client) {
-        tracing::info!(target: "stepgate::regulation", user = %name, client = %ctx.client, until_ms, "sign-in refused during a ban");
-        audit(auth, ctx, &name, "sign_in_banned", "").await;
-        return Err(SignInRefused::Failed);
-    }
+    // The attempt is reserved before the password is hashed, so a burst of attempts in
+    // parallel has no more passwords checked than the same attempts one after the other.
+    let attempt = match auth.regulator.reserve(&name, ctx.client) {
+        Ok(attempt) => attempt,
+        Err(until_ms) => {
+            tracing::info!(target: "stepgate::regulation", user = %name, client = %ctx.client, until_ms, "sign-in refused during a ban");
+            audit(auth, ctx, &name, "sign_in_banned", "").await;
+            return Err(SignInRefused::Failed);
+        }
+    };
     let account = match &user {
         Some(u) => Some(
             auth.store
@@ -235,7 +240,7 @@ pub async fn sign_in(
             audit(auth, ctx, &name, "sign_in_locked", "").await;
             return Err(SignInRefused::Failed);
         }
-        let banned = auth.regulator.record_failure(&name, ctx.client);
+        let banned = attempt.failed();
         tracing::info!(target: LOG, user = %name, client = %ctx.client, "sign-in failed");
         let event = if banned.is_some() {
             "sign_in_failed_banned"
@@ -245,7 +250,7 @@ pub async fn sign_in(
         audit(auth, ctx, &name, event, "").await;
         return Err(SignInRefused::Failed);
     };
-    auth.regulator.record_success(&user.name, ctx.client);
+    attempt.succeeded();
     let checked = protect::assess(auth, ctx, &user)
         .await
         .map_err(|Fault| SignInRefused::Fault)?;
@@ -349,22 +354,28 @@ pub async fn check_factor_of(
 ) -> Result<FactorKind, FactorRefused> {
     let user = &account.name;
     let key = code_key(user);
-    if let Limit::Banned { until_ms } = auth.regulator.check(&key, ctx.client) {
-        tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
-        return Err(FactorRefused::Banned { until_ms });
-    }
+    // Reserved before the answer is checked, as for passwords (see `sign_in`).
+    let attempt = match auth.regulator.reserve(&key, ctx.client) {
+        Ok(attempt) => attempt,
+        Err(until_ms) => {
+            tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
+            return Err(FactorRefused::Banned { until_ms });
+        }
+    };
     let verdict = auth.factors.verify(kind, user, answer).await;
-    count_verdict(auth, ctx, account, verdict).await
+    count_verdict(auth, ctx, account, verdict, Some(attempt)).await
 }
 
 /// The accounting of [`check_factor_of`] for a verdict reached elsewhere (a passkey
 /// ceremony): a success clears the account's failures, a wrong or replayed answer counts, a
-/// fault fails closed. The caller checked the ban first.
+/// fault fails closed. The caller checked the ban first, or reserved the attempt (`attempt`,
+/// settled here).
 pub(crate) async fn count_verdict(
     auth: &Auth,
     ctx: &Context<'_>,
     account: &User,
     verdict: Result<Verdict, crate::factor::FactorError>,
+    attempt: Option<crate::regulation::Reservation<'_>>,
 ) -> Result<FactorKind, FactorRefused> {
     let user = &account.name;
     let key = code_key(user);
@@ -374,7 +385,10 @@ pub(crate) async fn count_verdict(
     })?;
     let refused = match verdict {
         Verdict::Accepted { kind, remaining } => {
-            auth.regulator.record_success(&key, ctx.client);
+            match attempt {
+                Some(a) => a.succeeded(),
+                None => auth.regulator.record_success(&key, ctx.client),
+            }
             tracing::info!(target: LOG, %user, factor = kind.as_str(), "second factor passed");
             if let Some(remaining) = remaining {
                 let note = MessageKind::RecoveryCodeUsed { remaining };
@@ -391,7 +405,10 @@ pub(crate) async fn count_verdict(
         Verdict::Replayed => FactorRefused::Replayed,
         Verdict::Wrong | Verdict::Malformed => FactorRefused::Wrong,
     };
-    let ban = auth.regulator.record_failure(&key, ctx.client);
+    let ban = match attempt {
+        Some(a) => a.failed(),
+        None => auth.regulator.record_failure(&key, ctx.client),
+    };
     tracing::info!(target: LOG, %user, client = %ctx.client, ?refused, "second factor refused");
     if refused == FactorRefused::Replayed {
         notice::tell(auth, ctx, account, MessageKind::CodeReplayed, &[]).await;

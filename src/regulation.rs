@@ -15,6 +15,13 @@
 //!   at addresses that are not *known* for the user: addresses the user signed in from in the
 //!   last 30 days, up to the 16 most recent.
 //!
+//! **Attempts in flight** ([`Regulator::reserve`]): a sign-in or code check reserves its
+//! attempt under each key before the secret is checked (hashing a password takes a while), and
+//! settles it after. While a key's failures plus its attempts in flight reach its limit, a new
+//! attempt is refused as during a ban. So N attempts made at once cost what N made one after the
+//! other do; without this, a burst would have every password checked before the first failure
+//! was recorded.
+//!
 //! A ban first lasts `ban` (default 5 minutes) and doubles on each repeated ban of the same key,
 //! up to `max_ban` (default 1 hour). The ban level resets after the key has gone `max_ban` with no
 //! failure once its last ban ended. Counters keep running through a ban. If failures continue
@@ -223,6 +230,7 @@ impl Regulator {
                 prev: 0,
                 cur: 0,
                 bans: u8::try_from(ban.level).unwrap_or(u8::MAX),
+                pending: 0,
                 kept_in: seen,
             };
             let max = self.max_keys;
@@ -426,6 +434,37 @@ impl Regulator {
         self.addrs.banned_until(&key, now, max).unwrap_or(now)
     }
 
+    /// Reserves one attempt of `user` from `addr` before its secret is checked: refused (a
+    /// `Banned` verdict) during a ban, and while the failures so far plus the attempts already
+    /// in flight reach a limit (`Err` says until when to wait). So N attempts made at once cost
+    /// what N made one after the other do: a burst cannot have more secrets checked than the
+    /// limit allows. Settle the reservation with [`Reservation::failed`] or
+    /// [`Reservation::succeeded`]; dropping it unsettled gives the attempt back.
+    pub fn reserve(&self, user: &str, addr: IpAddr) -> Result<Reservation<'_>, u64> {
+        if let Verdict::Banned { until_ms } = self.check(user, addr) {
+            return Err(until_ms);
+        }
+        let (now, max) = (self.clock.now_ms(), self.max_keys);
+        let (user, key) = (Box::<str>::from(user_key(user)), addr_key(addr));
+        let mut r = Reservation {
+            reg: self,
+            user: user.clone(),
+            addr,
+            held: [false; 3],
+        };
+        // The per-user throttle does not apply at the user's known addresses (see `check`).
+        let known = self.is_known(&user, key, now);
+        r.held[0] = self.pairs.reserve((user.clone(), key), now, max);
+        r.held[1] = r.held[0] && self.addrs.reserve(key, now, max);
+        r.held[2] = r.held[1] && !known && self.users.reserve(user.clone(), now, max);
+        if r.held[0] && r.held[1] && (known || r.held[2]) {
+            return Ok(r);
+        }
+        // Refused while attempts are in flight: try again in a moment (the reservation's drop
+        // gives back what it took).
+        Err(now.saturating_add(1000))
+    }
+
     /// Call after a success. Clears the (user, address) counter and ban history, and remembers
     /// `addr` as a known address of `user` (for 30 days; the 16 most recent per user).
     pub fn record_success(&self, user: &str, addr: IpAddr) {
@@ -582,6 +621,59 @@ impl Backoff {
     }
 }
 
+/// An attempt reserved by [`Regulator::reserve`]: settle it, or drop it to give it back.
+#[must_use]
+pub struct Reservation<'a> {
+    reg: &'a Regulator,
+    user: Box<str>,
+    addr: IpAddr,
+    /// Which tables it holds an attempt in: pairs, addresses, users.
+    held: [bool; 3],
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("user", &self.user)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Reservation<'_> {
+    fn release(&mut self) {
+        let key = addr_key(self.addr);
+        let reg = self.reg;
+        if std::mem::take(&mut self.held[0]) {
+            reg.pairs.release(&(self.user.clone(), key));
+        }
+        if std::mem::take(&mut self.held[1]) {
+            reg.addrs.release(&key);
+        }
+        if std::mem::take(&mut self.held[2]) {
+            reg.users.release(&self.user);
+        }
+    }
+
+    /// The attempt failed: counted as [`Regulator::record_failure`] counts it.
+    pub fn failed(mut self) -> Option<Verdict> {
+        self.release();
+        self.reg.record_failure(&self.user, self.addr)
+    }
+
+    /// The attempt succeeded: as [`Regulator::record_success`].
+    pub fn succeeded(mut self) {
+        self.release();
+        self.reg.record_success(&self.user, self.addr);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// The failure count, ban and ban level of one key.
 #[derive(Debug, Clone, Copy, Default)]
 struct Strikes {
@@ -592,6 +684,9 @@ struct Strikes {
     cur: u32,
     /// Bans so far; 0 when never banned or forgotten.
     bans: u8,
+    /// Attempts reserved and not settled yet (checked in parallel): counted as failures to
+    /// come when deciding whether one more may be checked. Fits in `bans`' padding.
+    pending: u16,
     /// The ban in force is known to be in the store for every read of the store numbered this
     /// or higher; 0: not known (see [`Regulator::follow_store`]). Fits in `bans`' padding.
     kept_in: u32,
@@ -604,6 +699,37 @@ impl Strikes {
 
     fn quiet_since(&self) -> u64 {
         self.last_failure_ms.max(self.ban_until_ms)
+    }
+
+    /// The failures in the sliding window at `now`, scaled by `window_ms` (see `fail`),
+    /// without changing anything.
+    fn weighted(&self, now: u64, window_ms: u64) -> u128 {
+        let elapsed = now.saturating_sub(self.window_start_ms);
+        let (prev, cur, start) = if elapsed >= window_ms.saturating_mul(2) {
+            (0, 0, now)
+        } else if elapsed >= window_ms {
+            (self.cur, 0, self.window_start_ms.saturating_add(window_ms))
+        } else {
+            (self.prev, self.cur, self.window_start_ms)
+        };
+        let in_cur = now.saturating_sub(start).min(window_ms);
+        u128::from(prev) * u128::from(window_ms - in_cur) + u128::from(cur) * u128::from(window_ms)
+    }
+
+    /// Reserves one attempt: allowed while no ban runs and the failures so far plus the
+    /// attempts in flight stay under the limit (as if every attempt in flight will fail, which
+    /// is what checking them one after the other would have found out first). With nothing in
+    /// flight an attempt is always allowed outside a ban: after a ban ends, the count may still
+    /// be over the limit, and then its first failure bans again (as one at a time would).
+    fn reserve(&mut self, now: u64, limit: u32, window_ms: u64) -> bool {
+        let in_flight = u128::from(self.pending) * u128::from(window_ms);
+        let full =
+            self.weighted(now, window_ms) + in_flight >= u128::from(limit) * u128::from(window_ms);
+        if self.ban_until_ms > now || (self.pending > 0 && full) {
+            return false;
+        }
+        self.pending = self.pending.saturating_add(1);
+        true
     }
 
     /// Starts a ban now (unless one is running); returns its end and level if it started one.
@@ -657,7 +783,7 @@ impl Strikes {
         let window_empty = (self.prev == 0 && self.cur == 0) || !counted;
         let level_gone =
             self.bans == 0 || now.saturating_sub(self.quiet_since()) >= backoff.max_ban_ms;
-        window_empty && level_gone && self.ban_until_ms <= now
+        window_empty && level_gone && self.ban_until_ms <= now && self.pending == 0
     }
 }
 
@@ -709,6 +835,28 @@ impl<K: Hash + Eq> Ledger<K> {
         // A default entry's window starts at 0, so its first failure starts a fresh one.
         let mut s = self.map.get_or_default(key);
         s.fail(now, limit, window_ms, b)
+    }
+
+    /// Reserves an attempt of `key` (see [`Strikes::reserve`]); `false`: refuse it now.
+    fn reserve(&self, key: K, now: u64, max_keys: usize) -> bool {
+        let (limit, window_ms) = (self.limit, self.window_ms);
+        if let Some(mut s) = self.map.get_mut(&key) {
+            return s.reserve(now, limit, window_ms);
+        }
+        if self.map.len() >= max_keys {
+            return self.overflow().reserve(now, limit, window_ms);
+        }
+        self.map.get_or_default(key).reserve(now, limit, window_ms)
+    }
+
+    /// Gives a reserved attempt of `key` back (it was settled, or never checked).
+    fn release(&self, key: &K) {
+        if let Some(mut s) = self.map.get_mut(key) {
+            s.pending = s.pending.saturating_sub(1);
+            return;
+        }
+        let mut o = self.overflow();
+        o.pending = o.pending.saturating_sub(1);
     }
 
     fn ban(&self, key: K, now: u64, b: &Backoff, max_keys: usize) -> Option<(u64, u8)> {

@@ -503,3 +503,72 @@ fn the_account_email_signs_in_as_the_user_and_shares_the_failure_counter() {
     let nobody = b.sign_in("nobody@example.test", "whatever", "/");
     assert_eq!(nobody.status, 401);
 }
+
+/// A burst of wrong passwords sent at once has no more of them checked than the limit (the
+/// attempts are reserved before hashing), and the right password after it is refused, as it
+/// would be after the same failures one at a time.
+#[test]
+fn a_burst_of_parallel_wrong_passwords_checks_no_more_than_the_limit() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start(&signin_config(
+        up.addr,
+        "[regulation]\nmax_failures = 5\nform_posts_per_minute = 100\n",
+    ));
+    // Every browser holds its form first; then all post at once.
+    let pages: Vec<(Browser, Response)> = (0..12)
+        .map(|_| {
+            let mut b = Browser::new(gw.addr);
+            let page = b.get("/_stepgate/login?rd=%2F");
+            (b, page)
+        })
+        .collect();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(pages.len()));
+    let posts: Vec<_> = pages
+        .into_iter()
+        .map(|(mut b, page)| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                b.submit(
+                    &page,
+                    "/login",
+                    &[("username", ALICE.0), ("password", "wrong")],
+                )
+                .status
+            })
+        })
+        .collect();
+    for p in posts {
+        assert_eq!(p.join().unwrap(), 401);
+    }
+    let audit = stepgate_admin(&gw, &["audit", "alice", "--limit", "100"]);
+    let checked = audit
+        .lines()
+        .filter(|l| l.contains("sign_in_failed"))
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} passwords checked in a burst of 12:\n{audit}"
+    );
+    assert!(checked >= 1, "{audit}");
+    let mut b = Browser::new(gw.addr);
+    let right = b.sign_in(ALICE.0, ALICE.1, "/");
+    if checked == 5 {
+        assert_eq!(right.status, 401, "banned after five failures");
+    }
+}
+
+fn stepgate_admin(gw: &Gateway, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
+        .args(["admin", "--config"])
+        .arg(gw.dir.path().join("stepgate.toml"))
+        .args(args)
+        .output()
+        .expect("stepgate admin runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

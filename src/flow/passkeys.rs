@@ -263,13 +263,20 @@ pub async fn pass(
     response: &str,
 ) -> Result<SignedIn, FactorRefused> {
     at_challenge(auth, who)?;
-    not_banned(auth, ctx, who)?;
+    // Reserved before the answer is checked, as for codes (`flow::check_factor_of`).
+    let attempt = match auth
+        .regulator
+        .reserve(&code_key(&who.user.name), ctx.client)
+    {
+        Ok(a) => a,
+        Err(until_ms) => return Err(FactorRefused::Banned { until_ms }),
+    };
     let verdict = auth
         .factors
         .passkeys()
         .finish_authentication(&verify_key(who), &who.user.name, response)
         .await;
-    let passed = super::count_verdict(auth, ctx, &who.user, verdict).await?;
+    let passed = super::count_verdict(auth, ctx, &who.user, verdict, Some(attempt)).await?;
     let signed = super::second_factor_passed(auth, ctx, who, passed).await?;
     Ok(signed)
 }

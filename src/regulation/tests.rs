@@ -461,3 +461,51 @@ fn an_address_the_owner_refused_is_banned_for_every_user_at_once() {
     let again = r.ban_address(a);
     assert_eq!(again, clock.now_ms() + millis(10 * MIN));
 }
+
+#[test]
+fn attempts_in_flight_count_so_a_burst_checks_no_more_than_the_limit() {
+    let (r, clock) = regulator(RegulationConfig::default());
+    let a = v4(20);
+    // Twelve attempts at once: five may be checked, the rest wait for them.
+    let held: Vec<_> = (0..12).filter_map(|_| r.reserve("alice", a).ok()).collect();
+    assert_eq!(held.len(), 5);
+    assert!(matches!(r.reserve("alice", a), Err(until) if until > clock.now_ms()));
+    // All five fail: the pair is banned, as five failures one after the other would ban it.
+    let bans: Vec<_> = held.into_iter().map(|h| h.failed()).collect();
+    assert!(bans.last().unwrap().is_some(), "the fifth failure bans");
+    assert_eq!(
+        r.reserve("alice", a).err(),
+        Some(clock.now_ms() + millis(5 * MIN))
+    );
+
+    // An attempt given back (never checked) frees its place; a success clears the pair.
+    let b = v4(21);
+    let first = r.reserve("bob", b).unwrap();
+    drop(r.reserve("bob", b).unwrap());
+    let more: Vec<_> = (0..10).filter_map(|_| r.reserve("bob", b).ok()).collect();
+    assert_eq!(more.len(), 4, "one in flight, four more");
+    drop(more);
+    first.succeeded();
+    assert_eq!(r.check("bob", b), Allowed);
+    let after: Vec<_> = (0..10).filter_map(|_| r.reserve("bob", b).ok()).collect();
+    assert_eq!(after.len(), 5);
+}
+
+#[test]
+fn in_flight_attempts_respect_the_address_limit_across_users() {
+    let cfg = RegulationConfig {
+        max_failures_per_address: 6,
+        ..RegulationConfig::default()
+    };
+    let (r, _clock) = regulator(cfg);
+    let a = v4(30);
+    let held: Vec<_> = ["u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"]
+        .iter()
+        .filter_map(|u| r.reserve(u, a).ok())
+        .collect();
+    assert_eq!(
+        held.len(),
+        6,
+        "the address allows six in flight over all users"
+    );
+}
