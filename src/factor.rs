@@ -843,28 +843,44 @@ impl Factors {
         Ok(self.shared.store.credentials().add_guide_skip(user).await?)
     }
 
-    /// Operator reset: removes the user's TOTP secret, SMS phone, recovery codes, approver
-    /// devices, enrolment token and skip count, and the emergency email unless `keep_contact`.
-    /// One transaction.
+    /// Operator reset: removes the user's TOTP secret, SMS phone, passkeys, recovery codes,
+    /// approver devices, enrolment token and skip count, and the emergency email unless
+    /// `keep_contact`. One transaction. The user sets up again, with the grace anew.
     pub async fn reset(&self, user: &str, keep_contact: bool) -> Result<(), FactorError> {
-        let mut batch = vec![
-            Write::DeleteKinds {
+        self.remove_all(user, keep_contact, true).await
+    }
+
+    /// The user turns two-step verification off themselves: every factor goes, as in
+    /// [`reset`](Self::reset), but the emergency email and the "later" count stay (turning it
+    /// off and on again must not give back the grace the operator allowed).
+    pub async fn turn_off(&self, user: &str) -> Result<(), FactorError> {
+        self.remove_all(user, true, false).await
+    }
+
+    async fn remove_all(
+        &self,
+        user: &str,
+        keep_contact: bool,
+        clear_skips: bool,
+    ) -> Result<(), FactorError> {
+        let mut batch = vec![Write::DeleteKinds {
+            user: user.to_owned(),
+            kinds: [
+                FactorKind::Totp.as_str(),
+                FactorKind::Sms.as_str(),
+                FactorKind::Passkey.as_str(),
+                FactorKind::Recovery.as_str(),
+                crate::devices::APPROVER,
+                TOKEN_KIND,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }];
+        if clear_skips {
+            batch.push(Write::ClearGuideSkips {
                 user: user.to_owned(),
-                kinds: [
-                    FactorKind::Totp.as_str(),
-                    FactorKind::Sms.as_str(),
-                    FactorKind::Passkey.as_str(),
-                    FactorKind::Recovery.as_str(),
-                    crate::devices::APPROVER,
-                    TOKEN_KIND,
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            },
-            Write::ClearGuideSkips {
-                user: user.to_owned(),
-            },
-        ];
+            });
+        }
         if !keep_contact {
             batch.push(Write::SetEmergencyEmail {
                 user: user.to_owned(),
@@ -874,7 +890,7 @@ impl Factors {
         }
         self.shared.store.credentials().write(batch).await?;
         self.changed(user);
-        tracing::info!(target: LOG_TARGET, user, keep_contact, "second factors reset");
+        tracing::info!(target: LOG_TARGET, user, keep_contact, clear_skips, "second factors removed");
         Ok(())
     }
 

@@ -674,11 +674,12 @@ fn text_rule(s: &str) -> Result<(), &'static str> {
     )
 }
 
-/// Deliberately loose (`@` with something on both sides, no spaces); delivery proves the rest.
+/// Deliberately loose (one `@` with something on both sides, no spaces); delivery proves the
+/// rest. Two `@` are refused: mail systems disagree on which one splits the address.
 fn email_rule(s: &str) -> Result<(), &'static str> {
     let parts = s
-        .rsplit_once('@')
-        .filter(|(l, d)| !l.is_empty() && !d.is_empty());
+        .split_once('@')
+        .filter(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'));
     let clean = !s.chars().any(|c| c.is_whitespace() || c.is_control());
     rule(
         parts.is_some() && s.len() <= 254 && clean,

@@ -318,3 +318,17 @@ fn the_portal_answers_on_every_served_host() {
     assert_eq!(status(&get(gw.addr, "/_stepgate/nothing", &[])), 404);
     assert!(up.requests().is_empty());
 }
+
+#[test]
+fn trace_is_refused_and_never_reaches_an_app() {
+    let (up, gw) = setup();
+    for method in ["TRACE", "TRACK"] {
+        let req = format!(
+            "{method} /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: stepgate_session=secret\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw(gw.addr, req.as_bytes()).unwrap();
+        assert_eq!(status(&resp), 405, "{resp}");
+        assert!(!resp.contains("secret"), "{resp}");
+    }
+    assert!(up.requests().is_empty(), "a TRACE reached the upstream");
+}

@@ -669,3 +669,24 @@ async fn replacing_swaps_the_secret_and_keeps_recovery_codes() {
 }
 
 mod account;
+
+#[tokio::test]
+async fn turning_it_off_keeps_the_later_count_an_operator_reset_clears_it() {
+    let f = fixture();
+    f.enrol("alice").await;
+    assert_eq!(f.factors.record_skip("alice").await.unwrap(), 1);
+    assert_eq!(f.factors.record_skip("alice").await.unwrap(), 2);
+    f.factors.turn_off("alice").await.unwrap();
+    assert!(!f.factors.has_second_factor("alice").await.unwrap());
+    assert_eq!(
+        f.factors.record_skip("alice").await.unwrap(),
+        3,
+        "turning two-step off does not give the grace back"
+    );
+    f.factors.reset("alice", true).await.unwrap();
+    assert_eq!(
+        f.factors.record_skip("alice").await.unwrap(),
+        1,
+        "an operator reset does"
+    );
+}

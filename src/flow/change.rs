@@ -462,7 +462,7 @@ pub async fn remove_authenticator(
     proven(auth, ctx, who, proof).await?;
     let user = &who.user.name;
     let before = notice::addresses(auth, &who.user).await;
-    auth.factors.reset(user, true).await?;
+    auth.factors.turn_off(user).await?;
     let ended = auth.sessions.end_others(user, &who.key).await?;
     tracing::info!(target: LOG, %user, other_sessions_ended = ended, "authenticator app removed");
     let origin = notice::origin(auth, ctx);

@@ -89,6 +89,13 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
         .and_then(|a| a.as_inet())
         .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
 
+    // TRACE echoes the request, cookies and the gateway's own headers included, back to
+    // whoever can read the answer (cross-site tracing); no app behind a gateway needs it.
+    let method = &session.req_header().method;
+    if *method == http::Method::TRACE || method.as_str().eq_ignore_ascii_case("TRACK") {
+        tracing::info!(target: "stepgate::hygiene", %peer, method = %method, "request refused");
+        return refuse(state, session, StatusCode::METHOD_NOT_ALLOWED, "bad_method");
+    }
     let (host, target) = match parse_request(session, tls) {
         Ok(parsed) => parsed,
         Err(why) => {

@@ -106,7 +106,8 @@ fn every_problem_is_reported_with_its_line() {
         "[users.alice]\npassword = \"{hash}\"\npasword = \"x\"\n\n[users.Bob]\n\
          password = \"hunter2-plain\"\nemail = \"bob.example\"\nphone = \"+82 10\"\n\
          groups = [\"Admins\", \"users\", \"users\"]\n\n[users.\"ａｌｉｃｅ\"]\n\
-         password = \"{hash}\"\n\n[users.dave]\n\n[users.DAVE]\npassword = \"{hash}\"\n"
+         password = \"{hash}\"\n\n[users.dave]\n\n[users.DAVE]\npassword = \"{hash}\"\n\n\
+         [users.erin]\npassword = \"{hash}\"\nemail = \"erin@evil.test@example.test\"\n"
     );
     let out = problems(&text);
     let expected = [
@@ -119,6 +120,7 @@ fn every_problem_is_reported_with_its_line() {
         "u.toml:11: users.\"ａｌｉｃｅ\": `ａｌｉｃｅ` is the same user as `alice` on line 1",
         "u.toml:14: users.dave.password: this key is required",
         "u.toml:16: users.DAVE: `DAVE` is the same user as `dave` on line 14",
+        "u.toml:21: users.erin.email: must be an email address",
     ];
     for e in expected {
         assert!(out.contains(e), "missing {e:?} in\n{out}");
