@@ -276,6 +276,10 @@ pub fn build_with_clock(
         identities,
         identity_headers: cfg.identity_headers.clone(),
         access_log: cfg.log.access_log,
+        hsts: cfg.server.hsts_max_age.map(|d| {
+            http::HeaderValue::from_str(&format!("max-age={}", d.as_secs()))
+                .expect("digits are a header value")
+        }),
     };
     let state = Arc::new(state);
     server.add_service(background_service(

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Password hashes computed at once (each takes ~19 MiB and one core for tens of ms).
     pub password_hash_concurrency: usize,
+    /// `Strict-Transport-Security: max-age` on every answer over HTTPS; `None`: not sent.
+    pub hsts_max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

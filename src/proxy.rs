@@ -45,6 +45,8 @@ pub struct State {
     pub identities: Arc<crate::identity::IdentityCache>,
     pub identity_headers: IdentityHeaders,
     pub access_log: bool,
+    /// `Strict-Transport-Security` for answers over HTTPS (`server.hsts_max_age`), if sent.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// Largest portal form body read (sign-in and other forms are far smaller).
@@ -149,12 +151,12 @@ impl ProxyHttp for Gateway {
                             .error(http::StatusCode::PAYLOAD_TOO_LARGE, lang)
                     }
                 };
-                respond::write(session, reply).await?;
+                respond::write(session, reply, self.state.hsts.as_ref()).await?;
                 Ok(true)
             }
             route::Outcome::Reply { reply, decision } => {
                 ctx.decision = decision;
-                respond::write(session, reply).await?;
+                respond::write(session, reply, self.state.hsts.as_ref()).await?;
                 Ok(true)
             }
         }
@@ -233,10 +235,15 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream: &mut ResponseHeader,
+        upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        // The gateway terminates TLS, so its policy is the one that holds: an app's own
+        // header (or its `max-age=0`) is replaced.
+        if let (Some(hsts), Some(true)) = (&self.state.hsts, ctx.route.as_ref().map(|r| r.tls)) {
+            upstream.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
         Ok(())
     }
 
@@ -250,8 +257,12 @@ impl ProxyHttp for Gateway {
             };
             let lang = self.state.pages.lang_for(&session.req_header().headers);
             let status = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
-            if let Err(write_err) =
-                respond::write(session, self.state.pages.error(status, lang)).await
+            if let Err(write_err) = respond::write(
+                session,
+                self.state.pages.error(status, lang),
+                self.state.hsts.as_ref(),
+            )
+            .await
             {
                 tracing::debug!(error = %write_err, "could not write the error page");
             }

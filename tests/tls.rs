@@ -301,3 +301,59 @@ fn redirect_listener_answers_308_to_https_and_proxies_nothing() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(upstream.last().target(), "/public/x?y=1");
 }
+
+#[test]
+fn https_answers_carry_hsts_and_plain_http_never_does() {
+    let certs = tempfile::tempdir().unwrap();
+    let a = leaf(certs.path(), "a.test");
+    let upstream = Upstream::start("a");
+    let hsts = |server: &str| {
+        let port = free_port();
+        let text = config(&upstream, &https_listener(port, true, &[&a])).replacen(
+            "[server]\n",
+            &format!("[server]\n{server}"),
+            1,
+        );
+        let gw = Gateway::start(&text);
+        (port, gw)
+    };
+    let (port, gw) = hsts("");
+    let https: SocketAddr = ([127, 0, 0, 1], port).into();
+    let c = client(&a, https);
+    runtime().block_on(async {
+        for path in [
+            "/public/x",
+            "/_stepgate/login",
+            "/_stepgate/no-such-page",
+            "/private",
+        ] {
+            let resp = c
+                .get(format!("https://a.test:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.headers()["strict-transport-security"],
+                "max-age=31536000",
+                "{path}"
+            );
+        }
+    });
+    let plain = common::get(gw.addr, "/public/x", &["Host: a.test"]);
+    assert!(
+        !plain
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=3"),
+        "{plain}"
+    );
+    let (port, _off) = hsts("hsts_max_age = \"off\"\n");
+    let c = client(&a, ([127, 0, 0, 1], port).into());
+    runtime().block_on(async {
+        let resp = c
+            .get(format!("https://a.test:{port}/_stepgate/login"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers().get("strict-transport-security").is_none());
+    });
+}

@@ -53,6 +53,7 @@ pub struct ServerFile {
     pub grace_period: Option<Str>,
     pub shutdown_timeout: Option<Str>,
     pub password_hash_concurrency: Option<Spanned<i64>>,
+    pub hsts_max_age: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

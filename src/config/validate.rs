@@ -369,6 +369,11 @@ impl Validator<'_> {
             ) as usize,
             grace_period: self.duration(&s.grace_period, "server.grace_period", 10),
             shutdown_timeout: self.duration(&s.shutdown_timeout, "server.shutdown_timeout", 5),
+            hsts_max_age: self.optional_duration(
+                &s.hsts_max_age,
+                "server.hsts_max_age",
+                Some(Duration::from_secs(365 * 24 * 3600)),
+            ),
         }
     }
 

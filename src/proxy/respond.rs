@@ -7,9 +7,15 @@ use pingora::ErrorSource;
 
 use crate::portal::Reply;
 
-/// Writes a complete response. A request body the client may still be sending is not read, so
-/// the connection is not kept alive afterwards (no desync with a half-read body).
-pub async fn write(session: &mut Session, reply: Reply) -> Result<()> {
+/// Writes a complete response, with `hsts` (`Strict-Transport-Security`) over HTTPS. A request
+/// body the client may still be sending is not read, so the connection is not kept alive
+/// afterwards (no desync with a half-read body).
+pub async fn write(
+    session: &mut Session,
+    reply: Reply,
+    hsts: Option<&http::HeaderValue>,
+) -> Result<()> {
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let req = session.req_header();
     let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req
@@ -25,6 +31,9 @@ pub async fn write(session: &mut Session, reply: Reply) -> Result<()> {
         resp.append_header(name, value)?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;
+    if let (Some(hsts), true) = (hsts, tls) {
+        resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+    }
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;
