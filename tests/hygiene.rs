@@ -332,3 +332,21 @@ fn trace_is_refused_and_never_reaches_an_app() {
     }
     assert!(up.requests().is_empty(), "a TRACE reached the upstream");
 }
+
+#[test]
+fn an_absolute_form_target_is_served_like_its_origin_form() {
+    let (up, gw) = setup();
+    let resp = raw(
+        gw.addr,
+        b"GET http://127.0.0.1/public/x?q=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert_eq!(up.last().target(), "/public/x?q=1");
+    let other = raw(
+        gw.addr,
+        b"GET http://a.test/public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status(&other), 400, "{other}");
+}

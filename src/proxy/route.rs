@@ -227,6 +227,30 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     }
 }
 
+/// `(authority, path and query)` of an `http://` or `https://` absolute-form target (the path
+/// `/` when it has none); `None` for any other target.
+fn absolute_form(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+    let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
+    let rest = if lower(7).as_deref() == Some(b"http://") {
+        &raw[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &raw[8..]
+    } else {
+        return None;
+    };
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut target = Vec::with_capacity(tail.len() + 1);
+    if !tail.starts_with(b"/") {
+        target.push(b'/');
+    }
+    target.extend_from_slice(tail);
+    Some((authority, target))
+}
+
 /// Host and target, normalised; `Err` names why the request is refused with 400.
 fn parse_request(session: &Session, tls: bool) -> Result<(NormalHost, NormalTarget), String> {
     let req = session.req_header();
@@ -258,10 +282,26 @@ fn parse_request(session: &Session, tls: bool) -> Result<(NormalHost, NormalTarg
             let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
             (host, pq.as_bytes().to_vec())
         }
-        None => (
-            normalize_host(&host_headers, tls).map_err(|e| e.to_string())?,
-            req.raw_path().to_vec(),
-        ),
+        // An HTTP/1.1 absolute-form target the parser left whole (RFC 9112 §3.2.2).
+        None => match absolute_form(req.raw_path()) {
+            Some((authority, path_and_query)) => {
+                let host = normalize_host(&[authority], tls).map_err(|e| e.to_string())?;
+                if !host_headers.is_empty() {
+                    let header_host =
+                        normalize_host(&host_headers, tls).map_err(|e| e.to_string())?;
+                    if header_host != host {
+                        return Err(
+                            "host header differs from the request target's authority".into()
+                        );
+                    }
+                }
+                (host, path_and_query)
+            }
+            None => (
+                normalize_host(&host_headers, tls).map_err(|e| e.to_string())?,
+                req.raw_path().to_vec(),
+            ),
+        },
     };
     let target = normalize_target(&raw_target).map_err(|e| e.to_string())?;
     Ok((host, target))
