@@ -62,6 +62,27 @@ impl Default for IdentityHeaders {
     }
 }
 
+/// The longest `Remote-Groups` value sent: many proxies and servers refuse a request whose
+/// headers are larger than 8 to 16 KiB, so a user in hundreds of groups would break the app.
+pub const MAX_GROUPS_HEADER: usize = 4096;
+
+/// The groups joined with `,`, cut before the first group that would pass
+/// [`MAX_GROUPS_HEADER`] (the users file's order); the assertion carries every group.
+fn groups_header(groups: &[String]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let extra = g.len() + usize::from(!out.is_empty());
+        if out.len() + extra > MAX_GROUPS_HEADER {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(g);
+    }
+    out
+}
+
 /// The identity headers of one (session, app), ready to set: setting one clones two
 /// reference-counted values.
 #[derive(Debug)]
@@ -77,7 +98,7 @@ impl Prepared {
     /// `Remote-Groups` when the user has no email or no groups.
     pub fn build(names: &IdentityHeaders, who: &Identity, assertion: &str) -> Prepared {
         let user = &who.user;
-        let groups = (!user.groups.is_empty()).then(|| user.groups.join(","));
+        let groups = (!user.groups.is_empty()).then(|| groups_header(&user.groups));
         let cert = who.certificate.as_ref().map(|c| &c.cert.info);
         let values: [(&HeaderName, Option<&str>); 9] = [
             (&names.user, Some(&user.name)),
@@ -134,4 +155,27 @@ pub fn prepared(
         let (token, exp) = signer.sign(&who.facts(), app.1)?;
         Ok((Arc::new(Prepared::build(names, who, &token)), exp))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_groups_header_is_cut_at_a_group_boundary() {
+        let groups: Vec<String> = (0..300).map(|i| format!("group-number-{i:03}")).collect();
+        let header = groups_header(&groups);
+        assert!(header.len() <= MAX_GROUPS_HEADER, "{}", header.len());
+        assert!(header.len() > MAX_GROUPS_HEADER - 20);
+        let kept: Vec<&str> = header.split(',').collect();
+        assert_eq!(
+            kept,
+            groups[..kept.len()]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
+        let few = vec!["admins".to_owned(), "users".to_owned()];
+        assert_eq!(groups_header(&few), "admins,users");
+    }
 }

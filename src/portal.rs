@@ -175,6 +175,7 @@ fn error_text(status: StatusCode, lang: Lang) -> (String, String) {
         404 => text("error-404-title", "error-404"),
         405 => text("error-405-title", "error-405"),
         429 => text("error-429-title", "error-429"),
+        431 => text("error-431-title", "error-431"),
         502 => text("error-502-title", "error-502"),
         503 => text("error-503-title", "error-503"),
         504 => text("error-504-title", "error-504"),

@@ -350,3 +350,24 @@ fn an_absolute_form_target_is_served_like_its_origin_form() {
     .unwrap();
     assert_eq!(status(&other), 400, "{other}");
 }
+
+#[test]
+fn oversized_headers_get_431_and_reach_no_app() {
+    let (up, gw) = setup();
+    let big = "x".repeat(8 * 1024);
+    let mut req =
+        String::from("GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for i in 0..5 {
+        req.push_str(&format!("X-Big-{i}: {big}\r\n"));
+    }
+    req.push_str("\r\n");
+    let resp = raw(gw.addr, req.as_bytes()).unwrap();
+    assert_eq!(status(&resp), 431, "{resp}");
+    assert!(up.requests().is_empty());
+    // Just under the cap is fine.
+    let ok = format!(
+        "GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "x".repeat(30 * 1024)
+    );
+    assert_eq!(status(&raw(gw.addr, ok.as_bytes()).unwrap()), 200);
+}

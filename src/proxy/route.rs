@@ -28,6 +28,9 @@ fn presented(session: &Session) -> (Option<&Presented>, Option<std::net::SocketA
     (presented, local)
 }
 
+/// The most header bytes a request may carry (names, values and their separators).
+pub const MAX_REQUEST_HEADERS: usize = 32 * 1024;
+
 /// A request on its way to an upstream.
 #[derive(Debug)]
 pub struct Route {
@@ -89,6 +92,23 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
         .and_then(|a| a.as_inet())
         .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
 
+    // Headers are capped in total (pingora reads up to about a megabyte): an app behind may
+    // take more than it can handle, and the gateway would forward it all.
+    let header_bytes: usize = session
+        .req_header()
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_REQUEST_HEADERS {
+        tracing::info!(target: "stepgate::hygiene", %peer, header_bytes, "request refused: headers too large");
+        return refuse(
+            state,
+            session,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+        );
+    }
     // TRACE echoes the request, cookies and the gateway's own headers included, back to
     // whoever can read the answer (cross-site tracing); no app behind a gateway needs it.
     let method = &session.req_header().method;
