@@ -30,6 +30,26 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// How much a decision holds a request back: letting it through least, refusing most.
+    fn rank(self) -> u8 {
+        match self {
+            Decision::Allow => 0,
+            Decision::Login => 1,
+            Decision::SecondFactor | Decision::Guide | Decision::Check => 2,
+            Decision::Certificate => 3,
+            Decision::Deny => 4,
+        }
+    }
+
+    /// The stricter of two decisions (the first when they are as strict).
+    pub fn stricter(self, other: Decision) -> Decision {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",

@@ -76,6 +76,21 @@ pub struct HeaderHygiene {
     trusted_proxies: Vec<IpNet>,
 }
 
+/// Headers some frameworks read as the request's real URL or method (IIS/ASP.NET's
+/// `X-Original-URL` and `X-Rewrite-URL`, a proxy's `X-Forwarded-Uri`/`-Path`, the method
+/// overrides of Rails, Express, Symfony and others): a client's copy would let the app act on
+/// another path or method than the one the rules decided on, so it is removed like the
+/// identity headers.
+pub const OVERRIDE_HEADERS: [&str; 7] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 impl HeaderHygiene {
     pub fn new(
         identity: &IdentityHeaders,
@@ -86,6 +101,7 @@ impl HeaderHygiene {
             .all()
             .iter()
             .map(|n| n.as_str().replace('_', "-"))
+            .chain(OVERRIDE_HEADERS.iter().map(|h| (*h).to_owned()))
             .collect();
         let mut protected = identity.clone();
         for h in [

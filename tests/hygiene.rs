@@ -371,3 +371,83 @@ fn oversized_headers_get_431_and_reach_no_app() {
     );
     assert_eq!(status(&raw(gw.addr, ok.as_bytes()).unwrap()), 200);
 }
+
+#[test]
+fn url_and_method_override_headers_never_reach_an_app() {
+    let (up, gw) = setup();
+    let resp = get(
+        gw.addr,
+        "/public/x",
+        &[
+            "Host: 127.0.0.1",
+            "X-Original-URL: /admin/",
+            "X-Rewrite-URL: /admin/",
+            "X-Forwarded-Uri: /admin/",
+            "x_http_method_override: DELETE",
+            "X-HTTP-Method: DELETE",
+            "X-Method-Override: DELETE",
+        ],
+    );
+    assert_eq!(status(&resp), 200, "{resp}");
+    let seen = up.last();
+    for h in [
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-uri",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        assert!(!seen.has_header_like(h), "{h} reached the app");
+    }
+}
+
+#[test]
+fn paths_and_methods_a_lenient_app_reads_differently_meet_the_stricter_rule() {
+    let up = Upstream::start("app");
+    let rules = format!(
+        "[[rule]]\npath = \"^/ro/\"\nmethods = [\"POST\", \"DELETE\"]\npolicy = \"deny\"\n\n\
+         [[rule]]\npath = \"^/ro/\"\npolicy = \"bypass\"\n{RULES}"
+    );
+    let gw = Gateway::start(&config_with(&["127.0.0.1"], &[up.addr], &rules));
+    let ask = |method: &str, path: &str| {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        status(&raw(gw.addr, req.as_bytes()).unwrap())
+    };
+    // The deny rule is written for /deny/: every reading of it that a lenient app would
+    // serve as /deny/ is refused too.
+    for path in [
+        "/deny/x",
+        "/DENY/x",
+        "/Deny/x",
+        "/deny;jsessionid=1/x",
+        "/deny./x",
+        "/deny%20/x",
+        "/deny.%20./x",
+    ] {
+        assert_eq!(ask("GET", path), 403, "{path}");
+    }
+    // Double encoding and overlong dots are refused outright; real UTF-8 is fine.
+    for path in [
+        "/public/%252e%252e/deny/x",
+        "/public/%C0%AE%C0%AE/deny/x",
+        "/public/%E0%80%AE",
+    ] {
+        assert_eq!(ask("GET", path), 400, "{path}");
+    }
+    assert_eq!(ask("GET", "/public/%ED%95%9C%EA%B8%80"), 200);
+    // A method rule holds whatever the method's case.
+    assert_eq!(ask("GET", "/ro/x"), 200);
+    assert_eq!(ask("POST", "/ro/x"), 403);
+    assert_eq!(ask("post", "/ro/x"), 403);
+    assert_eq!(ask("Delete", "/ro/x"), 403);
+    // What is forwarded is the path as sent (normalised), not the lenient reading.
+    assert_eq!(ask("GET", "/public/Mixed-Case"), 200);
+    assert_eq!(up.last().target(), "/public/Mixed-Case");
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| !r.target().starts_with("/deny")));
+}

@@ -4,7 +4,9 @@
 //! Percent-decoding happens once (unreserved characters only), then repeated
 //! slashes are merged and dot segments resolved (RFC 3986 §5.2.4). Anything
 //! ambiguous (encoded slashes, backslashes, NULs, control or non-ASCII bytes,
-//! `..;` path-parameter tricks) is refused rather than guessed at.
+//! `..;` path-parameter tricks, an encoded `%` that a second decoding would turn into something
+//! else, escapes that are not UTF-8) is refused rather than guessed at. How a lenient app may
+//! still read the path differently ([`lenient_reading`]) is given to the rules as well.
 
 use std::fmt;
 
@@ -22,6 +24,10 @@ pub enum TargetError {
     ControlOrNonAscii,
     PathParameterDotSegment,
     TooLong,
+    /// `%25`: an app that decodes twice would read another path than the rules did.
+    EncodedPercent,
+    /// Escapes that are not UTF-8 (overlong forms such as `%C0%AE` for `.` included).
+    InvalidUtf8,
 }
 
 impl fmt::Display for TargetError {
@@ -37,6 +43,8 @@ impl fmt::Display for TargetError {
             }
             TargetError::PathParameterDotSegment => "dot segment with path parameter (..;) in path",
             TargetError::TooLong => "request target too long",
+            TargetError::EncodedPercent => "encoded percent sign (%25, double encoding) in path",
+            TargetError::InvalidUtf8 => "escapes in path that are not UTF-8 (overlong or broken)",
         })
     }
 }
@@ -97,6 +105,7 @@ fn decode_path(path: &[u8]) -> Result<Vec<u8>, TargetError> {
             };
             let d = (hi << 4) | lo;
             match d {
+                b'%' => return Err(TargetError::EncodedPercent),
                 b'/' => return Err(TargetError::EncodedSlash),
                 b'\\' => return Err(TargetError::Backslash),
                 0 => return Err(TargetError::Nul),
@@ -114,6 +123,71 @@ fn decode_path(path: &[u8]) -> Result<Vec<u8>, TargetError> {
         }
     }
     Ok(out)
+}
+
+/// The escaped bytes of a decoded path (`%XX`, uppercase) must spell UTF-8 where they are not
+/// ASCII: Rust's decoder refuses overlong forms, which lenient ones read as `.` or `/`.
+fn check_utf8_escapes(path: &[u8]) -> Result<(), TargetError> {
+    let mut run = Vec::new();
+    let mut i = 0;
+    loop {
+        let escaped = path.get(i) == Some(&b'%');
+        let byte = escaped
+            .then(|| Some((hex_val(*path.get(i + 1)?)? << 4) | hex_val(*path.get(i + 2)?)?))
+            .flatten();
+        match byte {
+            Some(b) if b >= 0x80 => {
+                run.push(b);
+                i += 3;
+                continue;
+            }
+            _ => {
+                if !run.is_empty() && std::str::from_utf8(&run).is_err() {
+                    return Err(TargetError::InvalidUtf8);
+                }
+                run.clear();
+            }
+        }
+        if i >= path.len() {
+            return Ok(());
+        }
+        i += if escaped { 3 } else { 1 };
+    }
+}
+
+/// How a lenient app may read a normalised `path`, when that differs from the path itself:
+/// case folded to lower case, path parameters (`;x=1`) cut from each segment, and trailing
+/// dots and spaces (`%20`) cut from each segment (as Windows servers and some frameworks do).
+/// The rules are also asked about this reading, and the stricter answer holds.
+pub fn lenient_reading(path: &str) -> Option<String> {
+    let mut out = String::with_capacity(path.len());
+    for seg in path.split('/').skip(1) {
+        let mut seg = seg.to_ascii_lowercase();
+        if let Some(cut) = seg.find(';') {
+            seg.truncate(cut);
+        }
+        if seg != "." && seg != ".." {
+            loop {
+                let before = seg.len();
+                while seg.ends_with('.') {
+                    seg.pop();
+                }
+                while seg.ends_with("%20") {
+                    seg.truncate(seg.len() - 3);
+                }
+                if seg.len() == before {
+                    break;
+                }
+            }
+        }
+        out.push('/');
+        out.push_str(&seg);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    let resolved = resolve(out.as_bytes()).ok().map(|r| ascii_string(&r))?;
+    (resolved != path).then_some(resolved)
 }
 
 /// `.;x`, `..;x` (and the still-encoded `%3B` spelling) after decoding.
@@ -184,6 +258,7 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
         None => (raw, None),
     };
     let decoded = decode_path(path)?;
+    check_utf8_escapes(&decoded)?;
     let resolved = resolve(&decoded)?;
     let query = match query {
         Some(q) => {
@@ -249,8 +324,7 @@ mod tests {
         assert_eq!(path("/public/%2E./admin"), "/admin");
         assert_eq!(path("/x%3a"), "/x%3A");
         assert_eq!(path("/x%3a%20y"), "/x%3A%20y");
-        // decoded once: %25 stays an escape, the literal "2e" after it is untouched
-        assert_eq!(path("/%252e%252e/admin"), "/%252e%252e/admin");
+        // decoded once; an encoded % is refused (see `double_encoding_...`)
         assert_eq!(path("/a%3f%23"), "/a%3F%23");
     }
 
@@ -348,5 +422,40 @@ mod tests {
             "encoded slash (%2F) in path"
         );
         assert_eq!(TargetError::TooLong.to_string(), "request target too long");
+    }
+
+    #[test]
+    fn double_encoding_and_overlong_escapes_are_refused() {
+        assert_eq!(err(b"/a/%252e%252e/b"), TargetError::EncodedPercent);
+        assert_eq!(err(b"/a/%25"), TargetError::EncodedPercent);
+        assert_eq!(err(b"/%C0%AE%C0%AE/x"), TargetError::InvalidUtf8);
+        assert_eq!(err(b"/%E0%80%AF"), TargetError::InvalidUtf8);
+        assert_eq!(err(b"/%ED%95"), TargetError::InvalidUtf8, "a cut character");
+        assert_eq!(path("/%ED%95%9C/%EA%B8%80"), "/%ED%95%9C/%EA%B8%80");
+        assert_eq!(path("/a%2Db"), "/a-b");
+    }
+
+    #[test]
+    fn the_lenient_reading_folds_case_and_cuts_parameters_dots_and_spaces() {
+        assert_eq!(
+            lenient_reading("/admin/x"),
+            None,
+            "nothing to read differently"
+        );
+        assert_eq!(lenient_reading("/ADMIN/x").as_deref(), Some("/admin/x"));
+        assert_eq!(lenient_reading("/admin;x=1/x").as_deref(), Some("/admin/x"));
+        assert_eq!(lenient_reading("/admin./x").as_deref(), Some("/admin/x"));
+        assert_eq!(lenient_reading("/admin%20/x").as_deref(), Some("/admin/x"));
+        assert_eq!(
+            lenient_reading("/admin.%20.%20/x").as_deref(),
+            Some("/admin/x")
+        );
+        assert_eq!(lenient_reading("/a;b/../c").as_deref(), Some("/c"));
+        assert_eq!(lenient_reading("/").as_deref(), None);
+        // Idempotent: reading a lenient reading again changes nothing.
+        for p in ["/ADMIN/x", "/admin;x=1/x", "/A./B%20/c"] {
+            let once = lenient_reading(p).unwrap();
+            assert_eq!(lenient_reading(&once), None, "{p}");
+        }
     }
 }

@@ -201,7 +201,8 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     }
 
     let method = session.req_header().method.clone();
-    let decision = decision::decide(
+    let who = identity.as_ref().map(|i| i as &dyn Principal);
+    let mut decision = decision::decide(
         &state.rules,
         &access::Request {
             host: &host.name,
@@ -209,8 +210,29 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
             method: &method,
             client,
         },
-        identity.as_ref().map(|i| i as &dyn Principal),
+        who,
     );
+    // An app may read the request more leniently than the rules (`/ADMIN/x`, `/admin;x=1/x`,
+    // `/admin./x`, a method in lower case): the rules are asked about that reading too, and
+    // the stricter answer holds. What is forwarded stays as it is.
+    let lenient_path = crate::hygiene::target::lenient_reading(&target.path);
+    let upper = method.as_str().to_ascii_uppercase();
+    let lenient_method = (upper != method.as_str())
+        .then(|| http::Method::from_bytes(upper.as_bytes()).ok())
+        .flatten();
+    if lenient_path.is_some() || lenient_method.is_some() {
+        let other = decision::decide(
+            &state.rules,
+            &access::Request {
+                host: &host.name,
+                path: lenient_path.as_deref().unwrap_or(&target.path),
+                method: lenient_method.as_ref().unwrap_or(&method),
+                client,
+            },
+            who,
+        );
+        decision = decision.stricter(other);
+    }
     let scheme = if tls { "https" } else { "http" };
     let authority = seen.authority.clone();
     let original = || format!("{scheme}://{authority}{}", target.to_uri_string());
