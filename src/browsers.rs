@@ -253,6 +253,18 @@ pub async fn familiarity(
     })
 }
 
+/// Whether the browser with device cookie `token` completed a sign-in of `user` before (its
+/// hash is among the account's known devices; the ID alone is never enough).
+pub async fn knows_device(store: &Store, user: &str, token: &str) -> Result<bool> {
+    let Some((id, hash)) = token_key(token) else {
+        return Ok(false);
+    };
+    let known = store.credentials().credentials(user, Some(DEVICE)).await?;
+    Ok(known
+        .iter()
+        .any(|c| c.id == id && bool::from(subtle::ConstantTimeEq::ct_eq(&c.secret[..], &hash[..]))))
+}
+
 /// Remembers that `user` completed a sign-in from `device` and the network of `client` (the
 /// least recently used beyond [`MAX_KNOWN`] are forgotten).
 pub async fn remember_environment(

@@ -215,9 +215,10 @@ pub async fn sign_in(
     let own = account
         .as_ref()
         .and_then(|a| own_password(user.as_deref(), a));
+    let lane = hashing_lane(auth, ctx, user.as_deref()).await;
     let ok = match auth
         .verifier
-        .verify_with(user.as_deref(), own, password)
+        .verify_with(user.as_deref(), own, password, lane)
         .await
     {
         Ok(ok) => ok,
@@ -285,6 +286,29 @@ pub async fn sign_in(
         user,
         new_device,
     })
+}
+
+/// The hashing lane of a sign-in: [`Lane::Known`](crate::users::Lane) when the user signed in
+/// from this address lately (the failure limits' known addresses) or from this browser before
+/// (its device cookie), so that a flood of attempts from elsewhere leaves the owner a way in.
+/// A store fault reading the browsers gives the general lane (the check itself still runs).
+async fn hashing_lane(auth: &Auth, ctx: &Context<'_>, user: Option<&User>) -> crate::users::Lane {
+    use crate::users::Lane;
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        return Lane::General;
+    };
+    if auth.regulator.is_known_address(&user.name, ctx.client) {
+        return Lane::Known;
+    }
+    match ctx.device {
+        Some(device) => {
+            match crate::browsers::knows_device(&auth.store, &user.name, device).await {
+                Ok(true) => Lane::Known,
+                _ => Lane::General,
+            }
+        }
+        None => Lane::General,
+    }
 }
 
 /// The user's own password hash, if they set one and the users file still has the hash it

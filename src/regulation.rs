@@ -465,6 +465,12 @@ impl Regulator {
         Err(now.saturating_add(1000))
     }
 
+    /// Whether `user` signed in from `addr` in the last 30 days (one of their known addresses,
+    /// at which the per-user throttle does not apply).
+    pub fn is_known_address(&self, user: &str, addr: IpAddr) -> bool {
+        self.is_known(user_key(user), addr_key(addr), self.clock.now_ms())
+    }
+
     /// Call after a success. Clears the (user, address) counter and ban history, and remembers
     /// `addr` as a known address of `user` (for 30 days; the 16 most recent per user).
     pub fn record_success(&self, user: &str, addr: IpAddr) {

@@ -309,6 +309,22 @@ pub enum VerifyError {
 /// How many password checks may wait per hashing slot before more are refused.
 pub const WAITING_PER_PERMIT: usize = 16;
 
+/// Which hashing slots a password check may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Everyone: `password_hash_concurrency` slots, and a bounded queue behind them.
+    General,
+    /// A sign-in of a user from an address they signed in from lately, or from a browser they
+    /// used before: slots of its own (a quarter of the general ones, at least one) and a queue
+    /// of its own, so a flood of attempts from elsewhere cannot refuse the owner.
+    Known,
+}
+
+/// The slots of [`Lane::Known`] for `general` general slots.
+fn reserved_slots(general: usize) -> usize {
+    (general / 4).max(1)
+}
+
 struct Queued<'a>(&'a AtomicUsize);
 
 impl Drop for Queued<'_> {
@@ -331,6 +347,11 @@ pub struct PasswordVerifier {
     /// Callers waiting for a permit, and how many may.
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
+    /// The lane kept for sign-ins from where the user is known ([`Lane::Known`]): its own
+    /// slots and queue, so a flood of strangers' attempts cannot shut the owner out.
+    reserved: Arc<Semaphore>,
+    reserved_waiting: Arc<AtomicUsize>,
+    reserved_max_waiting: usize,
     /// Checked instead of the real hash for unknown and disabled users. It has the default
     /// parameters of `stepgate hash-password`, so the timing matches users hashed with them;
     /// a user whose hash has other costs takes a different time than an unknown name.
@@ -352,6 +373,9 @@ impl PasswordVerifier {
             permits: Arc::new(Semaphore::new(permits)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: permits.saturating_mul(WAITING_PER_PERMIT),
+            reserved: Arc::new(Semaphore::new(reserved_slots(permits))),
+            reserved_waiting: Arc::new(AtomicUsize::new(0)),
+            reserved_max_waiting: reserved_slots(permits) * WAITING_PER_PERMIT,
             dummy_hash: dummy_hash.into(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
@@ -371,7 +395,7 @@ impl PasswordVerifier {
     /// (that reveals only the length the caller sent). The final comparison inside argon2's
     /// `password-hash` is constant-time.
     pub async fn verify(&self, user: Option<&User>, password: &str) -> Result<bool, VerifyError> {
-        self.verify_with(user, None, password).await
+        self.verify_with(user, None, password, Lane::General).await
     }
 
     /// As [`verify`](Self::verify), against `own` (a password the user set, kept in the store)
@@ -381,6 +405,7 @@ impl PasswordVerifier {
         user: Option<&User>,
         own: Option<&str>,
         password: &str,
+        lane: Lane,
     ) -> Result<bool, VerifyError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
@@ -391,7 +416,7 @@ impl PasswordVerifier {
         };
         let password = password.to_owned();
         let matched = self
-            .run(move || check_hash(&hash, password.as_bytes()))
+            .run(lane, move || check_hash(&hash, password.as_bytes()))
             .await?;
         Ok(real && matched)
     }
@@ -400,7 +425,7 @@ impl PasswordVerifier {
     /// password, under the same slots and limits as checks.
     pub async fn hash(&self, password: &str) -> Result<String, VerifyError> {
         let password = password.to_owned();
-        self.run(move || {
+        self.run(Lane::General, move || {
             let salt = SaltString::generate(&mut rand::rngs::OsRng);
             Argon2::default()
                 .hash_password(password.as_bytes(), &salt)
@@ -413,19 +438,28 @@ impl PasswordVerifier {
     /// Runs one hashing job on the blocking pool under a permit (see the type's docs).
     async fn run<T: Send + 'static>(
         &self,
+        lane: Lane,
         job: impl FnOnce() -> Result<T, VerifyError> + Send + 'static,
     ) -> Result<T, VerifyError> {
-        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+        let (permits, waiting, max_waiting) = match lane {
+            Lane::General => (&self.permits, &self.waiting, self.max_waiting),
+            Lane::Known => (
+                &self.reserved,
+                &self.reserved_waiting,
+                self.reserved_max_waiting,
+            ),
+        };
+        let permit = match Arc::clone(permits).try_acquire_owned() {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(VerifyError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+                let now_waiting = waiting.fetch_add(1, Ordering::SeqCst);
                 // Decremented however the wait ends, the caller's cancellation included.
-                let _queued = Queued(&self.waiting);
-                if waiting >= self.max_waiting {
-                    return Err(VerifyError::Busy(waiting));
+                let _queued = Queued(waiting);
+                if now_waiting >= max_waiting {
+                    return Err(VerifyError::Busy(now_waiting));
                 }
-                Arc::clone(&self.permits)
+                Arc::clone(permits)
                     .acquire_owned()
                     .await
                     .map_err(|_| VerifyError::Closed)?

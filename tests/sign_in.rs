@@ -572,3 +572,66 @@ fn stepgate_admin(gw: &Gateway, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A flood of wrong passwords from many addresses fills the hashing queue (the strangers get
+/// 503), yet the owner, from an address they signed in from before, gets in: known sign-ins
+/// have hashing slots of their own.
+#[test]
+fn a_flood_of_strangers_leaves_the_owner_a_way_in() {
+    let up = Upstream::start("app");
+    let text = signin_config(up.addr, "").replacen(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\npassword_hash_concurrency = 1\n",
+        1,
+    );
+    let gw = Gateway::start(&text);
+    let home = "X-Forwarded-For: 198.51.100.7";
+    let mut owner = Browser::new(gw.addr);
+    owner.extra.push(home.into());
+    assert_eq!(owner.sign_in(ALICE.0, ALICE.1, "/").status, 303);
+
+    let strangers: Vec<(Browser, Response)> = (0..60)
+        .map(|i| {
+            let mut b = Browser::new(gw.addr);
+            b.extra.push(format!("X-Forwarded-For: 203.0.113.{i}"));
+            let page = b.get("/_stepgate/login?rd=%2F");
+            (b, page)
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(strangers.len()));
+    let flood: Vec<_> = strangers
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut b, page))| {
+            let (start, tx) = (start.clone(), tx.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let name = format!("nobody{i}");
+                let r = b.submit(
+                    &page,
+                    "/login",
+                    &[("username", &name), ("password", "wrong")],
+                );
+                let _ = tx.send(r.status);
+            })
+        })
+        .collect();
+    // Once a stranger is refused for a full queue, the queue is full: now the owner comes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(503) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("the flood never filled the queue: {e}"),
+        }
+    }
+    let mut again = Browser::new(gw.addr);
+    again.extra.push(home.into());
+    let signed = again.sign_in(ALICE.0, ALICE.1, "/");
+    assert_eq!(signed.status, 303, "the owner is shut out: {signed:?}");
+    for t in flood {
+        t.join().unwrap();
+    }
+}

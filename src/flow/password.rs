@@ -117,7 +117,13 @@ pub async fn change(
         .await
         .map_err(|e| fault("could not read the account")(&e))?;
     let own = super::own_password(Some(user), &account);
-    match auth.verifier.verify_with(Some(user), own, current).await {
+    // A signed-in user changing their password: the lane of known sign-ins.
+    let lane = crate::users::Lane::Known;
+    match auth
+        .verifier
+        .verify_with(Some(user), own, current, lane)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             let _ = auth.regulator.record_failure(&user.name, ctx.client);
