@@ -78,6 +78,33 @@ impl Postgres {
         .expect("the PostgreSQL store opens")
     }
 
+    /// Cuts the test's database off (`true`: no new connections, every open one ended) or lets
+    /// it take connections again (`false`): PostgreSQL down and back, for this database only.
+    pub fn cut_off(&self, cut: bool) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        on_the_side(async move {
+            let client = connect(&server).await?;
+            client
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {}",
+                    !cut
+                ))
+                .await
+                .map_err(chain)?;
+            if cut {
+                client
+                    .batch_execute(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ))
+                    .await
+                    .map_err(chain)?;
+            }
+            Ok::<_, String>(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Runs one statement in the test's database; the number of rows it changed or returned.
     pub fn execute(&self, sql: &str) -> u64 {
         let (url, sql) = (self.url.clone(), sql.to_owned());
