@@ -160,6 +160,15 @@ fn check_utf8_escapes(path: &[u8]) -> Result<(), TargetError> {
 /// dots and spaces (`%20`) cut from each segment (as Windows servers and some frameworks do).
 /// The rules are also asked about this reading, and the stricter answer holds.
 pub fn lenient_reading(path: &str) -> Option<String> {
+    // The common path has none of it: answered without allocating (this runs per request).
+    let b = path.as_bytes();
+    let plain = !b.iter().any(|c| c.is_ascii_uppercase() || *c == b';')
+        && !path.contains("./")
+        && !path.ends_with('.')
+        && !path.contains("%20");
+    if plain {
+        return None;
+    }
     let mut out = String::with_capacity(path.len());
     for seg in path.split('/').skip(1) {
         let mut seg = seg.to_ascii_lowercase();

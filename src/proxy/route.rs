@@ -216,9 +216,11 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     // `/admin./x`, a method in lower case): the rules are asked about that reading too, and
     // the stricter answer holds. What is forwarded stays as it is.
     let lenient_path = crate::hygiene::target::lenient_reading(&target.path);
-    let upper = method.as_str().to_ascii_uppercase();
-    let lenient_method = (upper != method.as_str())
-        .then(|| http::Method::from_bytes(upper.as_bytes()).ok())
+    let lenient_method = method
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+        .then(|| http::Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).ok())
         .flatten();
     if lenient_path.is_some() || lenient_method.is_some() {
         let other = decision::decide(
