@@ -18,6 +18,8 @@ pub mod devices;
 pub mod diagnostics;
 pub mod factor;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hygiene;
 pub mod i18n;
 pub mod identity;

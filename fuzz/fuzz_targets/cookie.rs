@@ -1,0 +1,3 @@
+#![no_main]
+// The property checked is stepgate::fuzzing::cookie (shared with tests/fuzz_corpus.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stepgate::fuzzing::cookie(data));
