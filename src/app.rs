@@ -24,6 +24,7 @@ use crate::notify::Notifiers;
 use crate::portal::csrf::Csrf;
 use crate::portal::return_to::ReturnTo;
 use crate::portal::Pages;
+use crate::proxy::connections::{Guarded, Pacing};
 use crate::proxy::upstream::{PoolParts, Upstream, UpstreamError};
 use crate::proxy::{AppRuntime, Gateway, State};
 use crate::redirect::RedirectToHttps;
@@ -276,6 +277,7 @@ pub fn build_with_clock(
         identities,
         identity_headers: cfg.identity_headers.clone(),
         access_log: cfg.log.access_log,
+        body_timeout: cfg.server.body_timeout,
         hsts: cfg.server.hsts_max_age.map(|d| {
             http::HeaderValue::from_str(&format!("max-age={}", d.as_secs()))
                 .expect("digits are a header value")
@@ -290,11 +292,23 @@ pub fn build_with_clock(
             bans,
         },
     ));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway { state },
-        "stepgate proxy",
+    let mut gateway = pingora::proxy::http_proxy(&server.configuration, Gateway { state });
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(cfg.server.idle_timeout);
+    gateway.server_options = Some(options);
+    let guarded = Guarded::new(
+        gateway,
+        Pacing {
+            header: cfg.server.header_timeout,
+            idle: cfg.server.idle_timeout,
+            body: cfg.server.body_timeout,
+            per_address: cfg.server.max_connections_per_address,
+            exempt: cfg.server.trusted_proxies.clone(),
+        },
     );
+    let at_cap = guarded.filter();
+    let mut proxy = Service::new("stepgate proxy".to_owned(), guarded);
+    proxy.set_connection_filter(at_cap);
     for listener in &cfg.listeners {
         ensure_bindable(listener.address)?;
         let address = listener.address.to_string();

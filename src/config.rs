@@ -56,6 +56,14 @@ pub struct ServerConfig {
     pub password_hash_concurrency: usize,
     /// `Strict-Transport-Security: max-age` on every answer over HTTPS; `None`: not sent.
     pub hsts_max_age: Option<Duration>,
+    /// From a request's first byte to its complete header (`proxy::connections`).
+    pub header_timeout: Duration,
+    /// From an answer to the next request's first byte on a kept-alive connection.
+    pub idle_timeout: Duration,
+    /// Each read of a request body and each write of an answer.
+    pub body_timeout: Duration,
+    /// Open connections per client address (trusted proxies exempt).
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -174,6 +174,8 @@ fn error_text(status: StatusCode, lang: Lang) -> (String, String) {
         403 => text("error-403-title", "error-403"),
         404 => text("error-404-title", "error-404"),
         405 => text("error-405-title", "error-405"),
+        408 => text("error-408-title", "error-408"),
+        413 => text("error-413-title", "error-413"),
         429 => text("error-429-title", "error-429"),
         431 => text("error-431-title", "error-431"),
         502 => text("error-502-title", "error-502"),

@@ -3,6 +3,7 @@
 //! `proxy::respond`; `upstream_peer` -> `proxy::upstream`; `upstream_request_filter` sets the
 //! forwarding headers; `logging` writes the access line.
 
+pub mod connections;
 pub mod forward;
 pub mod respond;
 pub mod route;
@@ -47,6 +48,9 @@ pub struct State {
     pub access_log: bool,
     /// `Strict-Transport-Security` for answers over HTTPS (`server.hsts_max_age`), if sent.
     pub hsts: Option<http::HeaderValue>,
+    /// Each read of a request body and write of an answer (`server.body_timeout`); a portal
+    /// form must arrive whole within it.
+    pub body_timeout: Duration,
 }
 
 /// Largest portal form body read (sign-in and other forms are far smaller).
@@ -68,27 +72,38 @@ pub struct Ctx {
     upstream_time: Option<Duration>,
 }
 
-/// Reads a portal request's body, up to [`MAX_FORM_BODY`]; `None` when it is larger.
-async fn read_form(session: &mut Session, limit: usize) -> Option<bytes::Bytes> {
+/// Reads a portal request's body, up to `limit` bytes and within `deadline` as a whole;
+/// otherwise the status to answer: 413 when it is larger, 408 when it is late or broken off
+/// (each read also has `server.body_timeout`).
+async fn read_form(
+    session: &mut Session,
+    limit: usize,
+    deadline: Duration,
+) -> std::result::Result<bytes::Bytes, http::StatusCode> {
     if session.req_header().method != http::Method::POST {
-        return Some(bytes::Bytes::new());
+        return Ok(bytes::Bytes::new());
     }
-    let mut body = bytes::BytesMut::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return None;
+    let read = async {
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(http::StatusCode::PAYLOAD_TOO_LARGE);
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Some(body.freeze()),
-            Err(e) => {
-                tracing::debug!(error = %e, "could not read a portal form body");
-                return Some(bytes::Bytes::new());
+                Ok(None) => return Ok(body.freeze()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read a portal form body");
+                    return Err(http::StatusCode::REQUEST_TIMEOUT);
+                }
             }
         }
-    }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(http::StatusCode::REQUEST_TIMEOUT))
 }
 
 #[async_trait]
@@ -102,6 +117,11 @@ impl ProxyHttp for Gateway {
             decision: "-",
             ..Ctx::default()
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        connections::begin_request(session, self.state.body_timeout);
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -125,8 +145,8 @@ impl ProxyHttp for Gateway {
                 } else {
                     MAX_FORM_BODY
                 };
-                let reply = match read_form(session, limit).await {
-                    Some(body) => {
+                let reply = match read_form(session, limit, self.state.body_timeout).await {
+                    Ok(body) => {
                         let req_header = session.req_header();
                         let req = PortalRequest {
                             method: &req_header.method,
@@ -144,11 +164,11 @@ impl ProxyHttp for Gateway {
                             .serve(&self.state.auth, &self.state.router, &req)
                             .await
                     }
-                    None => {
+                    Err(status) => {
+                        // The rest of the body is not waited for: closed after the answer.
+                        session.set_keepalive(None);
                         let lang = self.state.pages.lang_for(&session.req_header().headers);
-                        self.state
-                            .pages
-                            .error(http::StatusCode::PAYLOAD_TOO_LARGE, lang)
+                        self.state.pages.error(status, lang)
                     }
                 };
                 respond::write(session, reply, self.state.hsts.as_ref()).await?;
@@ -274,6 +294,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        connections::end_request(session);
         if !self.state.access_log
             || !tracing::enabled!(target: "stepgate::access", tracing::Level::INFO)
         {

@@ -451,3 +451,83 @@ fn paths_and_methods_a_lenient_app_reads_differently_meet_the_stricter_rule() {
         .iter()
         .all(|r| !r.target().starts_with("/deny")));
 }
+
+/// Each request a raw upstream read: (its connection's number, its path).
+type SeenOn = std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>;
+
+/// A raw upstream: `/public/both` is answered with both `Content-Length` and chunked framing,
+/// anything else with its path; returns the address and, per request, (connection, path).
+fn two_framings_upstream() -> (std::net::SocketAddr, SeenOn) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for (conn, stream) in listener.incoming().enumerate() {
+            let Ok(mut s) = stream else { return };
+            let log = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    log.lock().unwrap().push((conn, path.clone()));
+                    let answer = if path == "/public/both" {
+                        // Read by its length, the body would end after "5\r\n" and the rest
+                        // would pose as the next answer on this connection.
+                        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_owned()
+                    } else {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                            path.len()
+                        )
+                    };
+                    if s.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn an_upstream_answer_with_two_framings_is_read_by_its_chunks_and_cannot_desync_the_pool() {
+    // pingora drops the length of an upstream answer that also says chunked before any filter
+    // sees it (RFC 9112 §6.3), so the gateway cannot tell and refuse it (docs/deciding.md says
+    // so). What it guarantees instead: the answer is read by its chunks to its exact end, the
+    // client never sees both framings, and the next request on the same pooled connection gets
+    // its own answer, not the remains of this one.
+    let (upstream, seen) = two_framings_upstream();
+    let gw = Gateway::start(&config_with(&["127.0.0.1"], &[upstream], RULES));
+    let resp = get(gw.addr, "/public/both", &[]);
+    assert_eq!(status(&resp), 200, "{resp}");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+    assert!(body.contains("hello"), "{body:?}");
+    for path in ["/public/next", "/public/after"] {
+        let resp = get(gw.addr, path, &[]);
+        assert_eq!(status(&resp), 200, "{resp}");
+        assert!(resp.ends_with(path), "{path}: {resp}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    let both = seen.iter().find(|(_, p)| p == "/public/both").unwrap().0;
+    assert!(
+        seen.iter().any(|(c, p)| *c == both && p == "/public/next"),
+        "the pooled connection was reused in step: {seen:?}"
+    );
+}

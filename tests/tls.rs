@@ -357,3 +357,85 @@ fn https_answers_carry_hsts_and_plain_http_never_does() {
         assert!(resp.headers().get("strict-transport-security").is_none());
     });
 }
+
+/// A TLS connection to `port` offering `alpn`, trusting `trusted`.
+async fn tls_connect(
+    trusted: &Leaf,
+    port: u16,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio_rustls::rustls;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(trusted.der.clone()))
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect("a.test".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes; how long that took, or `None` after `wait`.
+async fn closed_after(
+    s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    wait: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[test]
+fn idle_and_silent_tls_connections_are_closed_on_http1_and_http2() {
+    let certs = tempfile::tempdir().unwrap();
+    let a = leaf(certs.path(), "a.test");
+    let upstream = Upstream::start("a");
+    let port = free_port();
+    let toml = config(&upstream, &https_listener(port, true, &[&a])).replacen(
+        "threads = 2\n",
+        "threads = 2\nidle_timeout = \"1s\"\nheader_timeout = \"1s\"\n",
+        1,
+    );
+    let _gw = Gateway::start(&toml);
+    runtime().block_on(async {
+        use tokio::io::AsyncWriteExt;
+        // HTTP/2: the client preface and its settings, then nothing: closed when idle.
+        let mut h2 = tls_connect(&a, port, b"h2").await;
+        assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        let took = closed_after(&mut h2, Duration::from_secs(8)).await;
+        assert!(
+            took.is_some_and(|t| t >= Duration::from_millis(900)),
+            "idle HTTP/2: {took:?}"
+        );
+        // HTTP/1.1 over TLS: a handshake and no request is closed after the header timeout.
+        let mut h1 = tls_connect(&a, port, b"http/1.1").await;
+        let took = closed_after(&mut h1, Duration::from_secs(8)).await;
+        assert!(
+            took.is_some_and(|t| t >= Duration::from_millis(900)),
+            "silent HTTP/1.1: {took:?}"
+        );
+    });
+}

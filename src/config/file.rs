@@ -54,6 +54,10 @@ pub struct ServerFile {
     pub shutdown_timeout: Option<Str>,
     pub password_hash_concurrency: Option<Spanned<i64>>,
     pub hsts_max_age: Option<Str>,
+    pub header_timeout: Option<Str>,
+    pub idle_timeout: Option<Str>,
+    pub body_timeout: Option<Str>,
+    pub max_connections_per_address: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -374,6 +374,15 @@ impl Validator<'_> {
                 "server.hsts_max_age",
                 Some(Duration::from_secs(365 * 24 * 3600)),
             ),
+            header_timeout: self.duration(&s.header_timeout, "server.header_timeout", 10),
+            idle_timeout: self.duration(&s.idle_timeout, "server.idle_timeout", 20),
+            body_timeout: self.duration(&s.body_timeout, "server.body_timeout", 30),
+            max_connections_per_address: self.count(
+                &s.max_connections_per_address,
+                "server.max_connections_per_address",
+                1..=1_000_000,
+                256,
+            ) as usize,
         }
     }
 
