@@ -11,7 +11,14 @@
 //! - `loadgen probe URL COOKIE RATE SECONDS`: GETs URL with COOKIE at a fixed RATE per second
 //!   over keep-alive connections and prints `rps p50_ms p99_ms errors`. Latency counts from when
 //!   each request was due, not when it was sent, so a stall is not hidden by the client waiting
-//!   it out (no coordinated omission). wrk measures at saturation, where p99 only mirrors
+//!   it out (no coordinated omission).
+//! - `loadgen soak URL COOKIE SECRET_FILE SECONDS`: the mixed traffic of `benches/soak.sh`, all
+//!   at once for SECONDS: COOKIE's two-factor session proxied at 200 req/s; bob signing in,
+//!   opening a page and signing out twice a second (session churn); 5 wrong passwords a second
+//!   from ever new addresses and names, and one every 2 s for alice from one address (bans come
+//!   and go); and every 31 s alice signing in again through the challenge, one wrong code then
+//!   the right one from her authenticator (its base32 key in SECRET_FILE). Prints each kind's
+//!   answers. wrk measures at saturation, where p99 only mirrors
 //!   throughput; this measures the latency a request sees at a steady, sub-saturation load,
 //!   which is what "the flood must not hurt proxied traffic" is about.
 
@@ -57,7 +64,7 @@ async fn post(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> (u16, 
     (status, r.text().await.unwrap_or_default())
 }
 
-async fn session(base: &str, data_dir: &str) {
+async fn session(base: &str, data_dir: &str, secret_file: Option<&str>) {
     let c = client();
     let login = c
         .get(format!("{base}/_stepgate/login"))
@@ -132,6 +139,9 @@ async fn session(base: &str, data_dir: &str) {
     let secret = data_encoding::BASE32_NOPAD
         .decode(key.as_bytes())
         .expect("base32 key");
+    if let Some(file) = secret_file {
+        std::fs::write(file, &key).expect("secret file written");
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -158,6 +168,27 @@ async fn session(base: &str, data_dir: &str) {
     println!("{cookie}");
 }
 
+/// A wrong password for `user`, "from" `addr` (the benchmark gateway trusts loopback as a proxy);
+/// the answer's status, 0 for none.
+async fn wrong_password(c: &reqwest::Client, url: &str, csrf: &str, addr: &str, user: &str) -> u16 {
+    match c
+        .post(url)
+        .header("x-forwarded-for", addr)
+        .form(&[
+            ("csrf", csrf),
+            ("rd", "/"),
+            ("username", user),
+            ("password", "wrong"),
+        ])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
 async fn flood(base: &str, rate: u64, seconds: u64) {
     let c = client();
     let login = c
@@ -178,23 +209,7 @@ async fn flood(base: &str, rate: u64, seconds: u64) {
         tokio::spawn(async move {
             let addr = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
             let user = format!("flood{i}");
-            let status = match c
-                .post(&url)
-                .header("x-forwarded-for", addr)
-                .form(&[
-                    ("csrf", csrf.as_str()),
-                    ("rd", "/"),
-                    ("username", &user),
-                    ("password", "wrong"),
-                ])
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-            {
-                Ok(r) => r.status().as_u16(),
-                Err(_) => 0,
-            };
-            let _ = tx.send(status);
+            let _ = tx.send(wrong_password(&c, &url, &csrf, &addr, &user).await);
         });
     }
     drop(tx);
@@ -262,11 +277,204 @@ async fn probe(url: &str, cookie: &str, rate: u64, seconds: u64) {
     );
 }
 
+/// Answers seen by the soak, by kind of traffic and status (0: no answer).
+type Tally = std::sync::Arc<std::sync::Mutex<BTreeMap<(&'static str, u16), u64>>>;
+
+fn count(tally: &Tally, kind: &'static str, status: u16) {
+    *tally.lock().unwrap().entry((kind, status)).or_default() += 1;
+}
+
+async fn get_page(c: &reqwest::Client, url: &str) -> (u16, String) {
+    match c.get(url).timeout(Duration::from_secs(10)).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn post_form(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> u16 {
+    match c
+        .post(url)
+        .form(fields)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Signs `user` in on a fresh client; the client and the sign-in's status.
+async fn signed_in(base: &str, user: &str, password: &str) -> (reqwest::Client, u16) {
+    let c = client();
+    let (_, page) = get_page(&c, &format!("{base}/_stepgate/login?rd=%2F")).await;
+    let csrf = hidden(&page, "csrf").unwrap_or_default();
+    let status = post_form(
+        &c,
+        &format!("{base}/_stepgate/login"),
+        &[
+            ("csrf", &csrf),
+            ("rd", "/"),
+            ("username", user),
+            ("password", password),
+        ],
+    )
+    .await;
+    (c, status)
+}
+
+/// Signs out through the account page's form.
+async fn sign_out(c: &reqwest::Client, base: &str) -> u16 {
+    let (_, page) = get_page(c, &format!("{base}/_stepgate/account")).await;
+    let csrf = hidden(&page, "csrf").unwrap_or_default();
+    post_form(c, &format!("{base}/_stepgate/logout"), &[("csrf", &csrf)]).await
+}
+
+async fn soak(base: &str, cookie: &str, secret_file: &str, seconds: u64) {
+    let key = std::fs::read_to_string(secret_file).expect("secret file");
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(key.trim().as_bytes())
+        .expect("base32 key");
+    let tally: Tally = Default::default();
+    let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Proxied requests on the two-factor session, at a steady rate.
+    let (t, b, ck) = (tally.clone(), base.to_owned(), cookie.to_owned());
+    tasks.spawn(async move {
+        let c = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        while tokio::time::Instant::now() < end {
+            tick.tick().await;
+            let (c, t, url, ck) = (c.clone(), t.clone(), format!("{b}/app/x"), ck.clone());
+            tokio::spawn(async move {
+                let status = match c
+                    .get(&url)
+                    .header("cookie", ck)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                count(&t, "proxied", status);
+            });
+        }
+    });
+
+    // Session churn: bob signs in, opens a page, signs out.
+    let (t, b) = (tally.clone(), base.to_owned());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        while tokio::time::Instant::now() < end {
+            tick.tick().await;
+            let (c, status) = signed_in(&b, "bob", "bob-password-1").await;
+            count(&t, "churn_sign_in", status);
+            let (status, _) = get_page(&c, &format!("{b}/_stepgate/account")).await;
+            count(&t, "churn_page", status);
+            count(&t, "churn_sign_out", sign_out(&c, &b).await);
+        }
+    });
+
+    // Wrong passwords: strangers from ever new addresses, and alice from one address.
+    let (t, b) = (tally.clone(), base.to_owned());
+    tasks.spawn(async move {
+        let c = client();
+        let (_, page) = get_page(&c, &format!("{b}/_stepgate/login")).await;
+        let csrf = hidden(&page, "csrf").unwrap_or_default();
+        let url = format!("{b}/_stepgate/login");
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut i: u64 = 0;
+        while tokio::time::Instant::now() < end {
+            tick.tick().await;
+            i += 1;
+            let (addr, user) = if i.is_multiple_of(10) {
+                ("192.0.2.7".to_owned(), "alice".to_owned())
+            } else {
+                (
+                    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+                    format!("stranger{i}"),
+                )
+            };
+            let status = wrong_password(&c, &url, &csrf, &addr, &user).await;
+            count(&t, "wrong_password", status);
+        }
+    });
+
+    // Codes: alice through the challenge, a wrong code and then the right one, once per step.
+    let (t, b) = (tally.clone(), base.to_owned());
+    tasks.spawn(async move {
+        // The first a step after the session's own setup, whose code may not be used again.
+        let step = Duration::from_secs(31);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+        while tokio::time::Instant::now() + step < end {
+            tick.tick().await;
+            let (c, status) = signed_in(&b, "alice", "alice-password-1").await;
+            count(&t, "code_sign_in", status);
+            let challenge = format!("{b}/_stepgate/2fa?rd=%2F");
+            let (_, page) = get_page(&c, &challenge).await;
+            let csrf = hidden(&page, "csrf").unwrap_or_default();
+            let url = format!("{b}/_stepgate/2fa");
+            let wrong = post_form(
+                &c,
+                &url,
+                &[("csrf", &csrf), ("rd", "/"), ("code", "000000")],
+            )
+            .await;
+            count(&t, "code_wrong", wrong);
+            let (_, page) = get_page(&c, &challenge).await;
+            let csrf = hidden(&page, "csrf").unwrap_or_default();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let code = format!("{:06}", totp::totp(&secret, now, 6, Algorithm::Sha1));
+            count(
+                &t,
+                "code_right",
+                post_form(&c, &url, &[("csrf", &csrf), ("rd", "/"), ("code", &code)]).await,
+            );
+            let (status, _) = get_page(&c, &format!("{b}/app/x")).await;
+            count(&t, "code_then_app", status);
+            count(&t, "code_sign_out", sign_out(&c, &b).await);
+        }
+    });
+
+    while tasks.join_next().await.is_some() {}
+    // Requests still in flight get their answers (each has a 10 s timeout).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    for ((kind, status), n) in tally.lock().unwrap().iter() {
+        println!("{kind} {status} {n}");
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("session") if args.len() == 4 => session(&args[2], &args[3]).await,
+        Some("session") if args.len() == 4 || args.len() == 5 => {
+            session(&args[2], &args[3], args.get(4).map(String::as_str)).await
+        }
+        Some("soak") if args.len() == 6 => {
+            soak(
+                &args[2],
+                &args[3],
+                &args[4],
+                args[5].parse().expect("seconds"),
+            )
+            .await
+        }
         Some("flood") if args.len() == 5 => {
             flood(
                 &args[2],
@@ -285,7 +493,7 @@ async fn main() {
             .await
         }
         _ => {
-            eprintln!("usage: loadgen session URL DATA_DIR | loadgen flood URL RATE SECONDS | loadgen probe URL COOKIE RATE SECONDS");
+            eprintln!("usage: loadgen session URL DATA_DIR [SECRET_FILE] | loadgen soak URL COOKIE SECRET_FILE SECONDS | loadgen flood URL RATE SECONDS | loadgen probe URL COOKIE RATE SECONDS");
             std::process::exit(2);
         }
     }

@@ -52,7 +52,7 @@ pub enum BuildError {
     Audit(std::io::Error),
     #[error("CSRF key in the data directory: {0}")]
     Csrf(std::io::Error),
-    #[error("cannot create the data directory {path}: {cause}")]
+    #[error("cannot use the data directory {path}: {cause}")]
     DataDir { path: String, cause: std::io::Error },
     #[error("cannot start the built-in whoami app: {0}")]
     Whoami(std::io::Error),

@@ -116,6 +116,56 @@ impl Postgres {
     }
 }
 
+/// A table locked by another session until this is dropped: every statement on it waits.
+pub struct Locked {
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Postgres {
+    /// Takes `table` in ACCESS EXCLUSIVE mode in an open transaction: PostgreSQL slow to the
+    /// point of hanging, for the statements that need that table. Returns once it holds it.
+    pub fn lock(&self, table: &str) -> Locked {
+        let (url, table) = (self.url.clone(), table.to_owned());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the lock")
+                .block_on(async move {
+                    let client = connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+                        ))
+                        .await
+                        .unwrap_or_else(|e| panic!("{}", chain(e)));
+                    let _ = held_tx.send(());
+                    let _ = released.await;
+                    let _ = client.batch_execute("ROLLBACK").await;
+                })
+        });
+        held_rx.recv().expect("the lock is taken");
+        Locked {
+            release: Some(release),
+            holder: Some(holder),
+        }
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(holder) = self.holder.take() {
+            let _ = holder.join();
+        }
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let (server, name) = (self.server.clone(), self.name.clone());

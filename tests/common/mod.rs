@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod smtp;
 pub mod two_factor;
 
 use std::io::{Read, Write};
@@ -32,6 +33,8 @@ pub struct Seen {
     pub line: String,
     /// Headers in arrival order, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The body (a chunked one as it came, chunk sizes included).
+    pub body: String,
 }
 
 impl Seen {
@@ -95,14 +98,19 @@ impl Upstream {
         Upstream::with(name, Behaviour::default())
     }
 
-    pub fn with(name: &str, mut behaviour: Behaviour) -> Upstream {
+    pub fn with(name: &str, behaviour: Behaviour) -> Upstream {
+        Upstream::at(name, behaviour, ([127, 0, 0, 1], 0).into())
+    }
+
+    /// [`Upstream::with`] on a given address (a server coming back on the port it had).
+    pub fn at(name: &str, mut behaviour: Behaviour, addr: SocketAddr) -> Upstream {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(addr))
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -218,8 +226,13 @@ async fn serve(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
+        let body = String::from_utf8_lossy(&buf[end..total]).into_owned();
         buf.drain(..total);
-        let record = Seen { line, headers };
+        let record = Seen {
+            line,
+            headers,
+            body,
+        };
         let target = record.target().to_owned();
         seen.lock().unwrap().push(record);
         let status = if target == "/healthz" {
