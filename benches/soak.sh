@@ -8,7 +8,8 @@
 # The traffic (examples/loadgen.rs, `soak`), all at once: a two-factor session proxied at
 # 200 req/s; bob signing in, opening a page and signing out twice a second; 5 wrong passwords a
 # second from ever new addresses and names, one in ten for alice from one address (bans come and
-# go); alice through the code challenge every 31 s (a wrong code, then the right one).
+# go); alice through the code challenge every 31 s from an address of her own (every third time
+# a wrong code first, then the right one).
 # Writes target/bench/soak.csv (minute, rss_kib, fds, threads) and prints it with the answers
 # each kind of traffic got. Memory is flat when RSS after the warm-up (minute 5) stops growing.
 set -euo pipefail

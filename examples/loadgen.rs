@@ -16,9 +16,9 @@
 //!   at once for SECONDS: COOKIE's two-factor session proxied at 200 req/s; bob signing in,
 //!   opening a page and signing out twice a second (session churn); 5 wrong passwords a second
 //!   from ever new addresses and names, and one every 2 s for alice from one address (bans come
-//!   and go); and every 31 s alice signing in again through the challenge, one wrong code then
-//!   the right one from her authenticator (its base32 key in SECRET_FILE). Prints each kind's
-//!   answers. wrk measures at saturation, where p99 only mirrors
+//!   and go); and every 31 s alice signing in again through the challenge from an address of
+//!   her own, every third time a wrong code first, then the right one from her authenticator
+//!   (its base32 key in SECRET_FILE). Prints each kind's answers. wrk measures at saturation, where p99 only mirrors
 //!   throughput; this measures the latency a request sees at a steady, sub-saturation load,
 //!   which is what "the flood must not hurt proxied traffic" is about.
 
@@ -307,9 +307,24 @@ async fn post_form(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> u
     }
 }
 
-/// Signs `user` in on a fresh client; the client and the sign-in's status.
-async fn signed_in(base: &str, user: &str, password: &str) -> (reqwest::Client, u16) {
-    let c = client();
+/// Signs `user` in on a fresh client, every request "from" `from` when given (through
+/// `X-Forwarded-For`); the client and the sign-in's status.
+async fn signed_in(
+    base: &str,
+    user: &str,
+    password: &str,
+    from: Option<&str>,
+) -> (reqwest::Client, u16) {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(addr) = from {
+        headers.insert("x-forwarded-for", addr.parse().expect("an address"));
+    }
+    let c = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("http client");
     let (_, page) = get_page(&c, &format!("{base}/_stepgate/login?rd=%2F")).await;
     let csrf = hidden(&page, "csrf").unwrap_or_default();
     let status = post_form(
@@ -379,7 +394,7 @@ async fn soak(base: &str, cookie: &str, secret_file: &str, seconds: u64) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         while tokio::time::Instant::now() < end {
             tick.tick().await;
-            let (c, status) = signed_in(&b, "bob", "bob-password-1").await;
+            let (c, status) = signed_in(&b, "bob", "bob-password-1", None).await;
             count(&t, "churn_sign_in", status);
             let (status, _) = get_page(&c, &format!("{b}/_stepgate/account")).await;
             count(&t, "churn_page", status);
@@ -412,27 +427,28 @@ async fn soak(base: &str, cookie: &str, secret_file: &str, seconds: u64) {
         }
     });
 
-    // Codes: alice through the challenge, a wrong code and then the right one, once per step.
+    // Codes: alice through the challenge once per step (from an address of her own, so her
+    // wrong codes count there), every third time a wrong code first.
     let (t, b) = (tally.clone(), base.to_owned());
     tasks.spawn(async move {
         // The first a step after the session's own setup, whose code may not be used again.
         let step = Duration::from_secs(31);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+        let mut round: u32 = 0;
         while tokio::time::Instant::now() + step < end {
             tick.tick().await;
-            let (c, status) = signed_in(&b, "alice", "alice-password-1").await;
+            round += 1;
+            let from = Some("192.0.2.99");
+            let (c, status) = signed_in(&b, "alice", "alice-password-1", from).await;
             count(&t, "code_sign_in", status);
             let challenge = format!("{b}/_stepgate/2fa?rd=%2F");
-            let (_, page) = get_page(&c, &challenge).await;
-            let csrf = hidden(&page, "csrf").unwrap_or_default();
             let url = format!("{b}/_stepgate/2fa");
-            let wrong = post_form(
-                &c,
-                &url,
-                &[("csrf", &csrf), ("rd", "/"), ("code", "000000")],
-            )
-            .await;
-            count(&t, "code_wrong", wrong);
+            if round.is_multiple_of(3) {
+                let (_, page) = get_page(&c, &challenge).await;
+                let csrf = hidden(&page, "csrf").unwrap_or_default();
+                let fields = [("csrf", csrf.as_str()), ("rd", "/"), ("code", "000000")];
+                count(&t, "code_wrong", post_form(&c, &url, &fields).await);
+            }
             let (_, page) = get_page(&c, &challenge).await;
             let csrf = hidden(&page, "csrf").unwrap_or_default();
             let now = std::time::SystemTime::now()

@@ -754,6 +754,19 @@ async fn bans_lift(ctx: &Ctx, scope: Scope, key: &str, out: Output) -> Result<()
     if !ctx.store.bans().delete_ban(scope, &stored).await? {
         bail!("no {scope} ban on \"{key}\" (see `stepgate admin bans list`); nothing was lifted");
     }
+    // Gateways that share their limits in Redis hold the ban there too: lifted at once.
+    if let Some(r) = &ctx.cfg.redis {
+        let shared = stepgate::regulation::shared::SharedLimits::open(
+            &r.url,
+            &r.prefix,
+            ctx.cfg.regulation.clone(),
+            stepgate::clock::system(),
+        )
+        .map_err(|e| anyhow::anyhow!("lifted in the store, but Redis could not be reached: {e}"))?;
+        if shared.lift(scope, &stored).await.is_err() {
+            bail!("lifted in the store, but not in Redis (no answer); try again");
+        }
+    }
     let shown = shown_key(&stored);
     if let Some(user) = found.as_ref().and_then(|v| v.user.as_deref()) {
         record_for(

@@ -52,6 +52,8 @@ pub enum BuildError {
     Audit(std::io::Error),
     #[error("CSRF key in the data directory: {0}")]
     Csrf(std::io::Error),
+    #[error("cannot reach Redis at {url}: {cause}")]
+    Redis { url: String, cause: String },
     #[error("cannot use the data directory {path}: {cause}")]
     DataDir { path: String, cause: std::io::Error },
     #[error("cannot start the built-in whoami app: {0}")]
@@ -178,6 +180,21 @@ fn build_auth(
         users,
         verifier: PasswordVerifier::new(cfg.server.password_hash_concurrency),
         regulator,
+        shared_limits: match &cfg.redis {
+            Some(r) => Some(
+                crate::regulation::shared::SharedLimits::open(
+                    &r.url,
+                    &r.prefix,
+                    cfg.regulation.clone(),
+                    clock.clone(),
+                )
+                .map_err(|cause| BuildError::Redis {
+                    url: crate::store::redact_url(&r.url),
+                    cause,
+                })?,
+            ),
+            None => None,
+        },
         signer: Signer::open(data, cfg.assertion.clone(), clock.clone())?,
         factors: Factors::open(
             store.clone(),

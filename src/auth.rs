@@ -24,6 +24,8 @@ pub struct Auth {
     pub users: Arc<dyn UserDirectory>,
     pub verifier: PasswordVerifier,
     pub regulator: Regulator,
+    /// The failure limits every gateway on one Redis counts together (`store.redis_url`).
+    pub shared_limits: Option<crate::regulation::shared::SharedLimits>,
     pub signer: Signer,
     pub clock: SharedClock,
     pub factors: Factors,

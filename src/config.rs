@@ -33,6 +33,8 @@ pub struct Config {
     pub two_factor: TwoFactorConfig,
     pub notify: crate::notify::NotifyConfig,
     pub store: crate::store::StoreConfig,
+    /// `store.redis_url`: the failure limits shared by several gateways; `None`: in memory only.
+    pub redis: Option<RedisConfig>,
     /// `[passkeys]`; `None`: passkeys are off.
     pub passkeys: Option<crate::factor::PasskeyConfig>,
     pub listeners: Vec<ListenerConfig>,
@@ -64,6 +66,23 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections per client address (trusted proxies exempt).
     pub max_connections_per_address: usize,
+}
+
+/// `store.redis_url` and `store.redis_prefix`. The URL may hold a password, so `Debug` hides it.
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Put before every key, so several deployments can share one Redis.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::store::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -40,7 +40,7 @@ use crate::auth::{Auth, Identity};
 use crate::factor::{FactorKind, Verdict};
 use crate::i18n::Lang;
 use crate::notify::MessageKind;
-use crate::regulation::code_key;
+use crate::regulation::{code_key, Refusal};
 use crate::session::{Origin, Session, SessionKey};
 use crate::store::{AccountRecord, AuditEvent};
 use crate::users::{normalize_username, User, VerifyError};
@@ -191,13 +191,19 @@ pub async fn sign_in(
     let name = user.as_ref().map_or(name, |u| u.name.clone());
     // The attempt is reserved before the password is hashed, so a burst of attempts in
     // parallel has no more passwords checked than the same attempts one after the other.
-    let attempt = match auth.regulator.reserve(&name, ctx.client) {
+    let shared = auth.shared_limits.as_ref();
+    let attempt = match auth
+        .regulator
+        .reserve_everywhere(shared, &name, ctx.client)
+        .await
+    {
         Ok(attempt) => attempt,
-        Err(until_ms) => {
+        Err(Refusal::Until(until_ms)) => {
             tracing::info!(target: "stepgate::regulation", user = %name, client = %ctx.client, until_ms, "sign-in refused during a ban");
             audit(auth, ctx, &name, "sign_in_banned", "").await;
             return Err(SignInRefused::Failed);
         }
+        Err(Refusal::Fault) => return Err(SignInRefused::Fault),
     };
     let account = match &user {
         Some(u) => Some(
@@ -241,7 +247,7 @@ pub async fn sign_in(
             audit(auth, ctx, &name, "sign_in_locked", "").await;
             return Err(SignInRefused::Failed);
         }
-        let banned = attempt.failed();
+        let banned = attempt.failed().await;
         tracing::info!(target: LOG, user = %name, client = %ctx.client, "sign-in failed");
         let event = if banned.is_some() {
             "sign_in_failed_banned"
@@ -251,7 +257,7 @@ pub async fn sign_in(
         audit(auth, ctx, &name, event, "").await;
         return Err(SignInRefused::Failed);
     };
-    attempt.succeeded();
+    attempt.succeeded().await;
     let checked = protect::assess(auth, ctx, &user)
         .await
         .map_err(|Fault| SignInRefused::Fault)?;
@@ -379,12 +385,18 @@ pub async fn check_factor_of(
     let user = &account.name;
     let key = code_key(user);
     // Reserved before the answer is checked, as for passwords (see `sign_in`).
-    let attempt = match auth.regulator.reserve(&key, ctx.client) {
+    let shared = auth.shared_limits.as_ref();
+    let attempt = match auth
+        .regulator
+        .reserve_everywhere(shared, &key, ctx.client)
+        .await
+    {
         Ok(attempt) => attempt,
-        Err(until_ms) => {
+        Err(Refusal::Until(until_ms)) => {
             tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
             return Err(FactorRefused::Banned { until_ms });
         }
+        Err(Refusal::Fault) => return Err(FactorRefused::Fault),
     };
     let verdict = auth.factors.verify(kind, user, answer).await;
     count_verdict(auth, ctx, account, verdict, Some(attempt)).await
@@ -399,7 +411,7 @@ pub(crate) async fn count_verdict(
     ctx: &Context<'_>,
     account: &User,
     verdict: Result<Verdict, crate::factor::FactorError>,
-    attempt: Option<crate::regulation::Reservation<'_>>,
+    attempt: Option<crate::regulation::Attempt<'_>>,
 ) -> Result<FactorKind, FactorRefused> {
     let user = &account.name;
     let key = code_key(user);
@@ -410,7 +422,7 @@ pub(crate) async fn count_verdict(
     let refused = match verdict {
         Verdict::Accepted { kind, remaining } => {
             match attempt {
-                Some(a) => a.succeeded(),
+                Some(a) => a.succeeded().await,
                 None => auth.regulator.record_success(&key, ctx.client),
             }
             tracing::info!(target: LOG, %user, factor = kind.as_str(), "second factor passed");
@@ -430,8 +442,11 @@ pub(crate) async fn count_verdict(
         Verdict::Wrong | Verdict::Malformed => FactorRefused::Wrong,
     };
     let ban = match attempt {
-        Some(a) => a.failed(),
-        None => auth.regulator.record_failure(&key, ctx.client),
+        Some(a) => a.failed().await,
+        None => match auth.regulator.record_failure(&key, ctx.client) {
+            Some(crate::regulation::Verdict::Banned { until_ms }) => Some(until_ms),
+            _ => None,
+        },
     };
     tracing::info!(target: LOG, %user, client = %ctx.client, ?refused, "second factor refused");
     if refused == FactorRefused::Replayed {
@@ -545,6 +560,7 @@ pub(crate) mod tests {
             sessions,
             users: Arc::new(users),
             verifier: PasswordVerifier::new(1),
+            shared_limits: None,
             regulator: Regulator::new(RegulationConfig::default(), clock.clone()),
             signer: crate::assertion::Signer::open(dir, Default::default(), clock.clone())
                 .expect("signer"),

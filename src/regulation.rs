@@ -98,6 +98,7 @@ use crate::store::BanRecord;
 use counted::CountedMap;
 
 mod counted;
+pub mod shared;
 
 const USER_WINDOW_MS: u64 = 60 * 60 * 1000; // ASVS 2.2.1 says "per hour"
 const KNOWN_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
@@ -624,6 +625,78 @@ impl Backoff {
         let doubling = 1u64.checked_shl(u32::from(bans.saturating_sub(1)));
         let d = self.ban_ms.saturating_mul(doubling.unwrap_or(u64::MAX));
         d.min(self.max_ban_ms)
+    }
+}
+
+/// Why [`Regulator::reserve_everywhere`] refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Banned, or too many attempts in flight, until this time (ms).
+    Until(u64),
+    /// The shared limits could not answer (Redis down or slow): fail closed.
+    Fault,
+}
+
+/// An attempt reserved in memory and, with `store.redis_url`, in Redis too ([`shared`]):
+/// settle it with [`Attempt::failed`] or [`Attempt::succeeded`], or drop it to give it back.
+#[must_use]
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    local: Reservation<'a>,
+    shared: Option<shared::SharedAttempt>,
+}
+
+impl Regulator {
+    /// [`Regulator::reserve`], then the same in the limits every gateway shares (`shared`,
+    /// when configured): the attempt goes on only if both have room.
+    pub async fn reserve_everywhere<'a>(
+        &'a self,
+        shared: Option<&shared::SharedLimits>,
+        user: &str,
+        addr: IpAddr,
+    ) -> Result<Attempt<'a>, Refusal> {
+        let local = self.reserve(user, addr).map_err(Refusal::Until)?;
+        let shared = match shared {
+            Some(limits) => Some(limits.reserve(user, addr).await.map_err(|r| match r {
+                shared::Refused::Until(until) => Refusal::Until(until),
+                shared::Refused::Fault => Refusal::Fault,
+            })?),
+            None => None,
+        };
+        Ok(Attempt { local, shared })
+    }
+}
+
+impl Attempt<'_> {
+    /// The attempt failed: counted here and, when shared, on every gateway. The end of a ban
+    /// it caused that applies to this (user, address), if any.
+    pub async fn failed(self) -> Option<u64> {
+        let reg = self.local.reg;
+        let here = match self.local.failed() {
+            Some(Verdict::Banned { until_ms }) => Some(until_ms),
+            _ => None,
+        };
+        let Some(shared) = self.shared else {
+            return here;
+        };
+        let failed = shared.failed().await;
+        // Kept in the store like this gateway's own, so `admin bans` lists them and a restart
+        // keeps them (a gateway whose own count banned the key logged it already; the store
+        // keeps one row per key).
+        for ban in failed.new_bans {
+            tracing::warn!(target: "stepgate::regulation", scope = ban.scope, until_ms = ban.until_ms,
+                "too many failed attempts across the gateways; banned");
+            reg.log_ban(ban.scope, ban.key, ban.until_ms, ban.level);
+        }
+        here.max(failed.until_ms)
+    }
+
+    /// The attempt succeeded.
+    pub async fn succeeded(self) {
+        self.local.succeeded();
+        if let Some(a) = self.shared {
+            a.succeeded().await;
+        }
     }
 }
 

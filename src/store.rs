@@ -417,6 +417,25 @@ impl Store {
     }
 }
 
+/// A runtime of a backend's own (its connection tasks must outlive pingora's per-thread
+/// runtimes and a test's), shut down without waiting: it may be dropped on a pingora worker or
+/// inside a test's runtime, where blocking (or dropping a runtime) would panic.
+pub(crate) struct OwnedRuntime(pub(crate) Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl OwnedRuntime {
+    pub(crate) fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
 /// Runs a store future to completion from synchronous code (start-up, the admin CLI). It runs on
 /// a thread of its own with a small runtime, so it works whether or not the caller is inside a
 /// tokio runtime. Never for a request path.

@@ -328,15 +328,22 @@ address = "127.0.0.1:8080"
 
 [store]
 url = "mysql://stepgate:hunter2@db.test/stepgate"
-redis_url = "redis://:hunter2@127.0.0.1:6379/0"
+redis_url = "rediss://:hunter2@127.0.0.1:6379/0"
 "#,
     );
     assert_fails_with(
         &run,
         &[
             "stepgate.toml:5: store.url: must be \"sqlite\", \"sqlite:PATH\" or a PostgreSQL URL such as \"postgres://stepgate@db.internal/stepgate\" (found \"mysql://stepgate:***@db.test/stepgate\")",
-            "stepgate.toml:6: store.redis_url: Redis is not supported by this version: sessions, bans and challenges are shared through the database; remove the key (found \"redis://:***@127.0.0.1:6379/0\")",
+            "stepgate.toml:6: store.redis_url: must start with redis:// (TLS to Redis is not built in: reach a remote Redis over a tunnel) (found \"rediss://:***@127.0.0.1:6379/0\")",
         ],
+    );
+    let (_dir, run) = check_text(
+        "[[listener]]\naddress = \"127.0.0.1:8080\"\n[store]\nredis_url = \"redis://127.0.0.1:6379\"\nredis_prefix = \"a b\"\n",
+    );
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:4: store.redis_url: needs a PostgreSQL store.url: Redis shares the failure limits of several gateways, and SQLite is one gateway's own (found store.url = sqlite)"],
     );
     let (_dir, run) = check_text(
         "[[listener]]\naddress = \"127.0.0.1:8080\"\n[store]\nurl = \"postgres://stepgate:s3cret@127.0.0.1/stepgate\"\nurl_file = \"db.url\"\n",

@@ -60,19 +60,7 @@ fn postgresql_down_fails_closed_and_the_gateway_recovers_by_itself() {
 
     db.cut_off(false);
     // Back by itself: the pool reconnects, no restart.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut b = Browser::new(gw.addr);
-        if b.sign_in(ALICE.0, ALICE.1, "/").status == 303 {
-            assert_eq!(b.get("/1fa/x").status, 200);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not recover within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::two_factor::signed_in_once_back(gw.addr, "the database");
 }
 
 /// The first run of exactly six digits in a message (its code), soft line breaks undone.
@@ -374,16 +362,10 @@ fn a_full_data_disk_fails_sign_ins_closed_and_loses_no_acknowledged_session() {
 
     // Room again: sign-ins work without a restart.
     disk.free();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut b = Browser::new(gw.addr);
-        if b.sign_in(ALICE.0, ALICE.1, "/").status == 303 {
-            kept.push(b);
-            break;
-        }
-        assert!(Instant::now() < deadline, "sign-ins did not come back");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    kept.push(common::two_factor::signed_in_once_back(
+        gw.addr,
+        "room on the disk",
+    ));
     // Every session a sign-in acknowledged is still there after a restart.
     gw.restart();
     for b in &mut kept {

@@ -65,6 +65,7 @@ pub struct StoreFile {
     pub url: Option<Str>,
     pub url_file: Option<Str>,
     pub redis_url: Option<Str>,
+    pub redis_prefix: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -129,7 +129,7 @@ impl Validator<'_> {
         let assertion = self.assertion(f.assertion);
         let two_factor = self.two_factor(f.two_factor, &portal);
         let notify = self.notify(f.notify);
-        let store = self.store(f.store);
+        let (store, redis) = self.store(f.store);
         let passkeys = self.passkeys(f.passkeys, &portal);
         let no_listener = f.listener.is_empty();
         let listeners = f
@@ -176,6 +176,7 @@ impl Validator<'_> {
             two_factor,
             notify,
             store,
+            redis,
             passkeys,
             listeners,
             apps,

@@ -299,6 +299,12 @@ async fn not_me(
         }
     }
     let until = addr.map(|a| auth.regulator.ban_address(a));
+    // On every gateway, when they share their limits.
+    if let (Some(shared), Some(a)) = (&auth.shared_limits, addr) {
+        if shared.ban_address(a).await.is_err() {
+            tracing::error!(target: LOG, %user, "could not ban the requester's address on the other gateways (Redis)");
+        }
+    }
     tracing::warn!(target: LOG, %user, requester = %request.client, ?until, "approval refused: this wasn't me");
     audit(auth, ctx, user, "approval_not_me", &request.client).await;
 }

@@ -16,7 +16,7 @@ use crate::auth::{Auth, Identity};
 use crate::factor::passkey::{clean_name, PasskeyInfo, Registered};
 use crate::factor::{FactorError, FactorKind, Verdict};
 use crate::notify::MessageKind;
-use crate::regulation::{code_key, Verdict as Limit};
+use crate::regulation::{code_key, Refusal, Verdict as Limit};
 
 const LOG: &str = "stepgate::flow";
 
@@ -264,12 +264,16 @@ pub async fn pass(
 ) -> Result<SignedIn, FactorRefused> {
     at_challenge(auth, who)?;
     // Reserved before the answer is checked, as for codes (`flow::check_factor_of`).
+    let key = code_key(&who.user.name);
+    let shared = auth.shared_limits.as_ref();
     let attempt = match auth
         .regulator
-        .reserve(&code_key(&who.user.name), ctx.client)
+        .reserve_everywhere(shared, &key, ctx.client)
+        .await
     {
         Ok(a) => a,
-        Err(until_ms) => return Err(FactorRefused::Banned { until_ms }),
+        Err(Refusal::Until(until_ms)) => return Err(FactorRefused::Banned { until_ms }),
+        Err(Refusal::Fault) => return Err(FactorRefused::Fault),
     };
     let verdict = auth
         .factors

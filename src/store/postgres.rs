@@ -41,8 +41,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     from_sql, redact_url, session_key, to_sql, AuditEvent, AuditLog, Backend, BanRecord, BanStore,
-    Challenge, ChallengeStore, Result, SessionEvent, SessionKey, SessionRecord, SessionStore,
-    StoreError,
+    Challenge, ChallengeStore, OwnedRuntime, Result, SessionEvent, SessionKey, SessionRecord,
+    SessionStore, StoreError,
 };
 
 /// Connections per gateway. Statements are short; a handful serve a busy gateway, and several
@@ -62,27 +62,6 @@ pub struct Postgres {
     events: broadcast::Sender<SessionEvent>,
     // Last, so that it is dropped after the pool.
     runtime: OwnedRuntime,
-}
-
-/// The store's runtime, shut down without waiting: dropping the store may happen on a pingora
-/// worker or inside a test's runtime, where blocking (or dropping a runtime) would panic.
-struct OwnedRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl OwnedRuntime {
-    fn handle(&self) -> Result<&tokio::runtime::Handle> {
-        self.0
-            .as_ref()
-            .map(tokio::runtime::Runtime::handle)
-            .ok_or(StoreError::Closed)
-    }
 }
 
 fn fault(message: impl Into<String>) -> StoreError {
@@ -188,16 +167,19 @@ impl Postgres {
                 Ok(())
             }
         };
-        runtime.handle()?.spawn(async move {
-            let out = tokio::time::timeout(OPEN_TIMEOUT, setup)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(fault(format!(
-                        "no answer within {OPEN_TIMEOUT:?} while connecting and migrating"
-                    )))
-                });
-            let _ = done.send(out);
-        });
+        runtime
+            .handle()
+            .ok_or(StoreError::Closed)?
+            .spawn(async move {
+                let out = tokio::time::timeout(OPEN_TIMEOUT, setup)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(fault(format!(
+                            "no answer within {OPEN_TIMEOUT:?} while connecting and migrating"
+                        )))
+                    });
+                let _ = done.send(out);
+            });
         answer
             .recv()
             .map_err(|_| StoreError::Closed)?
@@ -228,11 +210,15 @@ impl Postgres {
             let client = pool.get().await.map_err(pool_error)?;
             job(client).await
         };
-        let task = self.runtime.handle()?.spawn(async move {
-            tokio::time::timeout(CALL_TIMEOUT, work)
-                .await
-                .unwrap_or_else(|_| Err(fault(format!("no answer within {CALL_TIMEOUT:?}"))))
-        });
+        let task = self
+            .runtime
+            .handle()
+            .ok_or(StoreError::Closed)?
+            .spawn(async move {
+                tokio::time::timeout(CALL_TIMEOUT, work)
+                    .await
+                    .unwrap_or_else(|_| Err(fault(format!("no answer within {CALL_TIMEOUT:?}"))))
+            });
         task.await.map_err(|e| {
             if e.is_panic() {
                 tracing::error!(target: "stepgate::store", "a database job panicked");

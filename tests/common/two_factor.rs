@@ -2,12 +2,31 @@
 //! recipient, and the setup journey through the real forms.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use stepgate::clock::{Clock, ManualClock};
 
 use super::*;
 
 pub const ALICE: (&str, &str) = ("alice", "alice-password-1");
+
+/// Alice signed in on `gw` as soon as it lets her again after a fault (within 30 s), and served
+/// on a sign-in route; `what` names what came back, for the failure message.
+pub fn signed_in_once_back(gw: std::net::SocketAddr, what: &str) -> Browser {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut b = Browser::new(gw);
+        if b.sign_in(ALICE.0, ALICE.1, "/").status == 303 {
+            assert_eq!(b.get("/1fa/x").status, 200);
+            return b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sign-ins did not come back with {what} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 pub const BOB: (&str, &str) = ("bob", "bob-password-1");
 
 /// A gateway with the quickstart's rules and users plus `extra`, on a manual clock that starts

@@ -4,20 +4,60 @@ use std::path::PathBuf;
 
 use super::file::{self, Str};
 use super::Validator;
+use crate::config::RedisConfig;
 use crate::store::{redact_url, StoreConfig};
 
 impl Validator<'_> {
-    pub(super) fn store(&mut self, s: file::StoreFile) -> StoreConfig {
-        if let Some(r) = &s.redis_url {
+    pub(super) fn store(&mut self, s: file::StoreFile) -> (StoreConfig, Option<RedisConfig>) {
+        let store = self.durable_store(&s);
+        let redis = s.redis_url.as_ref().and_then(|r| self.redis(r, &s, &store));
+        (store, redis)
+    }
+
+    /// `redis://[user:password@]host[:port][/db]`, beside a PostgreSQL store (SQLite is one
+    /// gateway's own, so there is nothing to share with).
+    fn redis(&mut self, r: &Str, s: &file::StoreFile, store: &StoreConfig) -> Option<RedisConfig> {
+        let url = r.get_ref();
+        let parsed = url::Url::parse(url).ok().filter(|u| u.host_str().is_some());
+        let Some(parsed) = parsed else {
             self.problem(
                 r.span(),
                 "store.redis_url",
                 format!(
-                    "Redis is not supported by this version: sessions, bans and challenges are shared through the database; remove the key (found \"{}\")",
-                    redact_url(r.get_ref())
+                    "must be a URL such as \"redis://127.0.0.1:6379\" (found \"{}\")",
+                    redact_url(url)
                 ),
             );
+            return None;
+        };
+        if parsed.scheme() != "redis" {
+            self.problem(r.span(), "store.redis_url", format!("must start with redis:// (TLS to Redis is not built in: reach a remote Redis over a tunnel) (found \"{}\")", redact_url(url)));
+            return None;
         }
+        if matches!(store, StoreConfig::Sqlite { .. }) {
+            self.problem(r.span(), "store.redis_url", "needs a PostgreSQL store.url: Redis shares the failure limits of several gateways, and SQLite is one gateway's own (found store.url = sqlite)");
+            return None;
+        }
+        let prefix = match &s.redis_prefix {
+            None => "stepgate:".to_owned(),
+            Some(p)
+                if !p.get_ref().is_empty() && p.get_ref().chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                p.get_ref().clone()
+            }
+            Some(p) => {
+                self.problem(p.span(), "store.redis_prefix", format!("must be printable ASCII without spaces, such as \"stepgate:\" (found \"{}\")", p.get_ref()));
+                return None;
+            }
+        };
+        Some(RedisConfig {
+            url: url.clone(),
+            prefix,
+        })
+    }
+
+    /// `store.url` or `store.url_file`.
+    fn durable_store(&mut self, s: &file::StoreFile) -> StoreConfig {
         if let (Some(_), Some(f)) = (&s.url, &s.url_file) {
             self.problem(
                 f.span(),
