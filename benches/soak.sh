@@ -76,11 +76,24 @@ wait "$LOAD"
 echo
 echo "soak, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $MINUTES minutes; answers by kind and status (0: none):"
 cat "$WORK/answers"
-awk -F, 'NR > 1 { rss[$1] = $2; fds[$1] = $3; last = $1 }
+# From the warm-up on: the lowest, middle and highest RSS, and the middle of each half (a leak
+# shows as a second half above the first; argon2's 19 MiB blocks, kept or returned by the
+# allocator, make single samples jump by about that much either way).
+awk -F, 'NR > 1 && $1 >= 5 { n++; rss[n] = $2; fds[n] = $3 }
+    function median(a, from, to,   b, k, i, j, t) {
+        k = 0; for (i = from; i <= to; i++) b[++k] = a[i]
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+        return (k % 2) ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
+    }
     END {
-        warm = (last >= 5) ? 5 : last
-        max = 0; for (m in rss) if (m + 0 >= warm && rss[m] > max) max = rss[m]
-        printf "rss after warm-up (minute %d): %d KiB; highest since: %d KiB; at the end: %d KiB (%+.1f%%)\n",
-            warm, rss[warm], max, rss[last], (rss[last] - rss[warm]) * 100 / rss[warm]
-        printf "open files: %d at minute %d, %d at the end\n", fds[warm], warm, fds[last]
+        if (n < 2) { print "too short for a memory summary (under 6 minutes)"; exit }
+        lo = rss[1]; hi = rss[1]; flo = fds[1]; fhi = fds[1]
+        for (i = 1; i <= n; i++) {
+            if (rss[i] < lo) lo = rss[i]; if (rss[i] > hi) hi = rss[i]
+            if (fds[i] < flo) flo = fds[i]; if (fds[i] > fhi) fhi = fds[i]
+        }
+        h = int(n / 2)
+        printf "rss from minute 5: lowest %d KiB, median %d KiB, highest %d KiB; median of the first half %d KiB, of the second %d KiB\n",
+            lo, median(rss, 1, n), hi, median(rss, 1, h), median(rss, h + 1, n)
+        printf "open files from minute 5: %d to %d\n", flo, fhi
     }' "$OUT/soak.csv"
