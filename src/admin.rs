@@ -26,6 +26,7 @@ use stepgate::store::{run_blocking, AuditEvent, BanRecord, SessionKey, SessionRe
 
 mod certificates;
 mod devices;
+mod migrate;
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -102,6 +103,18 @@ pub enum Action {
         /// Why it is removed (kept in the audit trail).
         #[arg(long, requires = "remove", default_value = "")]
         reason: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Copy this gateway's embedded store (SQLite) into an empty PostgreSQL database, in one
+    /// transaction. Stop the gateway first: what it writes during the copy would be left behind.
+    Migrate {
+        /// The PostgreSQL URL to copy into (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE).
+        #[arg(long, required_unless_present = "to_file", conflicts_with = "to_file")]
+        to: Option<String>,
+        /// A file holding that URL (so that the password need not be on the command line).
+        #[arg(long)]
+        to_file: Option<PathBuf>,
         #[command(flatten)]
         out: Output,
     },
@@ -217,7 +230,7 @@ impl Action {
             | Action::Devices { user, .. }
             | Action::Certificates { user, .. }
             | Action::Audit { user, .. } => Some(user),
-            Action::Bans(_) => None,
+            Action::Bans(_) | Action::Migrate { .. } => None,
         }
     }
 
@@ -251,6 +264,15 @@ pub fn run(path: PathBuf, data_dir: Option<PathBuf>, action: Action) -> ExitCode
     };
     if let Some(dir) = data_dir {
         cfg.server.data_dir = dir;
+    }
+    if let Action::Migrate { to, to_file, out } = action {
+        return match migrate::run(&cfg, to, to_file, out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stepgate: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let user = match action.user() {
         None => String::new(),
@@ -360,6 +382,7 @@ async fn execute(ctx: &Ctx, action: Action) -> Result<()> {
             certificates::certificates(ctx, change, out).await
         }
         Action::Audit { limit, out, .. } => audit(ctx, limit, out).await,
+        Action::Migrate { .. } => bail!("migrate runs before the store is opened"),
     }
 }
 

@@ -1,5 +1,7 @@
-//! Several gateways on one PostgreSQL and one Redis (`store.redis_url`): failure limits count
-//! across them, and Redis going away fails attempts closed until it is back. Skips with a
+//! Several gateways on one PostgreSQL and one Redis (`store.redis_url`): three behind one
+//! address share sessions, and every ending (sign-out elsewhere, reset, lock) reaches the others
+//! within a second; failure limits count across them; a gateway stopped in a load loop loses no
+//! acknowledged session; Redis going away fails attempts closed until it is back. Skips with a
 //! printed reason outside CI when no PostgreSQL or no Redis is reachable.
 
 mod common;
@@ -201,6 +203,263 @@ fn redis_stopped_fails_attempts_closed_and_they_come_back_with_it() {
 
     redis.up();
     common::two_factor::signed_in_once_back(gw.addr, "Redis");
+}
+
+/// Three gateways on one PostgreSQL, one Redis and one data directory (the keys they share),
+/// with loopback as a trusted proxy so that a test can come from several addresses; `extra`
+/// goes into the configuration.
+fn three(
+    up: &Upstream,
+    db: &Postgres,
+    redis: SocketAddr,
+    prefix: &str,
+    extra: &str,
+) -> (Vec<Gateway>, tempfile::TempDir) {
+    let shared = tempfile::tempdir().unwrap();
+    let toml = signin_config(
+        up.addr,
+        &format!(
+            "{extra}\n[store]\nurl = \"{}\"\nredis_url = \"redis://{redis}\"\nredis_prefix = \"{prefix}\"\n",
+            db.url
+        ),
+    )
+    .replace("{data}", &shared.path().join("data").display().to_string())
+    .replacen(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        1,
+    );
+    let gws = (0..3).map(|_| Gateway::start(&toml)).collect();
+    (gws, shared)
+}
+
+/// A browser on `gw` coming from `address` (through the trusted proxy).
+fn from(gw: &Gateway, address: &str) -> Browser {
+    let mut b = Browser::new(gw.addr);
+    b.extra.push(format!("X-Forwarded-For: {address}"));
+    b
+}
+
+/// `b`'s cookies and address, sent to `gw`.
+fn same_browser_on(b: &Browser, gw: &Gateway) -> Browser {
+    let mut other = b.clone();
+    other.addr = gw.addr;
+    other
+}
+
+/// The promise of docs/deployment.md: an ending on one gateway is refused on another within
+/// one second of the answer that ended it. Polls `b` (cached where it is, so only an event
+/// from another gateway can end it) until it is sent to sign in.
+fn refused_within_a_second(b: &mut Browser, ended: Instant, what: &str) {
+    loop {
+        let r = b.get("/1fa/x");
+        if r.status == 302 {
+            let to = r.header("location").unwrap_or("");
+            assert!(to.starts_with("/_stepgate/login"), "{what}: {r:?}");
+            eprintln!("{what}: refused after {:?}", ended.elapsed());
+            return;
+        }
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+        assert!(
+            ended.elapsed() < Duration::from_secs(1),
+            "{what}: still let in {:?} after it ended",
+            ended.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The link of the newest message to `to` of those the gateways wrote, as a request target.
+fn last_link_to(gw: &Gateway, to: &str) -> String {
+    let mail = common::two_factor::mail_to(gw, to);
+    let link = mail.last().expect("a message")["link"]
+        .as_str()
+        .expect("with a link")
+        .to_owned();
+    link[link.find("/_stepgate").unwrap()..].to_owned()
+}
+
+#[test]
+fn three_gateways_share_sessions_and_every_ending_reaches_the_others_within_a_second() {
+    let Some(db) = Postgres::create("many_three") else {
+        return;
+    };
+    let Some(redis) = local_redis() else {
+        return;
+    };
+    let up = Upstream::start("app");
+    let (gws, _shared) = three(
+        &up,
+        &db,
+        redis,
+        &prefix("three"),
+        "[two_factor]\nrequired_from = \"2099-01-01\"\n",
+    );
+    let (a, b, c) = (&gws[0], &gws[1], &gws[2]);
+    const HOME: &str = "198.51.100.7";
+
+    // Signed in on A: the same browser is signed in on B and C at once.
+    let mut laptop = from(a, HOME);
+    assert_eq!(laptop.sign_in(ALICE.0, ALICE.1, "/1fa/").status, 303);
+    assert_eq!(laptop.get("/1fa/x").status, 200);
+    for gw in [b, c] {
+        assert_eq!(same_browser_on(&laptop, gw).get("/1fa/x").status, 200);
+        assert_eq!(up.last().header("remote-user"), Some("alice"));
+    }
+
+    // "Sign out everywhere else" on C: the laptop's session, cached on A, is refused there.
+    let mut phone = from(c, HOME);
+    assert_eq!(phone.sign_in(ALICE.0, ALICE.1, "/1fa/").status, 303);
+    let list = phone.get("/_stepgate/sessions");
+    assert_eq!(phone.submit(&list, "/sessions/end-others", &[]).status, 303);
+    refused_within_a_second(&mut laptop, Instant::now(), "signed out everywhere on C");
+    assert_eq!(phone.get("/1fa/x").status, 200);
+
+    // A password reset asked on A and completed on B: the phone's session on C ends.
+    let mut anon = from(a, HOME);
+    let ask = anon.get("/_stepgate/reset");
+    anon.submit(&ask, "/reset", &[("username", "alice")]);
+    let mut on_b = from(b, HOME);
+    let form = on_b.get(&last_link_to(b, "alice@example.test"));
+    assert_eq!(form.status, 200, "{form:?}");
+    const NEW: &str = "correct horse battery staple 7";
+    let done = on_b.submit(&form, "/reset", &[("new_password", NEW)]);
+    assert_eq!(done.status, 200, "{done:?}");
+    refused_within_a_second(&mut phone, Instant::now(), "password reset on B");
+    for gw in [a, c] {
+        assert_eq!(from(gw, HOME).sign_in(ALICE.0, ALICE.1, "/").status, 401);
+    }
+
+    // A sign-in from elsewhere (on C) is alerted; "this wasn't me" on B locks the account, and
+    // the session at home (on A) and the stranger's (on C) end.
+    let mut home = from(a, HOME);
+    assert_eq!(home.sign_in(ALICE.0, NEW, "/1fa/").status, 303);
+    assert_eq!(home.get("/1fa/x").status, 200);
+    let mut stranger = from(c, "203.0.113.9");
+    assert_eq!(stranger.sign_in(ALICE.0, NEW, "/1fa/").status, 303);
+    let checked = stranger.get("/1fa/x");
+    assert!(
+        checked
+            .header("location")
+            .unwrap_or("")
+            .starts_with("/_stepgate/check"),
+        "{checked:?}"
+    );
+    let mut owner = Browser::new(b.addr);
+    let confirm = owner.get(&last_link_to(c, "alice@example.test"));
+    assert_eq!(confirm.status, 200, "{confirm:?}");
+    assert!(confirm.body.contains("203.0.113.9"), "{}", confirm.body);
+    assert_eq!(owner.submit(&confirm, "/lock", &[]).status, 200);
+    refused_within_a_second(&mut home, Instant::now(), "account locked on B");
+    let gone = stranger.get("/1fa/x");
+    assert!(
+        gone.header("location")
+            .unwrap_or("")
+            .starts_with("/_stepgate/login"),
+        "{gone:?}"
+    );
+    for gw in [a, b, c] {
+        assert_eq!(from(gw, HOME).sign_in(ALICE.0, NEW, "/").status, 401);
+    }
+}
+
+/// Sign-ins spread over three gateways while one of them is stopped: every sign-in that was
+/// answered with a session is good on the two left, because a session is in PostgreSQL before
+/// its cookie is sent.
+#[test]
+fn a_gateway_stopped_during_a_load_loop_loses_no_acknowledged_session() {
+    let Some(db) = Postgres::create("many_stop") else {
+        return;
+    };
+    let Some(redis) = local_redis() else {
+        return;
+    };
+    let up = Upstream::start("app");
+    let (mut gws, _shared) = three(
+        &up,
+        &db,
+        redis,
+        &prefix("stop"),
+        "[session]\nmax_per_user = 1000\n[two_factor]\nrequired_from = \"2099-01-01\"\n",
+    );
+    let addrs: Vec<SocketAddr> = gws.iter().map(|g| g.addr).collect();
+    let a = gws.remove(0);
+    const CLIENTS: usize = 3;
+    const EACH: usize = 24;
+    let tried = std::sync::atomic::AtomicUsize::new(0);
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    let mut refused_by_a = 0;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|t| {
+                let (addrs, tried, acknowledged) = (&addrs, &tried, &acknowledged);
+                s.spawn(move || {
+                    let mut gone = 0;
+                    for i in 0..EACH {
+                        let at = addrs[(t + i) % addrs.len()];
+                        let mut b = Browser::new(at);
+                        match try_sign_in(&mut b) {
+                            Some(true) => acknowledged.lock().unwrap().push((at, b)),
+                            Some(false) if at != addrs[0] => {
+                                panic!("a running gateway refused a sign-in")
+                            }
+                            Some(false) | None => {
+                                assert_eq!(at, addrs[0], "only the stopped gateway is gone");
+                                gone += 1;
+                            }
+                        }
+                        tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    gone
+                })
+            })
+            .collect();
+        // A third of the way through, A stops at once (connections cut, nothing drained).
+        while tried.load(std::sync::atomic::Ordering::SeqCst) < CLIENTS * EACH / 3 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        a.stop(stepgate::app::Stop::Fast);
+        refused_by_a = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    let on_a = acknowledged
+        .iter()
+        .filter(|(at, _)| *at == addrs[0])
+        .count();
+    assert!(on_a > 0, "A acknowledged sign-ins before it stopped");
+    assert!(refused_by_a > 0, "A was stopped during the loop");
+    assert_eq!(acknowledged.len() + refused_by_a, CLIENTS * EACH);
+    for (at, b) in &acknowledged {
+        for gw in &gws {
+            let r = same_browser_on(b, gw).get("/1fa/x");
+            assert_eq!(
+                r.status, 200,
+                "a session acknowledged by {at} is lost on {}",
+                gw.addr
+            );
+        }
+    }
+}
+
+/// A sign-in through the real form that tolerates a gateway going away: `Some(true)` when it
+/// was answered with a session, `Some(false)` when refused, `None` when no answer came.
+fn try_sign_in(b: &mut Browser) -> Option<bool> {
+    let page = b
+        .try_request("GET", "/_stepgate/login?rd=%2F1fa%2F", None)
+        .ok()?;
+    let form = forms(&page.body)
+        .into_iter()
+        .find(|f| f.action.ends_with("/login"))?;
+    let mut fields = form.fields.clone();
+    for (k, v) in [("username", ALICE.0), ("password", ALICE.1)] {
+        fields.retain(|(n, _)| n != k);
+        fields.push((k.to_owned(), v.to_owned()));
+    }
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter())
+        .finish();
+    let done = b.try_request("POST", &form.action, Some(&body)).ok()?;
+    Some(done.status == 303 && b.cookie("stepgate_session").is_some())
 }
 
 /// The shared limits on their own, against the local Redis, on a manual clock.

@@ -266,6 +266,7 @@ macro_rules! args {
 
 // After `args!`, which it uses.
 mod credentials;
+pub mod import;
 
 fn refs(args: &[Arg]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter()

@@ -551,6 +551,7 @@ pub fn forms(html: &str) -> Vec<Form> {
 }
 
 /// A browser: keeps cookies, sends `Accept: text/html`, does not follow redirects by itself.
+#[derive(Clone)]
 pub struct Browser {
     pub addr: SocketAddr,
     pub host: String,
@@ -599,6 +600,17 @@ impl Browser {
     }
 
     pub fn request(&mut self, method: &str, target: &str, body: Option<&str>) -> Response {
+        self.try_request(method, target, body)
+            .expect("gateway answers")
+    }
+
+    /// [`Browser::request`], with a gateway that is gone (or went away mid-answer) as an error.
+    pub fn try_request(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<Response> {
         let mut req = format!(
             "{method} {target} HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nConnection: close\r\n",
             self.host
@@ -618,9 +630,12 @@ impl Browser {
         } else {
             req.push_str("\r\n");
         }
-        let resp = Response::parse(&raw(self.addr, req.as_bytes()).expect("gateway answers"));
+        let resp = Response::parse(&raw(self.addr, req.as_bytes())?);
+        if resp.status == 0 {
+            return Err(std::io::Error::other("no complete answer"));
+        }
         self.keep_cookies(&resp);
-        resp
+        Ok(resp)
     }
 
     pub fn get(&mut self, target: &str) -> Response {
