@@ -162,12 +162,20 @@ fn build_auth(
             None => (Arc::new(NoUsers), None),
         };
     let store = Store::open(&cfg.store, data)?;
+    let factors = Factors::open(
+        store.clone(),
+        data,
+        cfg.two_factor.secret_key_file.as_deref(),
+        clock.clone(),
+    )?
+    .with_passkeys(cfg.passkeys.as_ref())?;
     let followers: Vec<Arc<dyn SessionEnded>> = vec![identities];
     let (sessions, kept_bans) = crate::store::run_blocking(async {
         let sessions = Sessions::open(store.clone(), cfg.session.clone(), clock.clone(), followers);
         let bans = store.bans().active_bans(clock.now_ms());
         Ok::<_, crate::store::StoreError>((sessions.await?, bans.await?))
     })?;
+    let sessions = sessions.with_id_key(factors.session_id_key());
     let (ban_tx, ban_rx) = tokio::sync::mpsc::channel(BAN_LOG);
     let regulator = Regulator::new(cfg.regulation.clone(), clock.clone()).with_ban_log(ban_tx);
     let restored = regulator.restore(&kept_bans);
@@ -196,13 +204,7 @@ fn build_auth(
             None => None,
         },
         signer: Signer::open(data, cfg.assertion.clone(), clock.clone())?,
-        factors: Factors::open(
-            store.clone(),
-            data,
-            cfg.two_factor.secret_key_file.as_deref(),
-            clock.clone(),
-        )?
-        .with_passkeys(cfg.passkeys.as_ref())?,
+        factors,
         notifiers: Notifiers::build(&cfg.notify, data)?,
         two_factor: cfg.two_factor.clone(),
         certificates: crate::certificates::Certificates::new(

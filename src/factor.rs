@@ -370,6 +370,12 @@ impl fmt::Debug for Factors {
 }
 
 impl Factors {
+    /// The key session IDs are tagged under, derived from the factor key (shared by every
+    /// gateway on one database).
+    pub fn session_id_key(&self) -> &[u8; 32] {
+        self.shared.cipher.session_id_key()
+    }
+
     /// The factors over `store`, with the key file (`<data_dir>/keys/factor.key` unless given,
     /// created if missing). The database is useless without the key file: back them up
     /// together, store them apart.

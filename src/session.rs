@@ -1,6 +1,12 @@
-//! Server-side sessions: IDs of 256 random bits handed out in a cookie, kept in the store under
-//! the SHA-256 of the ID (so neither memory dumps nor the database hold a usable ID), looked up
-//! through a bounded in-memory cache in front of the store.
+//! Server-side sessions: IDs of 192 random bits and a 64-bit tag handed out in a cookie, kept in
+//! the store under the SHA-256 of the ID (so neither memory dumps nor the database hold a usable
+//! ID), looked up through a bounded in-memory cache in front of the store.
+//!
+//! **The tag** is HMAC-SHA256 of the random part under a key derived from the factor key
+//! ([`crate::factor::Factors::session_id_key`]), which every gateway on one database shares. It
+//! grants nothing (a session exists only if the store holds it); it lets a gateway refuse a
+//! forged or stale-format cookie that is not in its cache without a store round trip, so a flood
+//! of made-up cookies costs a hash each, never a database query.
 //!
 //! Enforced on the server: idle timeout and absolute lifetime (an expired session is ended when
 //! seen and by the periodic purge), a new ID at every authentication step (the old one is
@@ -30,6 +36,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dashmap::DashMap;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -39,8 +46,10 @@ use crate::store::{SessionEvent, SessionRecord, Store, StoreError};
 
 pub use crate::store::SessionKey;
 
-/// Length of an encoded ID: 32 random bytes in unpadded base64url.
+/// Length of an encoded ID: 32 bytes (random part, then tag) in unpadded base64url.
 const ID_LEN: usize = 43;
+/// Random bytes at the start of an ID; the rest is the tag.
+const RANDOM_LEN: usize = 24;
 
 /// How long after a second-factor proof in a session that session may change the account's
 /// second factors or emergency email (ASVS 5.0 7.5.1 and 6.4.5; NIST SP 800-63B §6.1.2.3). Later, the user proves again.
@@ -203,6 +212,8 @@ pub struct Sessions {
     /// Live sessions in the store (approximately, between `housekeeping` recounts).
     live: AtomicUsize,
     followers: Vec<Arc<dyn SessionEnded>>,
+    /// The key IDs are tagged under (see the module docs).
+    id_key: [u8; 32],
 }
 
 /// The key of an ID (its SHA-256), or `None` when the value cannot be an ID this server issued.
@@ -217,12 +228,11 @@ pub fn key_of(id: &str) -> Option<SessionKey> {
     Some(Sha256::digest(id.as_bytes()).into())
 }
 
-fn new_id() -> (String, SessionKey) {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let id = URL_SAFE_NO_PAD.encode(bytes);
-    let key = Sha256::digest(id.as_bytes()).into();
-    (id, key)
+fn id_tag(key: &[u8; 32], random: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"stepgate-session-id\0");
+    mac.update(random);
+    mac
 }
 
 fn millis(d: Duration) -> u64 {
@@ -245,7 +255,43 @@ impl Sessions {
             cfg,
             live: AtomicUsize::new(usize::try_from(live).unwrap_or(usize::MAX)),
             followers,
+            id_key: {
+                let mut key = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                key
+            },
         })
+    }
+
+    /// Tags IDs under `key` (the gateway's, shared with every gateway on its database) instead
+    /// of a key of this instance's own.
+    pub fn with_id_key(mut self, key: &[u8; 32]) -> Sessions {
+        self.id_key = *key;
+        self
+    }
+
+    /// A new ID (random part and tag) and its key.
+    fn new_id(&self) -> (String, SessionKey) {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes[..RANDOM_LEN]);
+        let tag = id_tag(&self.id_key, &bytes[..RANDOM_LEN])
+            .finalize()
+            .into_bytes();
+        bytes[RANDOM_LEN..].copy_from_slice(&tag[..32 - RANDOM_LEN]);
+        let id = URL_SAFE_NO_PAD.encode(bytes);
+        let key = Sha256::digest(id.as_bytes()).into();
+        (id, key)
+    }
+
+    /// Whether `id` carries the tag of an ID issued under this key (constant time).
+    fn tagged(&self, id: &str) -> bool {
+        let mut bytes = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(id, &mut bytes) {
+            Ok(32) => id_tag(&self.id_key, &bytes[..RANDOM_LEN])
+                .verify_truncated_left(&bytes[RANDOM_LEN..])
+                .is_ok(),
+            _ => false,
+        }
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -289,6 +335,9 @@ impl Sessions {
             {
                 s
             }
+            // Not cached and not tagged under our key: made up, or from before tags; the store
+            // is not asked.
+            None if !self.tagged(id) => return Ok(None),
             cached => match self.fetch(&key, cached.as_deref(), now).await? {
                 Some(s) => s,
                 None => return Ok(None),
@@ -428,7 +477,7 @@ impl Sessions {
             dirty: AtomicBool::new(false),
             checked_ms: AtomicU64::new(now),
         });
-        let (id, key) = new_id();
+        let (id, key) = self.new_id();
         self.store
             .sessions()
             .put_session(&key, &session.record())

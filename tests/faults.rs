@@ -13,22 +13,48 @@ use common::two_factor::ALICE;
 use common::*;
 
 /// A gateway on a database of the test's own, with alice signed in and served once.
-fn on_postgres(name: &str) -> Option<(Postgres, Upstream, Gateway, Browser)> {
+struct OnPostgres {
+    db: Postgres,
+    up: Upstream,
+    gw: Gateway,
+    alice: Browser,
+    /// The session cookie of bob's sign-in on another gateway with the same database and keys:
+    /// `gw` has never seen it, so it must read it from the store (a made-up cookie would be
+    /// refused without asking the store).
+    unseen: String,
+    _data: tempfile::TempDir,
+}
+
+fn on_postgres(name: &str) -> Option<OnPostgres> {
     let db = Postgres::create(name)?;
     let up = Upstream::start("app");
-    let gw = Gateway::start(&signin_config(
-        up.addr,
-        &format!("[store]\nurl = \"{}\"\n", db.url),
-    ));
+    let data = tempfile::tempdir().unwrap();
+    let toml = signin_config(up.addr, &format!("[store]\nurl = \"{}\"\n", db.url))
+        .replace("{data}", &data.path().join("data").display().to_string());
+    let gw = Gateway::start(&toml);
     let mut alice = Browser::new(gw.addr);
     assert_eq!(alice.sign_in(ALICE.0, ALICE.1, "/").status, 303);
     assert_eq!(alice.get("/1fa/x").status, 200);
-    Some((db, up, gw, alice))
+    let other = Gateway::start(&toml);
+    let mut bob = Browser::new(other.addr);
+    assert_eq!(bob.sign_in("bob", "bob-password-1", "/").status, 303);
+    let unseen = bob.cookie("stepgate_session").unwrap().to_owned();
+    Some(OnPostgres {
+        db,
+        up,
+        gw,
+        alice,
+        unseen,
+        _data: data,
+    })
 }
 
 #[test]
 fn postgresql_down_fails_closed_and_the_gateway_recovers_by_itself() {
-    let Some((db, up, gw, _alice)) = on_postgres("faults_down") else {
+    let Some(OnPostgres {
+        db, up, gw, unseen, ..
+    }) = on_postgres("faults_down")
+    else {
         return;
     };
     let before = up.requests().len();
@@ -42,9 +68,7 @@ fn postgresql_down_fails_closed_and_the_gateway_recovers_by_itself() {
     // A session the gateway has not seen must be read from the store: 503, not the app, and
     // not a sign-in page either.
     let mut stranger = Browser::new(gw.addr);
-    stranger
-        .cookies
-        .push(("stepgate_session".into(), "A".repeat(43)));
+    stranger.cookies.push(("stepgate_session".into(), unseen));
     let refused = stranger.get("/1fa/x");
     assert_eq!(refused.status, 503, "{refused:?}");
     // A sign-in needs the account: 503 (the password is not even checked).
@@ -194,7 +218,15 @@ fn a_webhook_down_failing_or_hanging_fails_the_send_clearly_and_recovers() {
 
 #[test]
 fn postgresql_hanging_fails_closed_within_the_call_timeout_and_recovers() {
-    let Some((db, up, gw, alice)) = on_postgres("faults_slow") else {
+    let Some(OnPostgres {
+        db,
+        up,
+        gw,
+        alice,
+        unseen,
+        ..
+    }) = on_postgres("faults_slow")
+    else {
         return;
     };
     let before = up.requests().len();
@@ -210,7 +242,7 @@ fn postgresql_hanging_fails_closed_within_the_call_timeout_and_recovers() {
     s.write_all(
         format!(
             "GET /1fa/x HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: stepgate_session={}\r\nConnection: close\r\n\r\n",
-            "B".repeat(43)
+            unseen
         )
         .as_bytes(),
     )

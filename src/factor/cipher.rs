@@ -25,6 +25,7 @@ pub const KEY_LEN: usize = 32;
 const LABEL_AEAD: &[u8] = b"stepgate factor secret aes-256-gcm v1";
 const LABEL_PEPPER: &[u8] = b"stepgate factor hash pepper v1";
 const LABEL_CODE: &[u8] = b"stepgate one-time code mac v1";
+const LABEL_SESSION_ID: &[u8] = b"stepgate session id tag v1";
 
 /// Seals and opens factor secrets. `Debug` is redacted.
 ///
@@ -36,6 +37,7 @@ pub struct SecretCipher {
     key: LessSafeKey,
     pepper: [u8; 32],
     code_key: super::code::CodeKey,
+    session_id_key: [u8; 32],
     rng: SystemRandom,
 }
 
@@ -53,6 +55,7 @@ impl SecretCipher {
     pub fn from_key(mut key: [u8; KEY_LEN]) -> SecretCipher {
         let mut aead_key = derive(&key, LABEL_AEAD);
         let pepper = derive(&key, LABEL_PEPPER);
+        let session_id_key = derive(&key, LABEL_SESSION_ID);
         let mut code_key = derive(&key, LABEL_CODE);
         let code_key_hmac = super::code::CodeKey::new(&code_key);
         super::wipe(&mut code_key);
@@ -65,6 +68,7 @@ impl SecretCipher {
             key: LessSafeKey::new(unbound),
             pepper,
             code_key: code_key_hmac,
+            session_id_key,
             rng: SystemRandom::new(),
         }
     }
@@ -144,6 +148,12 @@ impl SecretCipher {
     pub fn code_key(&self) -> &super::code::CodeKey {
         &self.code_key
     }
+
+    /// The key session IDs are tagged under (see `session`): every gateway with this key file
+    /// recognises the IDs every other one issued.
+    pub fn session_id_key(&self) -> &[u8; 32] {
+        &self.session_id_key
+    }
 }
 
 impl fmt::Debug for SecretCipher {
@@ -155,6 +165,7 @@ impl fmt::Debug for SecretCipher {
 impl Drop for SecretCipher {
     fn drop(&mut self) {
         super::wipe(&mut self.pepper);
+        super::wipe(&mut self.session_id_key);
     }
 }
 

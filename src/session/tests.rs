@@ -38,9 +38,14 @@ async fn sessions(dir: &std::path::Path, clock: Arc<ManualClock>) -> (Sessions, 
         vec![ended.clone() as Arc<dyn SessionEnded>],
     )
     .await
-    .unwrap();
+    .unwrap()
+    .with_id_key(&KEY);
     (s, ended)
 }
+
+/// The key every gateway of these tests tags IDs under (a real one derives it from the factor
+/// key, the same on every start).
+const KEY: [u8; 32] = [1; 32];
 
 #[tokio::test]
 async fn ids_are_random_and_only_issued_ones_are_found() {
@@ -51,9 +56,31 @@ async fn ids_are_random_and_only_issued_ones_are_found() {
     assert_ne!(a, b);
     assert_eq!(a.len(), ID_LEN);
     assert!(s.lookup(&a).await.unwrap().is_some());
-    let (forged, _) = new_id();
+    // Well-formed but made up: its tag does not verify.
+    let mut forged = a.clone().into_bytes();
+    forged[0] = if forged[0] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
     assert!(s.lookup(&forged).await.unwrap().is_none());
     assert!(s.lookup("short").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn gateways_with_one_key_know_each_others_ids_and_others_never_ask_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::now();
+    let (a, _) = sessions(dir.path(), clock.clone()).await;
+    let (id, _) = a.create("alice", ONE, None).await.unwrap();
+    // Another gateway on the same store and key: a cache miss, read from the store.
+    let (b, _) = sessions(dir.path(), clock.clone()).await;
+    assert!(b.lookup(&id).await.unwrap().is_some());
+    // A gateway under another key refuses it before the store, though the store holds it.
+    let (c, _) = sessions(dir.path(), clock).await;
+    let c = c.with_id_key(&[9; 32]);
+    assert!(c.lookup(&id).await.unwrap().is_none());
+    assert!(
+        a.lookup(&id).await.unwrap().is_some(),
+        "and it is not ended"
+    );
 }
 
 #[tokio::test]
