@@ -66,12 +66,16 @@ upstream_server() { # port
     echo "server { listen 127.0.0.1:$1; location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
 }
 
-# The benchmark gateway's configuration $WORK/stepgate.toml: one app on the upstream, `/public/`
-# bypassed, everything else two-factor.
-stepgate_conf() { # listen port, upstream port, threads
-    cat >"$WORK/stepgate.toml" <<CONF
+# The benchmark gateway's configuration $WORK/NAME.toml (default `stepgate`, data in $WORK/data,
+# other names in $WORK/NAME-data): one app on the upstream, `/public/` bypassed, everything else
+# two-factor, plus any EXTRA TOML (a `[store]` table, say).
+stepgate_conf() { # listen port, upstream port, threads[, name, extra TOML]
+    local name=${4:-stepgate} data="$WORK/data"
+    [ "$name" != stepgate ] && data="$WORK/$name-data"
+    cat >"$WORK/$name.toml" <<CONF
+${5:-}
 [server]
-data_dir = "$WORK/data"
+data_dir = "$data"
 threads = $3
 grace_period = "1s"
 shutdown_timeout = "1s"

@@ -13,6 +13,13 @@
 #   stepgate_bypass           stepgate on a bypass route
 #   stepgate_2fa_session      stepgate with a signed-in two-factor session (identity headers and
 #                             the signed assertion injected)
+#   stepgate_2fa_session_pg_redis
+#                             the same through a second stepgate whose store is PostgreSQL and
+#                             whose limits are in Redis, as one of several gateways would run
+#                             (a database of its own on STEPGATE_BENCH_POSTGRES, default
+#                             postgres://postgres@127.0.0.1:5432, dropped at the end; Redis at
+#                             STEPGATE_BENCH_REDIS, default 127.0.0.1:6379); left out, saying
+#                             why, when either does not answer
 #   stepgate_signin_redirect  stepgate answering an anonymous browser with the sign-in redirect
 #   stepgate_2fa_session_steady
 #                             the two-factor session at a fixed PROBE_RATE (not saturating),
@@ -81,6 +88,7 @@ wait_port() {
 UP=$(free_port)
 NG=$(free_port)
 SG=$(free_port)
+SH=$(free_port)
 PF=$(free_port)
 nginx_conf upstream "$WORKERS" "$UP" "$(upstream_server "$UP")"
 nginx_conf proxy "$WORKERS" "$UP" "server { listen 127.0.0.1:$NG;
@@ -100,14 +108,61 @@ stepgate_conf "$SG" "$UP" "$WORKERS"
 PIDS+=($!)
 "${ON_PROXY[@]}" "$FLOOR" "127.0.0.1:$PF" "127.0.0.1:$UP" "$WORKERS" >"$WORK/floor.out" 2>&1 &
 PIDS+=($!)
+
+# The shared-store gateway, when PostgreSQL and Redis answer.
+PG_BASE=${STEPGATE_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
+REDIS_ADDR=${STEPGATE_BENCH_REDIS:-127.0.0.1:6379}
+SHARED_DB="stepgate_bench_$$"
+SHARED=""
+# One Redis command (RESP, over bash's /dev/tcp); prints the first line of the answer.
+redis_cmd() { # words...
+    local host=${REDIS_ADDR%:*} port=${REDIS_ADDR##*:} line="" req a
+    exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
+    req="*$#"$'\r\n'
+    for a in "$@"; do req+="\$${#a}"$'\r\n'"$a"$'\r\n'; done
+    printf '%s' "$req" >&3
+    read -r -t 2 line <&3 || true
+    exec 3<&-
+    printf '%s\n' "${line%$'\r'}"
+}
+redis_answers() { [ "$(redis_cmd PING 2>/dev/null)" = "+PONG" ]; }
+if ! command -v psql >/dev/null; then
+    echo "leaving out stepgate_2fa_session_pg_redis: no psql to create its database"
+elif ! psql "$PG_BASE/postgres" -qc "CREATE DATABASE $SHARED_DB" >/dev/null 2>"$WORK/psql.err"; then
+    echo "leaving out stepgate_2fa_session_pg_redis: PostgreSQL at $PG_BASE: $(cat "$WORK/psql.err")"
+elif ! redis_answers; then
+    echo "leaving out stepgate_2fa_session_pg_redis: no Redis answers at $REDIS_ADDR"
+    psql "$PG_BASE/postgres" -qc "DROP DATABASE $SHARED_DB" >/dev/null 2>&1 || true
+else
+    SHARED=1
+    stepgate_conf "$SH" "$UP" "$WORKERS" shared "[store]
+url = \"$PG_BASE/$SHARED_DB\"
+redis_url = \"redis://$REDIS_ADDR\"
+redis_prefix = \"stepgate-bench-$$:\""
+    "$STEPGATE" check --config "$WORK/shared.toml" >/dev/null
+    "${ON_PROXY[@]}" "$STEPGATE" run --config "$WORK/shared.toml" >"$WORK/shared.out" 2>&1 &
+    PIDS+=($!)
+    drop_shared_db() {
+        cleanup
+        psql "$PG_BASE/postgres" -qc "DROP DATABASE IF EXISTS $SHARED_DB" >/dev/null 2>&1 || true
+        redis_cmd EVAL "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end" 0 "stepgate-bench-$$:*" >/dev/null || true
+    }
+    trap drop_shared_db EXIT
+fi
+
 wait_port "$UP"; wait_port "$NG"; wait_port "$SG"; wait_port "$PF"
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$SG/_stepgate/health" >/dev/null 2>&1 && break
-    sleep 0.1
+for port in "$SG" ${SHARED:+"$SH"}; do
+    for _ in $(seq 1 100); do
+        curl -fs "http://127.0.0.1:$port/_stepgate/health" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
 done
 
 echo "signing alice in with two-step verification"
 COOKIE=$("$LOADGEN" session "http://127.0.0.1:$SG" "$WORK/data")
+if [ -n "$SHARED" ]; then
+    SHARED_COOKIE=$("$LOADGEN" session "http://127.0.0.1:$SH" "$WORK/shared-data")
+fi
 check() { # expected status, curl args...
     local want=$1; shift
     local got
@@ -123,6 +178,10 @@ check 200 -H "Cookie: $COOKIE" "http://127.0.0.1:$SG/app/x"
 check 302 -H "Accept: text/html" "http://127.0.0.1:$SG/app/x"
 
 CASES=(upstream nginx_proxy nginx_auth_request pingora_floor stepgate_bypass stepgate_2fa_session stepgate_signin_redirect stepgate_2fa_session_steady stepgate_2fa_session_under_signin_flood)
+if [ -n "$SHARED" ]; then
+    check 200 -H "Cookie: $SHARED_COOKIE" "http://127.0.0.1:$SH/app/x"
+    CASES+=(stepgate_2fa_session_pg_redis)
+fi
 
 # wrk for one case; appends "case rps p50_ms p99_ms" to $WORK/results.
 run_case() {
@@ -136,6 +195,7 @@ run_case() {
         stepgate_2fa_session | stepgate_2fa_session_under_signin_flood)
             args=(-H "Cookie: $COOKIE" "http://127.0.0.1:$SG/app/x") ;;
         stepgate_signin_redirect) args=(-H "Accept: text/html" "http://127.0.0.1:$SG/app/x") ;;
+        stepgate_2fa_session_pg_redis) args=(-H "Cookie: $SHARED_COOKIE" "http://127.0.0.1:$SH/app/x") ;;
     esac
     local secs=${DURATION%s}
     if [ "$case" = stepgate_2fa_session_steady ] || [ "$case" = stepgate_2fa_session_under_signin_flood ]; then
@@ -209,6 +269,8 @@ awk -v out="$OUT/load.json" -v order="${CASES[*]}" -v probe="$PROBE_RATE" '
         pf = median(rps["pingora_floor"])
         printf "bypass / nginx proxy: %.2f; pingora alone / nginx proxy: %.2f; bypass / pingora alone: %.2f\n", sb / base, pf / base, sb / pf
         printf "p99 at %s req/s under a sign-in flood / without: %.2f (target <= 1.5)\n", probe, fl / idle
+        sh = median(rps["stepgate_2fa_session_pg_redis"])
+        if (sh > 0) printf "2fa session on PostgreSQL and Redis / on the embedded store: %.2f\n", sh / s2
     }
 ' "$WORK/results"
 echo

@@ -54,6 +54,13 @@ pub struct Pacing {
     pub exempt: Vec<IpNet>,
 }
 
+impl Pacing {
+    /// Whether the per-address cap spares `ip` (a trusted proxy carries many clients).
+    fn exempts(&self, ip: &IpAddr) -> bool {
+        self.exempt.iter().any(|n| n.contains(ip))
+    }
+}
+
 /// A pingora service app (`A`, the proxy) behind the connection limits.
 pub struct Guarded<A> {
     app: Arc<A>,
@@ -80,7 +87,7 @@ impl<A> Guarded<A> {
 
     /// A place for one more connection from `ip`, or `None` when it has its fill.
     fn claim(&self, ip: IpAddr) -> Option<Slot> {
-        if self.pacing.exempt.iter().any(|n| n.contains(&ip)) {
+        if self.pacing.exempts(&ip) {
             return Some(Slot(None));
         }
         let mut open = self.open.entry(ip).or_insert(0);
@@ -119,7 +126,7 @@ impl pingora::listeners::ConnectionFilter for AtCap {
         let Some(ip) = addr.map(SocketAddr::ip) else {
             return true;
         };
-        self.pacing.exempt.iter().any(|n| n.contains(&ip))
+        self.pacing.exempts(&ip)
             || self
                 .open
                 .get(&ip)
