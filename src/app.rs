@@ -257,6 +257,7 @@ pub fn build_with_clock(
     for app in &cfg.apps {
         let upstream = match &app.upstream {
             UpstreamConfig::Whoami => Upstream::Whoami(whoami_addr),
+            UpstreamConfig::ForwardAuthOnly => Upstream::ForwardAuthOnly,
             UpstreamConfig::Servers(servers) => Upstream::Pool(Box::new(
                 PoolParts::build(&app.id, servers)?.start(&mut server, &app.id),
             )),

@@ -118,6 +118,9 @@ pub struct AppConfig {
 pub enum UpstreamConfig {
     /// The gateway's own echo app (see the contract).
     Whoami,
+    /// Served by the operator's own proxy, which asks the gateway through forward-auth
+    /// (`forward_auth = true`): the gateway decides for it but never proxies to it.
+    ForwardAuthOnly,
     Servers(UpstreamServers),
 }
 

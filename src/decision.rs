@@ -1,7 +1,7 @@
 //! The decision core: what to do with one request, from the request's facts (`access::Request`)
 //! and who is asking. Pure: no I/O, no clock, no pingora. The proxy phase calls it for every
-//! request; a forward-auth endpoint or a certificate sign-in will call the same function and only
-//! answer differently (see [`Answer`] for the proxy's answers).
+//! request, and the forward-auth endpoints (`proxy::authz`) for the request a proxy in front
+//! describes; only the answers differ (see [`Answer`] for the proxy's answers).
 
 use http::{HeaderMap, Method, StatusCode};
 

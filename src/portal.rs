@@ -72,6 +72,8 @@ pub const PAGE_HEADERS: [(&str, &str); 6] = [
 pub struct Reply {
     pub status: StatusCode,
     pub headers: Vec<(&'static str, String)>,
+    /// Headers whose names are configured (the identity headers of a forward-auth answer).
+    pub named: Vec<(http::HeaderName, http::HeaderValue)>,
     pub body: Bytes,
 }
 
@@ -85,6 +87,7 @@ impl Reply {
         Reply {
             status,
             headers,
+            named: Vec::new(),
             body: body.into(),
         }
     }

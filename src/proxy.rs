@@ -3,6 +3,7 @@
 //! `proxy::respond`; `upstream_peer` -> `proxy::upstream`; `upstream_request_filter` sets the
 //! forwarding headers; `logging` writes the access line.
 
+pub mod authz;
 pub mod connections;
 pub mod forward;
 pub mod respond;
@@ -195,6 +196,11 @@ impl ProxyHttp for Gateway {
             Upstream::Pool(pool) => pool
                 .select()
                 .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream")),
+            // `route` answers such an app's requests itself; fail closed if one got here.
+            Upstream::ForwardAuthOnly => Error::e_explain(
+                ErrorType::HTTPStatus(404),
+                "a forward-auth app is not proxied",
+            ),
         }
     }
 

@@ -304,6 +304,12 @@ upstreams = ["http://127.0.0.1:3000"]
 [app.tls]
 verify_cert = false
 
+[[app]]
+id = "decided"
+hosts = ["c.test"]
+forward_auth = true
+upstreams = ["http://127.0.0.1:3000"]
+
 [[rule]]
 subjects = ["user:alice"]
 policy = "bypass"
@@ -315,7 +321,8 @@ policy = "bypass"
             "stepgate.toml:1: listener[0].http2: only goes with protocol = \"https\" (found protocol = \"http\")",
             "stepgate.toml:8: app[0].read_timeout: only goes with `upstreams`, not with a built-in app (found both)",
             "stepgate.toml:14: app[1].tls: [app.tls] only applies to https:// upstreams (found an http upstream)",
-            "stepgate.toml:21: rule[0].subjects: a bypass rule lets everyone in, so it cannot name subjects; use one_factor or two_factor (found subjects)",
+            "stepgate.toml:22: app[2].upstreams: an app with `forward_auth = true` is served by your own proxy, not through the gateway (found both)",
+            "stepgate.toml:27: rule[0].subjects: a bypass rule lets everyone in, so it cannot name subjects; use one_factor or two_factor (found subjects)",
         ],
     );
 }

@@ -172,6 +172,7 @@ pub struct AppFile {
     #[serde(default)]
     pub hosts: Vec<Str>,
     pub builtin: Option<Str>,
+    pub forward_auth: Option<Spanned<bool>>,
     #[serde(default)]
     pub upstreams: Vec<Str>,
     pub connect_timeout: Option<Str>,

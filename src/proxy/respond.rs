@@ -26,8 +26,14 @@ pub async fn write(
     if has_body {
         session.set_keepalive(None);
     }
-    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    let mut resp = ResponseHeader::build(
+        reply.status,
+        Some(reply.headers.len() + reply.named.len() + 1),
+    )?;
     for (name, value) in reply.headers {
+        resp.append_header(name, value)?;
+    }
+    for (name, value) in reply.named {
         resp.append_header(name, value)?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len())?;

@@ -74,7 +74,12 @@ pub struct Seen {
     pub path: String,
 }
 
-fn refuse(state: &State, session: &Session, status: StatusCode, decision: &'static str) -> Outcome {
+pub(super) fn refuse(
+    state: &State,
+    session: &Session,
+    status: StatusCode,
+    decision: &'static str,
+) -> Outcome {
     Outcome::Reply {
         reply: state.pages.error(status, lang(state, session)),
         decision,
@@ -132,6 +137,9 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
         .strip_prefix(prefix)
         .filter(|s| s.is_empty() || s.starts_with('/'))
     {
+        if let Some(flavour) = super::authz::Flavour::of(sub) {
+            return super::authz::answer(state, session, flavour, peer, tls).await;
+        }
         let client = state.hygiene.client_ip(session.req_header(), peer);
         let scheme = if tls { "https" } else { "http" };
         return Outcome::Portal {
@@ -146,6 +154,11 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     let Some(app) = state.router.route(&host.name) else {
         return refuse(state, session, StatusCode::NOT_FOUND, "unknown_host");
     };
+    if matches!(state.apps[app].upstream, super::Upstream::ForwardAuthOnly) {
+        // The operator's proxy serves this host and asks through forward-auth; a request that
+        // came here instead has nothing to be proxied to.
+        return refuse(state, session, StatusCode::NOT_FOUND, "not_proxied");
+    }
 
     // Who is signed in is read before hygiene removes the gateway's cookies from the request.
     // A store fault is answered, never guessed past (fail closed).
@@ -202,39 +215,7 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
 
     let method = session.req_header().method.clone();
     let who = identity.as_ref().map(|i| i as &dyn Principal);
-    let mut decision = decision::decide(
-        &state.rules,
-        &access::Request {
-            host: &host.name,
-            path: &target.path,
-            method: &method,
-            client,
-        },
-        who,
-    );
-    // An app may read the request more leniently than the rules (`/ADMIN/x`, `/admin;x=1/x`,
-    // `/admin./x`, a method in lower case): the rules are asked about that reading too, and
-    // the stricter answer holds. What is forwarded stays as it is.
-    let lenient_path = crate::hygiene::target::lenient_reading(&target.path);
-    let lenient_method = method
-        .as_str()
-        .bytes()
-        .any(|b| b.is_ascii_lowercase())
-        .then(|| http::Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).ok())
-        .flatten();
-    if lenient_path.is_some() || lenient_method.is_some() {
-        let other = decision::decide(
-            &state.rules,
-            &access::Request {
-                host: &host.name,
-                path: lenient_path.as_deref().unwrap_or(&target.path),
-                method: lenient_method.as_ref().unwrap_or(&method),
-                client,
-            },
-            who,
-        );
-        decision = decision.stricter(other);
-    }
+    let decision = decide(state, &host.name, &target.path, &method, client, who);
     let scheme = if tls { "https" } else { "http" };
     let authority = seen.authority.clone();
     let original = || format!("{scheme}://{authority}{}", target.to_uri_string());
@@ -271,9 +252,54 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     }
 }
 
+/// The decision core's answer for a request to `host` and `path` with `method`. An app may
+/// read the request more leniently than the rules (`/ADMIN/x`, `/admin;x=1/x`, `/admin./x`, a
+/// method in lower case): the rules are asked about that reading too, and the stricter answer
+/// holds. What is forwarded stays as it is.
+pub(super) fn decide(
+    state: &State,
+    host: &str,
+    path: &str,
+    method: &http::Method,
+    client: IpAddr,
+    who: Option<&dyn Principal>,
+) -> Decision {
+    let decision = decision::decide(
+        &state.rules,
+        &access::Request {
+            host,
+            path,
+            method,
+            client,
+        },
+        who,
+    );
+    let lenient_path = crate::hygiene::target::lenient_reading(path);
+    let lenient_method = method
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+        .then(|| http::Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).ok())
+        .flatten();
+    if lenient_path.is_none() && lenient_method.is_none() {
+        return decision;
+    }
+    let other = decision::decide(
+        &state.rules,
+        &access::Request {
+            host,
+            path: lenient_path.as_deref().unwrap_or(path),
+            method: lenient_method.as_ref().unwrap_or(method),
+            client,
+        },
+        who,
+    );
+    decision.stricter(other)
+}
+
 /// `(authority, path and query)` of an `http://` or `https://` absolute-form target (the path
 /// `/` when it has none); `None` for any other target.
-fn absolute_form(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+pub(super) fn absolute_form(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
     let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
     let rest = if lower(7).as_deref() == Some(b"http://") {
         &raw[7..]

@@ -19,6 +19,8 @@ pub enum Upstream {
     /// The built-in whoami app, on a loopback port of the gateway's own.
     Whoami(SocketAddr),
     Pool(Box<Pool>),
+    /// Served by the operator's proxy (forward-auth): nothing to proxy to.
+    ForwardAuthOnly,
 }
 
 pub struct Pool {

@@ -288,7 +288,28 @@ impl Validator<'_> {
                     hosts.push(p);
                 }
             }
+            let forward_auth = a.forward_auth.as_ref().is_some_and(|f| *f.get_ref());
             let upstream = match (&a.builtin, a.upstreams.is_empty()) {
+                _ if forward_auth => {
+                    let extras = [
+                        ("builtin", a.builtin.is_some()),
+                        ("upstreams", !a.upstreams.is_empty()),
+                        ("connect_timeout", a.connect_timeout.is_some()),
+                        ("read_timeout", a.read_timeout.is_some()),
+                        ("tls", a.tls.is_some()),
+                        ("health_check", a.health_check.is_some()),
+                    ];
+                    let span = a.forward_auth.as_ref().map_or(span.clone(), |f| f.span());
+                    for (extra, _) in extras.iter().filter(|(_, set)| *set) {
+                        self.problem(
+                            span.clone(),
+                            format!("{key}.{extra}"),
+                            "an app with `forward_auth = true` is served by your own proxy, not \
+                             through the gateway (found both)",
+                        );
+                    }
+                    Some(UpstreamConfig::ForwardAuthOnly)
+                }
                 (Some(b), true) if b.get_ref() == "whoami" => {
                     let extras = [
                         ("connect_timeout", a.connect_timeout.is_some()),
@@ -328,7 +349,8 @@ impl Validator<'_> {
                     self.problem(
                         span.clone(),
                         format!("{key}.upstreams"),
-                        "an app needs `upstreams` or `builtin = \"whoami\"` (found neither)",
+                        "an app needs `upstreams`, `builtin = \"whoami\"` or `forward_auth = true` \
+                         (found none)",
                     );
                     None
                 }
