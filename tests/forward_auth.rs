@@ -2,8 +2,9 @@
 //! started by the test in front of a recording upstream, with the gateway deciding for an app it
 //! never proxies to (`forward_auth = true`). The whole journey goes through the proxy: the
 //! redirect to sign in, the sign-in, the two-step guide and setup, the challenge on a new
-//! browser; identity and forwarded headers a client makes up never reach the app. Skips, saying
-//! why, where nginx or Caddy is not installed, unless `CI=true`.
+//! browser; identity and forwarded headers a client makes up never reach the app. The endpoints
+//! are also asked directly, as Traefik and Envoy ask them. Skips, saying why, where nginx or
+//! Caddy is not installed, unless `CI=true`.
 
 mod common;
 
@@ -469,6 +470,34 @@ fn the_endpoints_answer_only_trusted_proxies_and_never_2xx_without_an_original()
         Some("/_stepgate/login?rd=https%3A%2F%2Fwiki.test%2F1fa%2Fpage%3Fq%3D1")
     );
     assert_eq!(traefik(&[]).status, 401);
+
+    // What Envoy's ext_authz HTTP service sends (with `cookie`, `accept`, `x-forwarded-proto`
+    // and `x-forwarded-for` among its allowed headers): the original method, the endpoint
+    // followed by the original path, and the original Host.
+    let envoy = |method: &str, path: &str, extra: &[&str]| {
+        let mut req = format!(
+            "{method} /_stepgate/authz/ext-authz{path} HTTP/1.1\r\nhost: wiki.test\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-for: 203.0.113.7\r\n\
+             content-length: 0\r\nconnection: close\r\n"
+        );
+        for h in extra {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        Response::parse(&raw(gw.addr, req.as_bytes()).unwrap())
+    };
+    let ok = envoy("GET", "/1fa/page?q=1", &[&cookie, "accept: text/html"]);
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.header("remote-user"), Some("alice"));
+    let away = envoy("GET", "/1fa/page?q=1", &["accept: text/html"]);
+    assert_eq!(away.status, 302);
+    assert_eq!(
+        away.header("location"),
+        Some("/_stepgate/login?rd=https%3A%2F%2Fwiki.test%2F1fa%2Fpage%3Fq%3D1")
+    );
+    assert_eq!(envoy("POST", "/1fa/page", &[]).status, 401);
+    assert_eq!(envoy("DELETE", "/deny/x", &[&cookie]).status, 403);
 
     // The forward-auth app itself is never proxied to.
     assert_eq!(

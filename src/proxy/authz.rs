@@ -1,5 +1,6 @@
 //! Forward-auth: the gateway decides for a proxy in front of it (nginx `auth_request`, Traefik's
-//! and Caddy's `forward_auth`), which then serves or refuses the request itself. The decision
+//! and Caddy's `forward_auth`, Envoy's `ext_authz`), which then serves or refuses the request
+//! itself. The decision
 //! is the proxy path's own (`route::decide`, the same rules, sessions and lenient readings); only
 //! the answer differs:
 //!
@@ -7,7 +8,7 @@
 //!   the proxy overwrites whatever the client sent) and the signed assertion;
 //! - a browser that must sign in, pass its second factor, set it up or be checked: for nginx,
 //!   401 with `Location` (nginx passes only 2xx, 401 and 403 on; its `error_page` turns the 401
-//!   into the redirect), for Traefik and Caddy 302 to the same place;
+//!   into the redirect), for Traefik, Caddy and Envoy 302 to the same place;
 //! - any other client that must sign in: 401; refused: 403.
 //!
 //! The original request comes in headers, honoured only from `server.trusted_proxies`: from any
@@ -28,6 +29,7 @@ use crate::hygiene::target::normalize_target;
 use crate::portal::Reply;
 
 const LOG: &str = "stepgate::authz";
+const EXT_AUTHZ: &str = "/authz/ext-authz";
 
 /// Which proxy asks, and so how the original request is described and how to answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,10 @@ pub enum Flavour {
     /// `GET /authz/forward-auth`: Traefik and Caddy, with `X-Forwarded-Method`, `-Proto`,
     /// `-Host` and `-Uri`.
     ForwardAuth,
+    /// `* /authz/ext-authz/PATH`: Envoy's `ext_authz` HTTP service, which sends the original
+    /// method, `/authz/ext-authz` + the original path and query, the original `Host`, and
+    /// `X-Forwarded-Proto`.
+    ExtAuthz,
 }
 
 impl Flavour {
@@ -46,6 +52,9 @@ impl Flavour {
         match sub {
             "/authz/auth-request" => Some(Flavour::AuthRequest),
             "/authz/forward-auth" => Some(Flavour::ForwardAuth),
+            _ if sub == EXT_AUTHZ || sub.starts_with("/authz/ext-authz/") => {
+                Some(Flavour::ExtAuthz)
+            }
             _ => None,
         }
     }
@@ -78,8 +87,21 @@ fn method_of(raw: &[u8]) -> Result<Method, String> {
     Method::from_bytes(raw).map_err(|_| "a malformed method".to_owned())
 }
 
-/// The original request from the headers of `flavour`.
-fn original(flavour: Flavour, headers: &HeaderMap) -> Result<Original, String> {
+fn https_of(proto: &[u8]) -> Result<bool, String> {
+    match proto {
+        p if p.eq_ignore_ascii_case(b"https") => Ok(true),
+        p if p.eq_ignore_ascii_case(b"http") => Ok(false),
+        _ => Err("an X-Forwarded-Proto other than http or https".into()),
+    }
+}
+
+/// The original request `req` describes for `flavour`; `prefix`: the portal's.
+fn original(
+    flavour: Flavour,
+    req: &http::request::Parts,
+    prefix: &str,
+) -> Result<Original, String> {
+    let headers = &req.headers;
     match flavour {
         Flavour::AuthRequest => {
             let url = one(headers, "x-original-url")?;
@@ -93,12 +115,30 @@ fn original(flavour: Flavour, headers: &HeaderMap) -> Result<Original, String> {
                 target,
             })
         }
-        Flavour::ForwardAuth => {
-            let https = match one(headers, "x-forwarded-proto")? {
-                p if p.eq_ignore_ascii_case(b"https") => true,
-                p if p.eq_ignore_ascii_case(b"http") => false,
-                _ => return Err("an X-Forwarded-Proto other than http or https".into()),
+        Flavour::ExtAuthz => {
+            let raw = req.uri.path_and_query().map_or("", |p| p.as_str());
+            let rest = raw
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix(EXT_AUTHZ))
+                .ok_or("a path that does not start with the ext-authz endpoint as sent")?;
+            let target = match rest.as_bytes().first() {
+                Some(b'/') => rest.as_bytes().to_vec(),
+                None | Some(b'?') => [b"/", rest.as_bytes()].concat(),
+                Some(_) => return Err("a path that does not start with /".into()),
             };
+            let authority = match req.uri.authority() {
+                Some(a) => a.as_str().as_bytes().to_vec(),
+                None => one(headers, "host")?.to_vec(),
+            };
+            Ok(Original {
+                method: req.method.clone(),
+                https: https_of(one(headers, "x-forwarded-proto")?)?,
+                authority,
+                target,
+            })
+        }
+        Flavour::ForwardAuth => {
+            let https = https_of(one(headers, "x-forwarded-proto")?)?;
             let target = one(headers, "x-forwarded-uri")?;
             if !target.starts_with(b"/") {
                 return Err("an X-Forwarded-Uri that does not start with /".into());
@@ -137,7 +177,8 @@ pub async fn answer(
         return reply(bare(StatusCode::FORBIDDEN), "authz_untrusted");
     }
     let headers = &session.req_header().headers;
-    let parsed = original(flavour, headers).and_then(|o| {
+    let prefix = state.pages.config().prefix.as_str();
+    let parsed = original(flavour, session.req_header(), prefix).and_then(|o| {
         let host = normalize_host(&[&o.authority], o.https).map_err(|e| e.to_string())?;
         let target = normalize_target(&o.target).map_err(|e| e.to_string())?;
         Ok((o, host, target))
@@ -176,14 +217,13 @@ pub async fn answer(
     let scheme = if original.https { "https" } else { "http" };
     let url = format!("{scheme}://{}{}", host.authority(), target.to_uri_string());
     let browser = decision::is_browser(&original.method, headers);
-    let prefix = state.pages.config().prefix.as_str();
     match decision::answer(decision, browser, &url, prefix) {
         // Unreachable (Allow was answered above); refused rather than let through.
         Answer::Proxy => reply(bare(StatusCode::FORBIDDEN), decision.as_str()),
         Answer::Redirect(location) => {
             let status = match flavour {
                 Flavour::AuthRequest => StatusCode::UNAUTHORIZED,
-                Flavour::ForwardAuth => StatusCode::FOUND,
+                Flavour::ForwardAuth | Flavour::ExtAuthz => StatusCode::FOUND,
             };
             reply(
                 bare(status).with_header("location", location),
@@ -234,15 +274,28 @@ fn allowed(state: &State, app: usize, identity: Option<&crate::auth::Identity>) 
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
+    fn parts(method: &str, uri: &str, pairs: &[(&str, &str)]) -> http::request::Parts {
+        let mut req = http::Request::builder().method(method).uri(uri);
         for (n, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            req = req.header(*n, *v);
         }
-        h
+        req.body(()).unwrap().into_parts().0
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> http::request::Parts {
+        parts("GET", "/_stepgate/authz/x", pairs)
+    }
+
+    const PREFIX: &str = "/_stepgate";
+
+    /// `POST https://AUTHORITY/a/b?c=d`, as the tests describe it.
+    fn post_to_a_b(authority: &str) -> Original {
+        Original {
+            method: Method::POST,
+            https: true,
+            authority: authority.as_bytes().to_vec(),
+            target: b"/a/b?c=d".to_vec(),
+        }
     }
 
     #[test]
@@ -253,17 +306,10 @@ mod tests {
                 ("x-original-url", "https://wiki.test:8443/a/b?c=d"),
                 ("x-original-method", "POST"),
             ]),
+            PREFIX,
         )
         .unwrap();
-        assert_eq!(
-            o,
-            Original {
-                method: Method::POST,
-                https: true,
-                authority: b"wiki.test:8443".to_vec(),
-                target: b"/a/b?c=d".to_vec(),
-            }
-        );
+        assert_eq!(o, post_to_a_b("wiki.test:8443"));
         for bad in [
             vec![("x-original-method", "GET")],
             vec![
@@ -280,7 +326,7 @@ mod tests {
             ],
         ] {
             assert!(
-                original(Flavour::AuthRequest, &headers(&bad)).is_err(),
+                original(Flavour::AuthRequest, &headers(&bad), PREFIX).is_err(),
                 "{bad:?}"
             );
         }
@@ -294,7 +340,7 @@ mod tests {
             ("x-forwarded-host", "wiki.test"),
             ("x-forwarded-uri", "/x?y=1"),
         ];
-        let o = original(Flavour::ForwardAuth, &headers(&all)).unwrap();
+        let o = original(Flavour::ForwardAuth, &headers(&all), PREFIX).unwrap();
         assert_eq!(o.target, b"/x?y=1");
         assert!(!o.https);
         for missing in 0..all.len() {
@@ -304,13 +350,43 @@ mod tests {
                 .filter(|(i, _)| *i != missing)
                 .map(|(_, p)| *p)
                 .collect();
-            assert!(original(Flavour::ForwardAuth, &headers(&some)).is_err());
+            assert!(original(Flavour::ForwardAuth, &headers(&some), PREFIX).is_err());
         }
         let mut odd = all;
         odd[1] = ("x-forwarded-proto", "gopher");
-        assert!(original(Flavour::ForwardAuth, &headers(&odd)).is_err());
+        assert!(original(Flavour::ForwardAuth, &headers(&odd), PREFIX).is_err());
         odd = all;
         odd[3] = ("x-forwarded-uri", "x");
-        assert!(original(Flavour::ForwardAuth, &headers(&odd)).is_err());
+        assert!(original(Flavour::ForwardAuth, &headers(&odd), PREFIX).is_err());
+    }
+
+    #[test]
+    fn envoy_sends_the_original_method_path_and_host_under_the_endpoint() {
+        let proto = [("host", "wiki.test"), ("x-forwarded-proto", "https")];
+        let o = original(
+            Flavour::ExtAuthz,
+            &parts("POST", "/_stepgate/authz/ext-authz/a/b?c=d", &proto),
+            PREFIX,
+        )
+        .unwrap();
+        assert_eq!(o, post_to_a_b("wiki.test"));
+        for (uri, want) in [
+            ("/_stepgate/authz/ext-authz", "/"),
+            ("/_stepgate/authz/ext-authz?q=1", "/?q=1"),
+        ] {
+            let o = original(Flavour::ExtAuthz, &parts("GET", uri, &proto), PREFIX).unwrap();
+            assert_eq!(o.target, want.as_bytes());
+        }
+        assert_eq!(Flavour::of("/authz/ext-authz/x/y"), Some(Flavour::ExtAuthz));
+        assert_eq!(Flavour::of("/authz/ext-authzx"), None);
+        // Without X-Forwarded-Proto, or the endpoint spelt otherwise on the wire: refused.
+        let no_proto = parts(
+            "GET",
+            "/_stepgate/authz/ext-authz/a",
+            &[("host", "wiki.test")],
+        );
+        assert!(original(Flavour::ExtAuthz, &no_proto, PREFIX).is_err());
+        let encoded = parts("GET", "/_stepgate/authz/ext%2Dauthz/a", &proto);
+        assert!(original(Flavour::ExtAuthz, &encoded, PREFIX).is_err());
     }
 }
