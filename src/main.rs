@@ -48,6 +48,8 @@ enum Command {
     },
     /// Read one password from stdin and print its argon2id hash.
     HashPassword,
+    /// Print the version, and the database schema version this build reads and writes.
+    Version,
     /// Operator commands on the gateway's data directory (safe while it runs).
     Admin {
         #[arg(long)]
@@ -69,6 +71,14 @@ fn main() -> ExitCode {
             data_dir,
         } => run(config, listen, data_dir),
         Command::Check { config } => check(config),
+        Command::Version => {
+            println!(
+                "stepgate {} (store schema {})",
+                env!("CARGO_PKG_VERSION"),
+                stepgate::store::SCHEMA_VERSION
+            );
+            ExitCode::SUCCESS
+        }
         Command::HashPassword => hash_password(),
         Command::Admin {
             config,

@@ -18,6 +18,9 @@
 pub mod postgres;
 pub mod sqlite;
 
+/// The schema version this build reads and writes (the same on both backends).
+pub const SCHEMA_VERSION: i64 = sqlite::schema::VERSION;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -394,6 +394,20 @@ fn the_example_config_passes() {
 }
 
 #[test]
+fn version_names_the_release_and_the_store_schema() {
+    let run = finish(Command::new(BIN).arg("version").output().unwrap());
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "stepgate {} (store schema {})\n",
+            env!("CARGO_PKG_VERSION"),
+            stepgate::store::SCHEMA_VERSION
+        )
+    );
+}
+
+#[test]
 fn hash_password_prints_an_argon2id_hash_that_verifies() {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
