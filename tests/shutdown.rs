@@ -96,40 +96,30 @@ fn fast_stop_ends_the_gateway_and_frees_the_port() {
     );
 }
 
-/// The binary runs one single-threaded runtime per worker (`app::Runtime::PerThread`), which
-/// in-process test gateways cannot use (pingora#981). Here the real binary, with two workers,
-/// serves many connections at once, each placed on one of them, then stops on SIGTERM.
-#[test]
-fn the_binary_serves_from_every_worker_and_stops_on_sigterm() {
-    let upstream = Upstream::start("per-thread");
+/// The real binary in front of `upstream`, with `[log] format = FORMAT`, its standard output
+/// in a file (not a terminal, as under a service manager); `serve` runs while it is up. Stops
+/// it with SIGTERM and returns what it wrote.
+fn the_binary(upstream: &Upstream, format: &str, serve: impl FnOnce(SocketAddr)) -> String {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let toml = common::config_with(&["127.0.0.1"], &[upstream.addr], common::RULES)
         .replace("{port}", &port.to_string())
-        .replace("{data}", &dir.path().join("data").display().to_string());
+        .replace("{data}", &dir.path().join("data").display().to_string())
+        .replacen("[log]\n", &format!("[log]\nformat = \"{format}\"\n"), 1);
     assert!(toml.contains("threads = 2"));
     let config = dir.path().join("stepgate.toml");
     std::fs::write(&config, toml).unwrap();
+    let log = dir.path().join("stdout.log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
         .args(["run", "--config"])
         .arg(&config)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     common::wait_ready(addr);
-
-    // 16 connections at once: a worker that could not run its connections would leave about
-    // half of them unanswered (`raw` gives up after 5 s).
-    let clients: Vec<_> = (0..16)
-        .map(|_| std::thread::spawn(move || common::get(addr, "/public/x", &[])))
-        .collect();
-    for c in clients {
-        let resp = c.join().unwrap();
-        assert_eq!(common::status(&resp), 200, "{resp}");
-    }
-    assert_eq!(upstream.requests().len(), 16);
+    serve(addr);
 
     // SAFETY: kill only sends a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -146,4 +136,50 @@ fn the_binary_serves_from_every_worker_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status}");
     assert!(refused_within_deadline(addr));
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(!out.contains('\u{1b}'), "colour codes in a file: {out}");
+    assert!(
+        !out.contains("log.file") && !out.contains(".cargo"),
+        "build paths in the log: {out}"
+    );
+    out
+}
+
+/// Each pingora worker thread runs its own runtime, which the binary's `main` sets up and the
+/// in-process test gateways cannot use (pingora#981). Here the real binary, with two workers,
+/// serves many connections at once, each placed on one of them, then stops on SIGTERM. Its log
+/// is JSON lines.
+#[test]
+fn the_binary_serves_from_every_worker_and_stops_on_sigterm() {
+    let upstream = Upstream::start("per-thread");
+    let out = the_binary(&upstream, "json", |addr| {
+        // 16 connections at once: a worker that could not run its connections would leave
+        // about half of them unanswered (`raw` gives up after 5 s).
+        let clients: Vec<_> = (0..16)
+            .map(|_| std::thread::spawn(move || common::get(addr, "/public/x", &[])))
+            .collect();
+        for c in clients {
+            let resp = c.join().unwrap();
+            assert_eq!(common::status(&resp), 200, "{resp}");
+        }
+    });
+    assert_eq!(upstream.requests().len(), 16);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["target"] == "pingora_core::server"),
+        "{out}"
+    );
+}
+
+/// The human log format, written to a file, has no colour codes either.
+#[test]
+fn the_human_log_has_no_colour_codes_off_a_terminal() {
+    let upstream = Upstream::start("human");
+    let out = the_binary(&upstream, "human", |addr| {
+        assert_eq!(common::status(&common::get(addr, "/public/x", &[])), 200);
+    });
+    assert!(out.contains("stepgate starting"), "{out}");
 }
