@@ -393,6 +393,77 @@ fn the_example_config_passes() {
     check_shipped("config/example.toml");
 }
 
+/// dist/production.toml names files under /etc/stepgate and a data directory under /var/lib;
+/// with those in place (the example certificate, the quickstart users, a password), it passes.
+#[test]
+fn the_production_example_passes_once_its_files_are_in_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("tls")).unwrap();
+    for (from, to) in [
+        (
+            "config/example-certs/example.test.pem",
+            "tls/example.com.pem",
+        ),
+        (
+            "config/example-certs/example.test-key.pem",
+            "tls/example.com-key.pem",
+        ),
+        ("config/quickstart-users.toml", "users.toml"),
+        ("config/example-secrets/smtp-password", "smtp-password"),
+    ] {
+        std::fs::copy(root.join(from), etc.join(to)).unwrap();
+    }
+    let text = std::fs::read_to_string(root.join("dist/production.toml"))
+        .unwrap()
+        .replace("/etc/stepgate/", &format!("{}/", etc.display()))
+        .replace(
+            "/var/lib/stepgate",
+            &dir.path().join("data").display().to_string(),
+        );
+    std::fs::write(dir.path().join("stepgate.toml"), text).unwrap();
+    let run = check_in(dir.path(), "stepgate.toml");
+    assert_eq!(run.stdout, "stepgate.toml: ok\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code, 0);
+}
+
+/// dist/stepgate.service passes `systemd-analyze verify` (with the binary where the unit
+/// expects it: this build's, substituted).
+#[test]
+fn the_systemd_unit_verifies() {
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is missing (CI=true)"
+        );
+        eprintln!("skipping: no systemd-analyze (apt-get install systemd)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(root.join("dist/stepgate.service"))
+        .unwrap()
+        .replace("/usr/local/bin/stepgate", BIN);
+    let path = dir.path().join("stepgate.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    // Only about this unit (the machine's own units may have complaints of their own).
+    let about: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("stepgate.service"))
+        .collect();
+    assert!(about.is_empty(), "{said}");
+}
+
 #[test]
 fn version_names_the_release_and_the_store_schema() {
     let run = finish(Command::new(BIN).arg("version").output().unwrap());
