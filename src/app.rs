@@ -56,6 +56,8 @@ pub enum BuildError {
     Redis { url: String, cause: String },
     #[error("cannot use the data directory {path}: {cause}")]
     DataDir { path: String, cause: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("cannot start the built-in whoami app: {0}")]
     Whoami(std::io::Error),
     #[error(transparent)]
@@ -228,6 +230,9 @@ pub fn build_with_clock(
     runtime: Runtime,
 ) -> Result<Server, BuildError> {
     prepare_data_dir(&cfg.server.data_dir)?;
+    if let Some(metrics) = &cfg.metrics {
+        crate::metrics::install(metrics).map_err(BuildError::Metrics)?;
+    }
     let conf = ServerConf {
         threads: cfg.server.threads,
         grace_period_seconds: Some(cfg.server.grace_period.as_secs_f64().ceil() as u64),
@@ -297,6 +302,7 @@ pub fn build_with_clock(
         identities,
         identity_headers: cfg.identity_headers.clone(),
         access_log: cfg.log.access_log,
+        metrics: cfg.metrics.is_some(),
         body_timeout: cfg.server.body_timeout,
         hsts: cfg.server.hsts_max_age.map(|d| {
             http::HeaderValue::from_str(&format!("max-age={}", d.as_secs()))

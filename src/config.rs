@@ -37,6 +37,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// `[passkeys]`; `None`: passkeys are off.
     pub passkeys: Option<crate::factor::PasskeyConfig>,
+    /// `[metrics]`; `None`: no metrics are recorded or served.
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub apps: Vec<AppConfig>,
     pub rules: Vec<RuleSpec>,

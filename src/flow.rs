@@ -181,6 +181,24 @@ pub async fn sign_in(
     choices: SignInChoices<'_>,
     previous: Option<&SessionKey>,
 ) -> Result<SignInDone, SignInRefused> {
+    let out = password_sign_in(auth, ctx, raw_name, password, choices, previous).await;
+    crate::metrics::sign_in(match &out {
+        Ok(_) => "success",
+        Err(SignInRefused::Failed) => "failure",
+        Err(SignInRefused::Busy) => "busy",
+        Err(SignInRefused::Fault) => "error",
+    });
+    out
+}
+
+async fn password_sign_in(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    raw_name: &str,
+    password: &str,
+    choices: SignInChoices<'_>,
+    previous: Option<&SessionKey>,
+) -> Result<SignInDone, SignInRefused> {
     let Some(name) = normalize_username(raw_name) else {
         // Not a possible user name: the same answer as a wrong password, after the same work.
         let _ = auth.verifier.verify(None, password).await;
@@ -394,12 +412,13 @@ pub async fn check_factor_of(
         Ok(attempt) => attempt,
         Err(Refusal::Until(until_ms)) => {
             tracing::info!(target: "stepgate::regulation", %user, client = %ctx.client, until_ms, "second factor refused during a ban");
+            crate::metrics::second_factor(kind.as_str(), "banned");
             return Err(FactorRefused::Banned { until_ms });
         }
         Err(Refusal::Fault) => return Err(FactorRefused::Fault),
     };
     let verdict = auth.factors.verify(kind, user, answer).await;
-    count_verdict(auth, ctx, account, verdict, Some(attempt)).await
+    count_verdict(auth, ctx, account, kind, verdict, Some(attempt)).await
 }
 
 /// The accounting of [`check_factor_of`] for a verdict reached elsewhere (a passkey
@@ -410,6 +429,7 @@ pub(crate) async fn count_verdict(
     auth: &Auth,
     ctx: &Context<'_>,
     account: &User,
+    tried: FactorKind,
     verdict: Result<Verdict, crate::factor::FactorError>,
     attempt: Option<crate::regulation::Attempt<'_>>,
 ) -> Result<FactorKind, FactorRefused> {
@@ -417,6 +437,7 @@ pub(crate) async fn count_verdict(
     let key = code_key(user);
     let verdict = verdict.map_err(|e| {
         tracing::error!(target: LOG, %user, error = %e, "could not check a second factor");
+        crate::metrics::second_factor(tried.as_str(), "error");
         FactorRefused::Fault
     })?;
     let refused = match verdict {
@@ -426,6 +447,7 @@ pub(crate) async fn count_verdict(
                 None => auth.regulator.record_success(&key, ctx.client),
             }
             tracing::info!(target: LOG, %user, factor = kind.as_str(), "second factor passed");
+            crate::metrics::second_factor(kind.as_str(), "passed");
             if let Some(remaining) = remaining {
                 let note = MessageKind::RecoveryCodeUsed { remaining };
                 notice::tell(auth, ctx, account, note, &[]).await;
@@ -436,11 +458,22 @@ pub(crate) async fn count_verdict(
         // Waiting for, or told of, a decision made on the approver device: no try of this
         // browser's (a wrong number was counted when it was typed).
         Verdict::Pending => return Err(FactorRefused::Pending),
-        Verdict::Denied => return Err(FactorRefused::Denied),
+        Verdict::Denied => {
+            crate::metrics::second_factor(tried.as_str(), "denied");
+            return Err(FactorRefused::Denied);
+        }
         Verdict::Expired => FactorRefused::Expired,
         Verdict::Replayed => FactorRefused::Replayed,
         Verdict::Wrong | Verdict::Malformed => FactorRefused::Wrong,
     };
+    crate::metrics::second_factor(
+        tried.as_str(),
+        match refused {
+            FactorRefused::Expired => "expired",
+            FactorRefused::Replayed => "replayed",
+            _ => "wrong",
+        },
+    );
     let ban = match attempt {
         Some(a) => a.failed().await,
         None => match auth.regulator.record_failure(&key, ctx.client) {

@@ -24,6 +24,7 @@ pub mod hygiene;
 pub mod i18n;
 pub mod identity;
 pub mod lockout;
+pub mod metrics;
 pub mod notify;
 pub mod portal;
 pub mod proxy;

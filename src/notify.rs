@@ -438,6 +438,7 @@ impl Notifiers {
             Channel::Sms | Channel::Push => (&self.sms, self.sms_backend),
         };
         let result = notifier.send(msg).await;
+        crate::metrics::notify(msg.channel.as_str(), result.is_ok());
         let to = mask_recipient(&msg.to);
         match &result {
             Ok(()) => tracing::info!(

@@ -47,6 +47,8 @@ pub struct State {
     pub identities: Arc<crate::identity::IdentityCache>,
     pub identity_headers: IdentityHeaders,
     pub access_log: bool,
+    /// `[metrics]` is on: each request is counted (and timed).
+    pub metrics: bool,
     /// `Strict-Transport-Security` for answers over HTTPS (`server.hsts_max_age`), if sent.
     pub hsts: Option<http::HeaderValue>,
     /// Each read of a request body and write of an answer (`server.body_timeout`); a portal
@@ -114,7 +116,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             // Timings only feed the access line: no clock reads when it is off.
-            started: self.state.access_log.then(Instant::now),
+            started: (self.state.access_log || self.state.metrics).then(Instant::now),
             decision: "-",
             ..Ctx::default()
         }
@@ -301,6 +303,14 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         connections::end_request(session);
+        if self.state.metrics {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let app = ctx
+                .route
+                .as_ref()
+                .map_or("-", |r| self.state.apps[r.app].id.as_str());
+            crate::metrics::request(app, ctx.decision, status, ctx.upstream_time);
+        }
         if !self.state.access_log
             || !tracing::enabled!(target: "stepgate::access", tracing::Level::INFO)
         {

@@ -361,6 +361,12 @@ impl Regulator {
 
     /// Sends a new ban to the ban log, if there is one.
     fn log_ban(&self, scope: &str, key: String, until_ms: u64, level: u8) {
+        crate::metrics::ban(match scope {
+            "pair" => "pair",
+            "address" => "address",
+            "user" => "user",
+            _ => "other",
+        });
         let Some(log) = &self.ban_log else { return };
         let record = BanRecord {
             scope: scope.to_owned(),

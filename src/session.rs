@@ -248,6 +248,7 @@ impl Sessions {
         followers: Vec<Arc<dyn SessionEnded>>,
     ) -> Result<Sessions, StoreError> {
         let live = store.sessions().count_sessions().await?;
+        crate::metrics::sessions(0, 0, usize::try_from(live).unwrap_or(usize::MAX));
         Ok(Sessions {
             cache: DashMap::new(),
             store,
@@ -632,10 +633,16 @@ impl Sessions {
             self.forget(key);
         }
         let live = self.store.sessions().count_sessions().await?;
-        self.live.store(
-            usize::try_from(live).unwrap_or(usize::MAX),
-            Ordering::Relaxed,
-        );
+        let live = usize::try_from(live).unwrap_or(usize::MAX);
+        self.live.store(live, Ordering::Relaxed);
+        if crate::metrics::enabled() {
+            let two = self
+                .cache
+                .iter()
+                .filter(|e| e.value().level() == AuthLevel::TwoFactor)
+                .count();
+            crate::metrics::sessions(self.cache.len().saturating_sub(two), two, live);
+        }
         Ok(())
     }
 

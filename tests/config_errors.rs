@@ -268,6 +268,30 @@ path = "^/"
 }
 
 #[test]
+fn the_metrics_listener_is_an_address_and_port() {
+    let (_dir, run) = check_text(
+        r#"[metrics]
+listen = "localhost:9464"
+
+[[listener]]
+address = "127.0.0.1:8080"
+
+[[app]]
+id = "w"
+hosts = ["a.test"]
+builtin = "whoami"
+
+[[rule]]
+policy = "bypass"
+"#,
+    );
+    assert_fails_with(
+        &run,
+        &["stepgate.toml:2: metrics.listen: must be an IP address and port such as \"127.0.0.1:8080\" or \"[::]:443\" (found \"localhost:9464\")"],
+    );
+}
+
+#[test]
 fn rules_that_need_sign_in_need_a_users_file() {
     let (_dir, run) = check_text(
         r#"[[listener]]

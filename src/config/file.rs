@@ -36,6 +36,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub store: StoreFile,
     pub passkeys: Option<Spanned<PasskeysFile>>,
+    pub metrics: Option<Spanned<MetricsFile>>,
     #[serde(default)]
     pub listener: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
@@ -100,6 +101,11 @@ pub struct AssertionFile {
     pub issuer: Option<Str>,
     pub ttl: Option<Str>,
     pub rotate_after: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MetricsFile {
+    pub listen: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -131,6 +131,15 @@ impl Validator<'_> {
         let notify = self.notify(f.notify);
         let (store, redis) = self.store(f.store);
         let passkeys = self.passkeys(f.passkeys, &portal);
+        let metrics = f.metrics.map(|m| {
+            let listen = m
+                .get_ref()
+                .listen
+                .as_ref()
+                .and_then(|a| self.socket_addr(a, "metrics.listen"))
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9464)));
+            crate::metrics::MetricsConfig { listen }
+        });
         let no_listener = f.listener.is_empty();
         let listeners = f
             .listener
@@ -178,6 +187,7 @@ impl Validator<'_> {
             store,
             redis,
             passkeys,
+            metrics,
             listeners,
             apps,
             rules,

@@ -280,7 +280,15 @@ pub async fn pass(
         .passkeys()
         .finish_authentication(&verify_key(who), &who.user.name, response)
         .await;
-    let passed = super::count_verdict(auth, ctx, &who.user, verdict, Some(attempt)).await?;
+    let passed = super::count_verdict(
+        auth,
+        ctx,
+        &who.user,
+        FactorKind::Passkey,
+        verdict,
+        Some(attempt),
+    )
+    .await?;
     let signed = super::second_factor_passed(auth, ctx, who, passed).await?;
     Ok(signed)
 }

@@ -223,7 +223,12 @@ pub async fn lock_by_link(
 
 /// Locks `user`'s account (see `lockout`), drops the sessions from this gateway's memory and
 /// tells the user and the operator.
-pub async fn lock(auth: &Auth, ctx: &Context<'_>, user: &str, how: &str) -> Result<(), Fault> {
+pub async fn lock(
+    auth: &Auth,
+    ctx: &Context<'_>,
+    user: &str,
+    how: &'static str,
+) -> Result<(), Fault> {
     let now = auth.clock.now_ms();
     let locked = crate::lockout::lock(&auth.store, user, now)
         .await
@@ -233,6 +238,7 @@ pub async fn lock(auth: &Auth, ctx: &Context<'_>, user: &str, how: &str) -> Resu
         .await
         .map_err(|e| fault("could not end the sessions of a locked account")(&e))?;
     tracing::warn!(target: LOG, %user, client = %ctx.client, sessions = locked.sessions.len(), cancelled = locked.cancelled, how, "account locked");
+    crate::metrics::lock(how);
     audit(auth, ctx, user, "account_locked", how).await;
     if let Some(u) = auth.users.get(user) {
         let origin = notice::origin(auth, ctx);

@@ -210,6 +210,7 @@ impl Postgres {
             let client = pool.get().await.map_err(pool_error)?;
             job(client).await
         };
+        let started = std::time::Instant::now();
         let task = self
             .runtime
             .handle()
@@ -219,12 +220,15 @@ impl Postgres {
                     .await
                     .unwrap_or_else(|_| Err(fault(format!("no answer within {CALL_TIMEOUT:?}"))))
             });
-        task.await.map_err(|e| {
+        let out = task.await.map_err(|e| {
             if e.is_panic() {
                 tracing::error!(target: "stepgate::store", "a database job panicked");
             }
             StoreError::Closed
-        })?
+        });
+        let out = out.and_then(|inner| inner);
+        crate::metrics::store_call("postgres", started.elapsed(), out.is_err());
+        out
     }
 
     /// One statement; the number of rows it changed.

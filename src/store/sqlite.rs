@@ -118,8 +118,11 @@ impl Sqlite {
                 Err(StoreError::Closed)
             }));
         });
+        let started = std::time::Instant::now();
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let out = rx.await.map_err(|_| StoreError::Closed)?;
+        crate::metrics::store_call("sqlite", started.elapsed(), out.is_err());
+        out
     }
 }
 
