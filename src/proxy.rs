@@ -5,6 +5,7 @@
 
 pub mod authz;
 pub mod connections;
+pub mod decide;
 pub mod forward;
 pub mod respond;
 pub mod route;

@@ -284,6 +284,30 @@ pub fn normalize_target(raw: &[u8]) -> Result<NormalTarget, TargetError> {
     })
 }
 
+/// `(authority, path and query)` of an `http://` or `https://` absolute-form target (the path
+/// `/` when it has none); `None` for any other target.
+pub fn absolute_form(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+    let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
+    let rest = if lower(7).as_deref() == Some(b"http://") {
+        &raw[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &raw[8..]
+    } else {
+        return None;
+    };
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut target = Vec::with_capacity(tail.len() + 1);
+    if !tail.starts_with(b"/") {
+        target.push(b'/');
+    }
+    target.extend_from_slice(tail);
+    Some((authority, target))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,7 @@
 //! Forward-auth: the gateway decides for a proxy in front of it (nginx `auth_request`, Traefik's
 //! and Caddy's `forward_auth`, Envoy's `ext_authz`), which then serves or refuses the request
-//! itself. The decision
-//! is the proxy path's own (`route::decide`, the same rules, sessions and lenient readings); only
-//! the answer differs:
+//! itself. The decision is the proxy path's own (`proxy::decide::decide`: the same rules,
+//! sessions and lenient readings); only the answer differs:
 //!
 //! - allowed: 200 with every identity header (an empty value for what the user lacks, so that
 //!   the proxy overwrites whatever the client sent) and the signed assertion;
@@ -20,7 +19,6 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use pingora::prelude::Session;
 
-use super::route::{self, Outcome};
 use super::State;
 use crate::access::Principal;
 use crate::decision::{self, Answer, Decision};
@@ -106,7 +104,7 @@ fn original(
         Flavour::AuthRequest => {
             let url = one(headers, "x-original-url")?;
             let https = url.len() >= 8 && url[..8].eq_ignore_ascii_case(b"https://");
-            let (authority, target) = route::absolute_form(url)
+            let (authority, target) = crate::hygiene::target::absolute_form(url)
                 .ok_or("an X-Original-URL that is not an absolute http(s) URL")?;
             Ok(Original {
                 method: method_of(one(headers, "x-original-method")?)?,
@@ -158,8 +156,11 @@ fn bare(status: StatusCode) -> Reply {
     Reply::new(status, "text/plain; charset=utf-8", "").with_header("vary", "Cookie")
 }
 
-fn reply(reply: Reply, decision: &'static str) -> Outcome {
-    Outcome::Reply { reply, decision }
+/// An answer and the decision the access line shows for it.
+type Answered = (Reply, &'static str);
+
+fn reply(reply: Reply, decision: &'static str) -> Answered {
+    (reply, decision)
 }
 
 /// Answers `GET {prefix}/authz/...` for the proxy at `peer`; `tls`: whether that proxy reached
@@ -171,7 +172,7 @@ pub async fn answer(
     flavour: Flavour,
     peer: IpAddr,
     tls: bool,
-) -> Outcome {
+) -> Answered {
     if !state.hygiene.is_trusted(peer) {
         tracing::warn!(target: LOG, %peer, "forward-auth asked by a peer that is not a trusted proxy");
         return reply(bare(StatusCode::FORBIDDEN), "authz_untrusted");
@@ -203,7 +204,7 @@ pub async fn answer(
     };
     let client = state.hygiene.client_ip(session.req_header(), peer);
     let who = identity.as_ref().map(|i| i as &dyn Principal);
-    let decision = route::decide(
+    let decision = super::decide::decide(
         state,
         &host.name,
         &target.path,
@@ -240,7 +241,7 @@ pub async fn answer(
 }
 
 /// 200 with every identity header: the user's, or all empty for a bypass route without one.
-fn allowed(state: &State, app: usize, identity: Option<&crate::auth::Identity>) -> Outcome {
+fn allowed(state: &State, app: usize, identity: Option<&crate::auth::Identity>) -> Answered {
     let names = &state.identity_headers;
     let mut set: Vec<(http::HeaderName, HeaderValue)> = Vec::with_capacity(9);
     if let Some(who) = identity {

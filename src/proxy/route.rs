@@ -9,7 +9,7 @@ use http::StatusCode;
 use pingora::prelude::Session;
 
 use super::State;
-use crate::access::{self, Principal};
+use crate::access::Principal;
 use crate::auth::Identity;
 use crate::certificates::{OnRequest, Presented};
 use crate::decision::{self, Answer, Decision};
@@ -74,12 +74,7 @@ pub struct Seen {
     pub path: String,
 }
 
-pub(super) fn refuse(
-    state: &State,
-    session: &Session,
-    status: StatusCode,
-    decision: &'static str,
-) -> Outcome {
+fn refuse(state: &State, session: &Session, status: StatusCode, decision: &'static str) -> Outcome {
     Outcome::Reply {
         reply: state.pages.error(status, lang(state, session)),
         decision,
@@ -138,7 +133,8 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
         .filter(|s| s.is_empty() || s.starts_with('/'))
     {
         if let Some(flavour) = super::authz::Flavour::of(sub) {
-            return super::authz::answer(state, session, flavour, peer, tls).await;
+            let (reply, decision) = super::authz::answer(state, session, flavour, peer, tls).await;
+            return Outcome::Reply { reply, decision };
         }
         let client = state.hygiene.client_ip(session.req_header(), peer);
         let scheme = if tls { "https" } else { "http" };
@@ -215,7 +211,7 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
 
     let method = session.req_header().method.clone();
     let who = identity.as_ref().map(|i| i as &dyn Principal);
-    let decision = decide(state, &host.name, &target.path, &method, client, who);
+    let decision = super::decide::decide(state, &host.name, &target.path, &method, client, who);
     let scheme = if tls { "https" } else { "http" };
     let authority = seen.authority.clone();
     let original = || format!("{scheme}://{authority}{}", target.to_uri_string());
@@ -252,75 +248,6 @@ pub async fn route(state: &State, session: &mut Session, seen: &mut Seen) -> Out
     }
 }
 
-/// The decision core's answer for a request to `host` and `path` with `method`. An app may
-/// read the request more leniently than the rules (`/ADMIN/x`, `/admin;x=1/x`, `/admin./x`, a
-/// method in lower case): the rules are asked about that reading too, and the stricter answer
-/// holds. What is forwarded stays as it is.
-pub(super) fn decide(
-    state: &State,
-    host: &str,
-    path: &str,
-    method: &http::Method,
-    client: IpAddr,
-    who: Option<&dyn Principal>,
-) -> Decision {
-    let decision = decision::decide(
-        &state.rules,
-        &access::Request {
-            host,
-            path,
-            method,
-            client,
-        },
-        who,
-    );
-    let lenient_path = crate::hygiene::target::lenient_reading(path);
-    let lenient_method = method
-        .as_str()
-        .bytes()
-        .any(|b| b.is_ascii_lowercase())
-        .then(|| http::Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).ok())
-        .flatten();
-    if lenient_path.is_none() && lenient_method.is_none() {
-        return decision;
-    }
-    let other = decision::decide(
-        &state.rules,
-        &access::Request {
-            host,
-            path: lenient_path.as_deref().unwrap_or(path),
-            method: lenient_method.as_ref().unwrap_or(method),
-            client,
-        },
-        who,
-    );
-    decision.stricter(other)
-}
-
-/// `(authority, path and query)` of an `http://` or `https://` absolute-form target (the path
-/// `/` when it has none); `None` for any other target.
-pub(super) fn absolute_form(raw: &[u8]) -> Option<(&[u8], Vec<u8>)> {
-    let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
-    let rest = if lower(7).as_deref() == Some(b"http://") {
-        &raw[7..]
-    } else if lower(8).as_deref() == Some(b"https://") {
-        &raw[8..]
-    } else {
-        return None;
-    };
-    let end = rest
-        .iter()
-        .position(|&b| b == b'/' || b == b'?')
-        .unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let mut target = Vec::with_capacity(tail.len() + 1);
-    if !tail.starts_with(b"/") {
-        target.push(b'/');
-    }
-    target.extend_from_slice(tail);
-    Some((authority, target))
-}
-
 /// Host and target, normalised; `Err` names why the request is refused with 400.
 fn parse_request(session: &Session, tls: bool) -> Result<(NormalHost, NormalTarget), String> {
     let req = session.req_header();
@@ -353,7 +280,7 @@ fn parse_request(session: &Session, tls: bool) -> Result<(NormalHost, NormalTarg
             (host, pq.as_bytes().to_vec())
         }
         // An HTTP/1.1 absolute-form target the parser left whole (RFC 9112 §3.2.2).
-        None => match absolute_form(req.raw_path()) {
+        None => match crate::hygiene::target::absolute_form(req.raw_path()) {
             Some((authority, path_and_query)) => {
                 let host = normalize_host(&[authority], tls).map_err(|e| e.to_string())?;
                 if !host_headers.is_empty() {
