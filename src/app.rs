@@ -291,7 +291,7 @@ pub fn build_with_clock(
                 .map(|(i, a)| (i, a.hosts.as_slice())),
         ),
         apps,
-        rules: AccessRules::compile(cfg.rules.clone())?,
+        rules: arc_swap::ArcSwap::from_pointee(AccessRules::compile(cfg.rules.clone())?),
         hygiene: HeaderHygiene::new(
             &cfg.identity_headers,
             &cfg.server.trusted_proxies,
@@ -316,6 +316,9 @@ pub fn build_with_clock(
             state: Arc::clone(&state),
             directory,
             bans,
+            // A process of its own (the binary) reloads its rules on SIGHUP; gateways inside a
+            // test share one process and its signals, and do not.
+            reload_from: (runtime == Runtime::PerThread).then(|| cfg.source.clone()),
         },
     ));
     let mut gateway = pingora::proxy::http_proxy(&server.configuration, Gateway { state });
@@ -414,11 +417,24 @@ fn ensure_bindable(address: std::net::SocketAddr) -> Result<(), BuildError> {
 /// Periodic upkeep: reloads the users file when it changes (every second), and every 30 s
 /// ends expired sessions and writes session activity to the store, trims the failure limits and
 /// drops the bans an operator lifted from the store, drops expired cached assertions and rotates
-/// the signing key when it is due.
+/// the signing key when it is due. On `SIGHUP`, reads the configuration file again and puts its
+/// access rules in force.
 struct Housekeeping {
     state: Arc<State>,
     directory: Option<Arc<FileDirectory>>,
     bans: BanLog,
+    /// The configuration file `SIGHUP` reloads the rules from; `None`: no reload.
+    reload_from: Option<std::path::PathBuf>,
+}
+
+/// The next `SIGHUP`, or never without a handler.
+async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) {
+    match hangups {
+        Some(h) => {
+            h.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 #[async_trait]
@@ -427,11 +443,20 @@ impl pingora::services::background::BackgroundService for Housekeeping {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut events = self.state.auth.store.backend().session_events();
         let mut bans = self.bans.0.lock().await;
+        let mut hangups = self.reload_from.as_ref().and_then(|_| {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| tracing::error!(target: "stepgate::reload", error = %e, "cannot listen for SIGHUP; no reload"))
+                .ok()
+        });
         let mut n: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break,
+                _ = next_hangup(&mut hangups) => {
+                    self.reload();
+                    continue;
+                }
                 event = next_event(&mut events) => {
                     self.state.auth.sessions.apply(event);
                     continue;
@@ -508,6 +533,31 @@ impl Housekeeping {
             Ok(()) => auth.regulator.ban_kept(ban),
             Err(e) => {
                 tracing::error!(target: "stepgate::regulation", error = %e, "could not keep a ban in the store")
+            }
+        }
+    }
+
+    /// Reads the configuration file again and, when it is valid as a whole, puts its access
+    /// rules in force. A file with problems is reported, one line per problem, and the running
+    /// configuration stays. Everything else in the file takes a restart.
+    fn reload(&self) {
+        let Some(path) = &self.reload_from else {
+            return;
+        };
+        let rules = crate::config::Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| AccessRules::compile(cfg.rules).map_err(|e| e.to_string()));
+        match rules {
+            Ok(rules) => {
+                let n = rules.len();
+                self.state.rules.store(Arc::new(rules));
+                tracing::info!(target: "stepgate::reload", rules = n, "SIGHUP: access rules reloaded; other changes take a restart");
+            }
+            Err(problems) => {
+                tracing::error!(target: "stepgate::reload", "SIGHUP: the configuration was not reloaded, the running one stays");
+                for problem in problems.lines() {
+                    tracing::error!(target: "stepgate::reload", "{problem}");
+                }
             }
         }
     }

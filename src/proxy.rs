@@ -40,7 +40,8 @@ pub struct AppRuntime {
 pub struct State {
     pub router: HostRouter,
     pub apps: Vec<AppRuntime>,
-    pub rules: AccessRules,
+    /// The access rules in force; `SIGHUP` swaps in the file's new ones (`app::Housekeeping`).
+    pub rules: arc_swap::ArcSwap<AccessRules>,
     pub hygiene: HeaderHygiene,
     pub pages: Pages,
     pub auth: Auth,

@@ -96,10 +96,18 @@ fn fast_stop_ends_the_gateway_and_frees_the_port() {
     );
 }
 
+/// The real binary, as `serve` sees it while it runs.
+struct Running<'a> {
+    addr: SocketAddr,
+    config: &'a std::path::Path,
+    log: &'a std::path::Path,
+    pid: i32,
+}
+
 /// The real binary in front of `upstream`, with `[log] format = FORMAT`, its standard output
 /// in a file (not a terminal, as under a service manager); `serve` runs while it is up. Stops
 /// it with SIGTERM and returns what it wrote.
-fn the_binary(upstream: &Upstream, format: &str, serve: impl FnOnce(SocketAddr)) -> String {
+fn the_binary(upstream: &Upstream, format: &str, serve: impl FnOnce(&Running)) -> String {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let toml = common::config_with(&["127.0.0.1"], &[upstream.addr], common::RULES)
@@ -110,26 +118,41 @@ fn the_binary(upstream: &Upstream, format: &str, serve: impl FnOnce(SocketAddr))
     let config = dir.path().join("stepgate.toml");
     std::fs::write(&config, toml).unwrap();
     let log = dir.path().join("stdout.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_stepgate"))
         .args(["run", "--config"])
         .arg(&config)
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    /// Kills the binary if the test ends before it stopped (a failed check).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let mut child = KillOnDrop(child);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     common::wait_ready(addr);
-    serve(addr);
+    serve(&Running {
+        addr,
+        config: &config,
+        log: &log,
+        pid: child.0.id() as i32,
+    });
 
     // SAFETY: kill only sends a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
             panic!("the gateway did not stop on SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -152,7 +175,8 @@ fn the_binary(upstream: &Upstream, format: &str, serve: impl FnOnce(SocketAddr))
 #[test]
 fn the_binary_serves_from_every_worker_and_stops_on_sigterm() {
     let upstream = Upstream::start("per-thread");
-    let out = the_binary(&upstream, "json", |addr| {
+    let out = the_binary(&upstream, "json", |run| {
+        let addr = run.addr;
         // 16 connections at once: a worker that could not run its connections would leave
         // about half of them unanswered (`raw` gives up after 5 s).
         let clients: Vec<_> = (0..16)
@@ -178,8 +202,86 @@ fn the_binary_serves_from_every_worker_and_stops_on_sigterm() {
 #[test]
 fn the_human_log_has_no_colour_codes_off_a_terminal() {
     let upstream = Upstream::start("human");
-    let out = the_binary(&upstream, "human", |addr| {
-        assert_eq!(common::status(&common::get(addr, "/public/x", &[])), 200);
+    let out = the_binary(&upstream, "human", |run| {
+        assert_eq!(
+            common::status(&common::get(run.addr, "/public/x", &[])),
+            200
+        );
     });
     assert!(out.contains("stepgate starting"), "{out}");
+}
+
+/// SIGHUP puts a changed file's rules in force without a failed request among those in flight,
+/// and a file with problems is reported and changes nothing.
+#[test]
+fn sighup_reloads_the_rules_under_load_and_keeps_them_when_the_file_is_bad() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let upstream = Upstream::start("reload");
+    let out = the_binary(&upstream, "human", |run| {
+        let addr = run.addr;
+        let late = || common::status(&common::get(addr, "/late/x", &[]));
+        assert_eq!(late(), 401, "not a bypass route yet");
+        let (stop, served, failed) = (
+            AtomicBool::new(false),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        /// Stops the load when the checks end, passed or not (a failed check must not leave
+        /// the scope waiting for it).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::scope(|s| {
+            let _stop = StopOnDrop(&stop);
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        match common::status(&common::get(addr, "/public/x", &[])) {
+                            200 => served.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                });
+            }
+            let hangup = || {
+                // SAFETY: kill only sends a signal to the child this test started.
+                assert_eq!(unsafe { libc::kill(run.pid, libc::SIGHUP) }, 0);
+            };
+            let text = std::fs::read_to_string(run.config).unwrap();
+            let first_rule = text.find("[[rule]]").unwrap();
+            let changed = format!(
+                "{}[[rule]]\npath = \"^/late/\"\npolicy = \"bypass\"\n\n{}",
+                &text[..first_rule],
+                &text[first_rule..]
+            );
+            std::fs::write(run.config, &changed).unwrap();
+            hangup();
+            wait_until("the new rule is in force", || late() == 200);
+
+            // A bad file: reported, and the rules stay as they are.
+            std::fs::write(
+                run.config,
+                format!("{changed}\n[[rule]]\npolicy = \"maybe\"\n"),
+            )
+            .unwrap();
+            hangup();
+            wait_until("the bad file is reported", || {
+                std::fs::read_to_string(run.log)
+                    .unwrap()
+                    .contains("the configuration was not reloaded")
+            });
+            assert_eq!(late(), 200);
+        });
+        assert!(served.load(Ordering::Relaxed) > 0);
+        assert_eq!(
+            failed.load(Ordering::Relaxed),
+            0,
+            "requests failed across the reloads"
+        );
+    });
+    assert!(out.contains("access rules reloaded"), "{out}");
+    assert!(out.contains("rule[") && out.contains("policy"), "{out}");
 }

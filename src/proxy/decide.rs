@@ -20,8 +20,9 @@ pub fn decide(
     client: IpAddr,
     who: Option<&dyn Principal>,
 ) -> Decision {
+    let rules = state.rules.load();
     let decision = decision::decide(
-        &state.rules,
+        &rules,
         &access::Request {
             host,
             path,
@@ -41,7 +42,7 @@ pub fn decide(
         return decision;
     }
     let other = decision::decide(
-        &state.rules,
+        &rules,
         &access::Request {
             host,
             path: lenient_path.as_deref().unwrap_or(path),
