@@ -15,10 +15,6 @@ use common::db::Postgres;
 use common::two_factor::ALICE;
 use common::*;
 
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 /// Whether a Redis answers PING at `addr`.
 fn pong(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {

@@ -55,10 +55,7 @@ impl Postgres {
                 name,
             }),
             Err(Unreachable(reason)) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI must run {test} on PostgreSQL: {reason}"
-                );
+                assert!(!super::ci(), "CI must run {test} on PostgreSQL: {reason}");
                 // Straight to stderr, past the test harness's capture: a skip must show in a
                 // plain `cargo test`, or a green run would hide that PostgreSQL went untested.
                 let _ = writeln!(std::io::stderr(), "skipping {test} on PostgreSQL: {reason}");

@@ -675,6 +675,12 @@ impl Browser {
     }
 }
 
+/// Whether this run is CI (`CI=true`), where a test that needs a missing service fails rather
+/// than skips.
+pub fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
 /// The quickstart users file (the contract's users), as an absolute path.
 pub fn quickstart_users() -> String {
     format!(
